@@ -1,0 +1,85 @@
+// kernels.h - the core's contract for quantized tensors: type traits,
+// dequantization, activation quantization and matmul.
+//
+// Weights stay in the ggml block layouts straight from the mmapped GGUF file.
+// A matmul computes Y[M, N] = X[M, K] . W[N, K]^T where W has N rows of K values
+// stored as row_bytes(type, K) bytes each. X is float32; it is quantized once per
+// matmul to the 8-bit block type that pairs with W's type (Q8_0 for the 32-value
+// block types, Q8_K for the K-quants and IQ4_XS) so the dot products run in
+// integer SIMD. Every kernel has a scalar generic version; AVX2 and AVX-512
+// versions are chosen at import from cpuid/xgetbv (LLAMALITE_ISA overrides).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace ll {
+
+class ThreadPool;
+
+// GGUF tensor type ids (the numbers in the file).
+enum GGMLType : int32_t {
+  TYPE_F32 = 0, TYPE_F16 = 1, TYPE_Q4_0 = 2, TYPE_Q4_1 = 3, TYPE_Q5_0 = 6,
+  TYPE_Q5_1 = 7, TYPE_Q8_0 = 8, TYPE_Q8_1 = 9, TYPE_Q2_K = 10, TYPE_Q3_K = 11,
+  TYPE_Q4_K = 12, TYPE_Q5_K = 13, TYPE_Q6_K = 14, TYPE_Q8_K = 15,
+  TYPE_IQ4_NL = 20, TYPE_IQ4_XS = 23, TYPE_BF16 = 30,
+};
+
+struct TypeTraits {
+  const char* name;     // "Q4_K"
+  int64_t block_size;   // values per block
+  size_t type_size;     // bytes per block
+  bool can_matmul;      // usable as a weight type in matmul()
+};
+
+// Throws std::invalid_argument for a type id the core does not know.
+const TypeTraits& type_traits(int32_t type);
+bool is_known_type(int32_t type);
+// Bytes of one row of n values (n must be a multiple of the block size).
+size_t row_bytes(int32_t type, int64_t n);
+
+// Dequantize n values (a multiple of the block size) to float32.
+void dequantize_row(int32_t type, const void* src, float* dst, int64_t n);
+
+// --- activations ------------------------------------------------------------
+// X [M, K] float32 quantized for a weight type's dot product. For float weight
+// types (F32, F16, BF16) the rows are kept as float32.
+struct QuantizedActs {
+  int32_t weight_type = -1;  // the weight type these were prepared for
+  int32_t act_type = -1;     // TYPE_Q8_0, TYPE_Q8_K, or TYPE_F32
+  int64_t M = 0, K = 0;
+  size_t row_bytes = 0;      // bytes per quantized row
+  uint8_t* data = nullptr;   // M * row_bytes bytes, 64-byte aligned
+  size_t capacity = 0;
+  QuantizedActs() = default;
+  QuantizedActs(const QuantizedActs&) = delete;
+  QuantizedActs& operator=(const QuantizedActs&) = delete;
+  ~QuantizedActs();
+  // Sizes the buffer for X [M, K] and weight_type (reuses memory when it fits).
+  void prepare(int32_t weight_type, int64_t M, int64_t K);
+};
+
+// Quantize rows [m0, m1) of X (row stride ldx floats) into xq (already prepare()d).
+void quantize_acts_rows(const float* X, int64_t ldx, QuantizedActs& xq, int64_t m0, int64_t m1);
+
+// Y[m * ldy + n] = dot(X[m], W[n]) for all m and n in [n0, n1).
+// W points at row 0; rows are row_bytes(weight_type, K) bytes apart.
+void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy,
+                  int64_t n0, int64_t n1);
+
+// The whole matmul on the pool: Y[M, N] (row stride N) = X[M, K] . W[N, K]^T.
+void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K,
+            const float* X, int64_t M, float* Y);
+
+// --- instruction sets -----------------------------------------------------------
+enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2 };
+const char* isa_name(ISA isa);
+ISA best_supported_isa();        // from cpuid/xgetbv
+bool isa_supported(ISA isa);
+ISA active_isa();
+// Throws std::runtime_error naming what the CPU lacks when it cannot run `isa`.
+void set_active_isa(ISA isa);
+// Human-readable CPU feature list: "avx2 fma f16c avx512f avx512bw avx512vnni ..."
+std::string cpu_features();
+
+}  // namespace ll

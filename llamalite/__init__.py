@@ -1,0 +1,24 @@
+"""llamalite: a portable CPU runtime for quantized GGUF language models.
+
+>>> import llamalite
+>>> path = llamalite.pull("smollm2-135m")      # fetched once, then cached
+"""
+from __future__ import annotations
+
+from . import _core
+from .errors import GGUFError, LlamaliteError, RegistryError
+from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
+
+__version__ = _core.__version__
+
+__all__ = [
+    "GGUFError",
+    "LlamaliteError",
+    "MODELS",
+    "RegistryError",
+    "cache_dir",
+    "list_cached",
+    "pull",
+    "resolve_model",
+    "__version__",
+]

@@ -1,0 +1,14 @@
+"""Exception types. Every message says what is wrong and, where it can, the fix."""
+from __future__ import annotations
+
+
+class LlamaliteError(Exception):
+    """Base class of every error llamalite raises on purpose."""
+
+
+class GGUFError(LlamaliteError, ValueError):
+    """A GGUF file is malformed, truncated, or uses something llamalite does not support."""
+
+
+class RegistryError(LlamaliteError):
+    """A model could not be fetched, verified or found in the cache."""

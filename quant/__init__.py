@@ -1,0 +1,1 @@
+"""Quantization: numpy reference quantizers and the tool that writes GGUF files."""

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real models (pulled once into the user cache) and paths."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).parent
+# tests/reference (the numpy reference forward pass) and helpers import from here.
+sys.path.insert(0, str(TESTS_DIR))
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    import llamalite
+    return llamalite.pull("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma3_path() -> Path:
+    import llamalite
+    return llamalite.pull("gemma3-270m")
+
+
+@pytest.fixture(scope="session", params=["smollm2-135m", "gemma3-270m"])
+def real_model_path(request) -> Path:
+    import llamalite
+    return llamalite.pull(request.param)
+
+
+def run_cli(*args: str, input: str | None = None, timeout: float = 600, env=None):
+    """Run the installed `llamalite` command (as `python -m llamalite.cli.main`).
+
+    It runs in an empty temporary folder so the
+    source tree's llamalite/ folder can never shadow the installed package.
+    """
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-m", "llamalite.cli.main", *args],
+                              capture_output=True, text=True, input=input,
+                              timeout=timeout, cwd=cwd, env=env)
