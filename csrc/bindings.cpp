@@ -2,10 +2,16 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <climits>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "gguf_scan.h"
+#include "kv_cache.h"
+#include "model.h"
 
 namespace py = pybind11;
 
@@ -54,10 +60,124 @@ static void bind_gguf(py::module_& m) {
         "Returns (True, end, blob, offsets) or (False, bad_index, bad_pos, bad_length, length_cut).");
 }
 
+// --- model ---
+// _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
+// holds pointers into `buffer` (the mmapped file), kept alive with the Model.
+// _core.KVCache(model, n_blocks, block_size) is the paged K/V pool (float32).
+// Model.forward(kv, tokens, positions, seq_ids, block_tables, logit_rows) runs one
+// step with the GIL released and returns float32 logits [len(logit_rows), n_vocab].
+
+using I32Array = py::array_t<int32_t, py::array::c_style>;
+
+static ll::HParams hparams_from_dict(const py::dict& d) {
+  ll::HParams hp;
+  auto get = [&](const char* key) -> py::object {
+    if (!d.contains(key)) throw py::value_error(std::string("hparams is missing '") + key + "'");
+    return d[key];
+  };
+  hp.arch = get("arch").cast<std::string>();
+  hp.n_vocab = get("n_vocab").cast<int32_t>();
+  hp.n_ctx_train = get("n_ctx_train").cast<int32_t>();
+  hp.n_embd = get("n_embd").cast<int32_t>();
+  hp.n_layer = get("n_layer").cast<int32_t>();
+  hp.n_head = get("n_head").cast<int32_t>();
+  hp.n_head_kv = get("n_head_kv").cast<int32_t>();
+  hp.head_dim = get("head_dim").cast<int32_t>();
+  hp.head_dim_v = get("head_dim_v").cast<int32_t>();
+  hp.n_rot = get("n_rot").cast<int32_t>();
+  hp.n_ff = get("n_ff").cast<int32_t>();
+  hp.eps = get("eps").cast<float>();
+  hp.rope_base = get("rope_base").cast<float>();
+  hp.rope_base_swa = get("rope_base_swa").cast<float>();
+  hp.rope_neox = get("rope_neox").cast<bool>();
+  hp.sliding_window = get("sliding_window").cast<int32_t>();
+  hp.swa_pattern = get("swa_pattern").cast<int32_t>();
+  hp.attn_scale = get("attn_scale").cast<float>();
+  hp.embd_scale = get("embd_scale").cast<float>();
+  hp.final_softcap = get("final_softcap").cast<float>();
+  return hp;
+}
+
+static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& hparams,
+                                             const py::dict& tensors, int32_t n_threads) {
+  py::buffer_info info = buffer.request();
+  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
+    throw py::value_error("Model: expected the file as a contiguous 1-D byte buffer");
+  std::map<std::string, ll::TensorDesc> descs;
+  for (auto item : tensors) {
+    auto t = item.second.cast<py::tuple>();
+    if (t.size() != 4) throw py::value_error("Model: tensor entries are (offset, type, ne0, ne1)");
+    descs[item.first.cast<std::string>()] = ll::TensorDesc{
+        t[0].cast<uint64_t>(), t[1].cast<int32_t>(), t[2].cast<int64_t>(), t[3].cast<int64_t>()};
+  }
+  return std::make_unique<ll::Model>(static_cast<const uint8_t*>(info.ptr),
+                                     static_cast<uint64_t>(info.shape[0]),
+                                     hparams_from_dict(hparams), descs, n_threads);
+}
+
+static int32_t checked_len(const I32Array& a, const char* name) {
+  if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be a 1-D int32 array");
+  if (a.shape(0) > INT32_MAX) throw py::value_error(std::string(name) + " is too long");
+  return static_cast<int32_t>(a.shape(0));
+}
+
+static py::array_t<float> model_forward(ll::Model& m, ll::KVCache& kv, const I32Array& tokens,
+                                        const I32Array& positions, const I32Array& seq_ids,
+                                        const I32Array& block_tables, const I32Array& logit_rows) {
+  const int32_t n = checked_len(tokens, "tokens");
+  if (checked_len(positions, "positions") != n || checked_len(seq_ids, "seq_ids") != n)
+    throw py::value_error("tokens, positions and seq_ids must have the same length");
+  if (block_tables.ndim() != 2) throw py::value_error("block_tables must be a 2-D int32 array");
+  const int32_t r = checked_len(logit_rows, "logit_rows");
+  ll::Batch b;
+  b.n_tokens = n;
+  b.tokens = tokens.data();
+  b.positions = positions.data();
+  b.seq_ids = seq_ids.data();
+  b.block_tables = block_tables.data();
+  b.n_seqs = static_cast<int32_t>(block_tables.shape(0));
+  b.max_blocks = static_cast<int32_t>(block_tables.shape(1));
+  b.logit_rows = logit_rows.data();
+  b.n_logit_rows = r;
+  ll::validate_batch(m, kv, b);   // before allocating the output
+  py::array_t<float> logits({static_cast<py::ssize_t>(r), static_cast<py::ssize_t>(m.hp.n_vocab)});
+  float* out = logits.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ll::forward(m, kv, b, out);
+  }
+  return logits;
+}
+
+static void bind_model(py::module_& m) {
+  py::class_<ll::Model>(m, "Model")
+      .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
+           py::arg("n_threads"), py::keep_alive<1, 2>(),
+           "Bind the weights of a GGUF file already parsed by llamalite.gguf.")
+      .def_property_readonly("n_threads", [](const ll::Model& x) { return x.pool->size(); })
+      .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
+      .def("forward", &model_forward, py::arg("kv"), py::arg("tokens"), py::arg("positions"),
+           py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
+           "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].");
+  py::class_<ll::KVCache>(m, "KVCache")
+      .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size) {
+             return std::make_unique<ll::KVCache>(model.hp.n_layer, n_blocks, block_size,
+                                                  model.hp.n_head_kv, model.hp.head_dim,
+                                                  model.hp.head_dim_v);
+           }),
+           py::arg("model"), py::arg("n_blocks"), py::arg("block_size"))
+      .def_readonly("n_blocks", &ll::KVCache::n_blocks)
+      .def_readonly("block_size", &ll::KVCache::block_size)
+      .def_property_readonly("nbytes", &ll::KVCache::nbytes)
+      .def("copy_block", &ll::KVCache::copy_block, py::arg("src"), py::arg("dst"),
+           "Copy every layer's K/V of block src into block dst.");
+}
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llamalite C++ core: GGUF block formats, quantized kernels, forward pass";
   m.attr("__version__") = LLAMALITE_VERSION;
   bind_gguf(m);
+  bind_model(m);
 }
