@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import _core
 from .errors import GGUFError, LlamaliteError, RegistryError
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
+from .system import system_info
 
 __version__ = _core.__version__
 
@@ -20,5 +21,6 @@ __all__ = [
     "list_cached",
     "pull",
     "resolve_model",
+    "system_info",
     "__version__",
 ]
