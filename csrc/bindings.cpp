@@ -1,6 +1,17 @@
 // bindings.cpp - the one pybind11 binding file: llamalite._core.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "threadpool.h"
 
 #include <climits>
 #include <cstring>
@@ -173,11 +184,138 @@ static void bind_model(py::module_& m) {
            "Copy every layer's K/V of block src into block dst.");
 }
 
+// --- kernels ---------------------------------------------------------------------
+namespace {
+
+using U8Array = py::array_t<uint8_t, py::array::c_style>;
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+ll::ISA parse_isa(const std::string& name) {
+  if (name == "generic") return ll::ISA::generic;
+  if (name == "avx2") return ll::ISA::avx2;
+  if (name == "avx512") return ll::ISA::avx512;
+  throw std::invalid_argument("unknown instruction set '" + name + "': expected generic, avx2 or avx512");
+}
+
+// One shared pool for the binding-level matmul; rebuilt when the size changes.
+std::mutex g_pool_mu;
+std::unique_ptr<ll::ThreadPool> g_pool;
+
+ll::ThreadPool& pool_of_size(int n) {
+  if (!g_pool || g_pool->size() != n) {
+    g_pool.reset();
+    g_pool.reset(new ll::ThreadPool(n));
+  }
+  return *g_pool;
+}
+
+int resolve_threads(py::object n_threads) {
+  if (n_threads.is_none()) return ll::default_thread_count();
+  int n = n_threads.cast<int>();
+  if (n < 1 || n > 1024) throw std::invalid_argument("n_threads must be between 1 and 1024, got " + std::to_string(n));
+  return n;
+}
+
+py::dict type_traits_dict(int32_t type) {
+  const ll::TypeTraits& t = ll::type_traits(type);
+  py::dict d;
+  d["name"] = t.name;
+  d["block_size"] = t.block_size;
+  d["type_size"] = t.type_size;
+  d["can_matmul"] = t.can_matmul;
+  return d;
+}
+
+py::array_t<float> dequantize_py(int32_t type, U8Array raw, int64_t n) {
+  if (n < 0) throw std::invalid_argument("dequantize: n must be >= 0, got " + std::to_string(n));
+  const size_t need = ll::row_bytes(type, n);  // validates the type and block multiple
+  if ((size_t)raw.size() < need) {
+    throw std::invalid_argument("dequantize: " + std::to_string(n) + " values of " + ll::type_traits(type).name +
+                                " need " + std::to_string(need) + " bytes, got " + std::to_string(raw.size()));
+  }
+  py::array_t<float> out(n);
+  const uint8_t* src = raw.data();
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    ll::dequantize_row(type, src, dst, n);
+  }
+  return out;
+}
+
+py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads) {
+  const ll::TypeTraits& t = ll::type_traits(type);
+  if (!t.can_matmul) throw std::invalid_argument(std::string("matmul: ") + t.name + " cannot be a weight type");
+  if (W.ndim() != 2) throw std::invalid_argument("matmul: W must be a 2-D uint8 array [N, row_bytes]");
+  if (X.ndim() != 2) throw std::invalid_argument("matmul: X must be a 2-D float32 array [M, K]");
+  const int64_t N = W.shape(0), M = X.shape(0), K = X.shape(1);
+  if (K <= 0 || K % t.block_size != 0) {
+    throw std::invalid_argument("matmul: K = " + std::to_string(K) + " is not a positive multiple of the " + t.name +
+                                " block size " + std::to_string(t.block_size));
+  }
+  const size_t rb = ll::row_bytes(type, K);
+  if ((size_t)W.shape(1) != rb) {
+    throw std::invalid_argument("matmul: W rows have " + std::to_string(W.shape(1)) + " bytes but K = " +
+                                std::to_string(K) + " values of " + t.name + " take " + std::to_string(rb));
+  }
+  const int nt = resolve_threads(n_threads);
+  py::array_t<float> Y({M, N});
+  const uint8_t* w = W.data();
+  const float* x = X.data();
+  float* y = Y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(g_pool_mu);
+    ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y);
+  }
+  return Y;
+}
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512}) {
+    if (ll::isa_supported(isa)) out.push_back(ll::isa_name(isa));
+  }
+  return out;
+}
+
+void bind_kernels(py::module_& m) {
+  // LLAMALITE_ISA is read once, here, at import.
+  if (const char* env = std::getenv("LLAMALITE_ISA")) {
+    std::string name(env);
+    if (!name.empty()) {
+      try {
+        ll::set_active_isa(parse_isa(name));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("LLAMALITE_ISA=") + name + ": " + e.what());
+      }
+    }
+  }
+  m.def("type_traits", &type_traits_dict, py::arg("type"),
+        "Traits of a GGML type id: name, block_size, type_size, can_matmul (ValueError if unknown).");
+  m.def("row_bytes", [](int32_t type, int64_t n) { return ll::row_bytes(type, n); }, py::arg("type"), py::arg("n"),
+        "Bytes of a row of n values of the type.");
+  m.def("dequantize", &dequantize_py, py::arg("type"), py::arg("raw"), py::arg("n"),
+        "Dequantize n values of the given type from raw bytes into a float32 array.");
+  m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
+        "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+  m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
+        "Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it).");
+  m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
+  m.def("best_isa", []() { return std::string(ll::isa_name(ll::best_supported_isa())); });
+  m.def("supported_isas", &supported_isas);
+  m.def("cpu_features", []() { return ll::cpu_features(); });
+  m.def("default_thread_count", &ll::default_thread_count);
+}
+
+}  // namespace
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llamalite C++ core: GGUF block formats, quantized kernels, forward pass";
   m.attr("__version__") = LLAMALITE_VERSION;
+  bind_kernels(m);
   bind_gguf(m);
   bind_model(m);
 }

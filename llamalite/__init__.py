@@ -10,6 +10,7 @@ from .errors import GGUFError, LlamaliteError, RegistryError
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
+from .system import system_info
 
 __version__ = _core.__version__
 
@@ -30,5 +31,6 @@ __all__ = [
     "open_gguf",
     "pull",
     "resolve_model",
+    "system_info",
     "__version__",
 ]

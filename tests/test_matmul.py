@@ -1,0 +1,100 @@
+"""matmul for every weight type under every ISA the machine supports.
+
+Tolerances (normalised mean squared error, sum((Y - R)^2) / sum(R^2)):
+- against a float64 reference (dequantized W times X): activations are
+  rounded to 8 bits per value (scale amax/127 per block), which alone gives an
+  NMSE around 1e-4 on Gaussian data; we allow 1e-3 for the quantized types, and
+  1e-10 for F32/F16/BF16 weights (float32 accumulation only).
+- SIMD against the generic kernel: both see the same quantized activations and
+  the same integer block sums; only the float32 accumulation order differs, so
+  NMSE < 1e-10.
+Batch invariance is exact: one activation row gives the same bits whatever M
+and the thread count are (within one ISA).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize
+from kernel_data import MATMUL_TYPES, make_weights
+
+from llamalite import _core
+
+ISAS = _core.supported_isas()
+FLOAT_TYPES = {T.F32, T.F16, T.BF16}
+N, K = 40, 512
+
+
+def nmse(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(((y.astype(np.float64) - ref) ** 2).sum() / (ref ** 2).sum())
+
+
+@pytest.fixture
+def isa(request):
+    """Switch the active ISA for one test, restoring the previous one after."""
+    before = _core.active_isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
+def _case(qtype: T):
+    rng = np.random.default_rng(1000 + int(qtype))
+    W = make_weights(qtype, N, K, rng)
+    X = rng.standard_normal((512, K)).astype(np.float32)
+    Wf = dequantize(W, qtype).reshape(N, K).astype(np.float64)
+    return W, X, Wf
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", MATMUL_TYPES, ids=lambda t: t.name)
+def test_matmul_vs_float64(qtype, isa):
+    W, X, Wf = _case(qtype)
+    tol = 1e-10 if qtype in FLOAT_TYPES else 1e-3
+    for M in (1, 2, 7, 32, 512):
+        Y = _core.matmul(int(qtype), W, X[:M], 2)
+        assert Y.shape == (M, N) and Y.dtype == np.float32
+        err = nmse(Y, X[:M].astype(np.float64) @ Wf.T)
+        assert err < tol, f"{qtype.name} {isa} M={M}: NMSE {err:.3g} >= {tol}"
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "generic"], indirect=True)
+@pytest.mark.parametrize("qtype", MATMUL_TYPES, ids=lambda t: t.name)
+def test_simd_matches_generic(qtype, isa):
+    W, X, _ = _case(qtype)
+    Y = _core.matmul(int(qtype), W, X[:64], 2)
+    _core.set_isa("generic")
+    Yg = _core.matmul(int(qtype), W, X[:64], 2)
+    err = nmse(Y, Yg.astype(np.float64))
+    assert err < 1e-10, f"{qtype.name} {isa} vs generic: NMSE {err:.3g}"
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", MATMUL_TYPES, ids=lambda t: t.name)
+def test_batch_invariance(qtype, isa):
+    """Row i of Y is bit-identical for every M, every row offset and thread count."""
+    W, X, _ = _case(qtype)
+    full = _core.matmul(int(qtype), W, X[:37], 2)
+    for n_threads in (1, 2, 3):
+        for lo, hi in ((0, 1), (5, 6), (3, 10), (0, 37), (1, 33)):
+            part = _core.matmul(int(qtype), W, X[lo:hi], n_threads)
+            assert np.array_equal(part.view(np.uint32), full[lo:hi].view(np.uint32)), \
+                f"{qtype.name} {isa}: rows {lo}:{hi} with {n_threads} threads differ from M=37"
+    # Different N (another split of the weight rows) must not change a column either.
+    part = _core.matmul(int(qtype), W[3:29], X[:37], 2)
+    assert np.array_equal(part.view(np.uint32), full[:, 3:29].view(np.uint32))
+
+
+def test_matmul_bad_input():
+    W = np.zeros((4, 18 * 2), dtype=np.uint8)
+    with pytest.raises(ValueError, match="W rows have 36 bytes but K = 32 values of Q4_0 take 18"):
+        _core.matmul(int(T.Q4_0), W, np.zeros((1, 32), np.float32))
+    with pytest.raises(ValueError, match="not a positive multiple of the Q4_0 block size"):
+        _core.matmul(int(T.Q4_0), W, np.zeros((1, 33), np.float32))
+    with pytest.raises(ValueError, match="Q8_K cannot be a weight type"):
+        _core.matmul(int(T.Q8_K), W, np.zeros((1, 256), np.float32))
+    with pytest.raises(ValueError, match="n_threads must be between 1 and 1024"):
+        _core.matmul(int(T.Q4_0), W, np.zeros((1, 64), np.float32), 0)
+    with pytest.raises(ValueError, match="2-D"):
+        _core.matmul(int(T.Q4_0), W, np.zeros(64, np.float32))
