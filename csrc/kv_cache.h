@@ -7,6 +7,7 @@
 // Storage is float32 (exact; the models this targets are small enough that the
 // cache is a few MB per thousand tokens).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

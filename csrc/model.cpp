@@ -22,7 +22,7 @@ std::string shape_str(int64_t a, int64_t b) {
 
 // Finds `name`, checks its shape is [K, N] (GGUF order) and that its bytes lie in
 // the file, and returns a view. `need_f32` for norm vectors read as plain floats.
-Weight bind(const Model& m, const std::map<std::string, TensorDesc>& tensors,
+Weight bind_weight(const Model& m, const std::map<std::string, TensorDesc>& tensors,
             const std::string& name, int64_t K, int64_t N, bool need_f32) {
   auto it = tensors.find(name);
   if (it == tensors.end()) fail("tensor '" + name + "' is missing from the file");
@@ -97,29 +97,29 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
   const int64_t E = hp.n_embd, Q = (int64_t)hp.n_head * hp.head_dim;
   const int64_t KD = (int64_t)hp.n_head_kv * hp.head_dim, VD = (int64_t)hp.n_head_kv * hp.head_dim_v;
   const int64_t AO = (int64_t)hp.n_head * hp.head_dim_v;
-  tok_embd = bind(*this, tensors, "token_embd.weight", E, hp.n_vocab, false);
-  output_norm = bind(*this, tensors, "output_norm.weight", E, 1, true);
-  output = tensors.count("output.weight") ? bind(*this, tensors, "output.weight", E, hp.n_vocab, false)
+  tok_embd = bind_weight(*this, tensors, "token_embd.weight", E, hp.n_vocab, false);
+  output_norm = bind_weight(*this, tensors, "output_norm.weight", E, 1, true);
+  output = tensors.count("output.weight") ? bind_weight(*this, tensors, "output.weight", E, hp.n_vocab, false)
                                           : tok_embd;
   const bool gemma = arch == Arch::gemma3;
   layers.resize(hp.n_layer);
   for (int32_t il = 0; il < hp.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights& L = layers[il];
-    L.attn_norm = bind(*this, tensors, p + "attn_norm.weight", E, 1, true);
-    L.wq = bind(*this, tensors, p + "attn_q.weight", E, Q, false);
-    L.wk = bind(*this, tensors, p + "attn_k.weight", E, KD, false);
-    L.wv = bind(*this, tensors, p + "attn_v.weight", E, VD, false);
-    L.wo = bind(*this, tensors, p + "attn_output.weight", AO, E, false);
-    L.ffn_norm = bind(*this, tensors, p + "ffn_norm.weight", E, 1, true);
-    L.ffn_gate = bind(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
-    L.ffn_up = bind(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
-    L.ffn_down = bind(*this, tensors, p + "ffn_down.weight", hp.n_ff, E, false);
+    L.attn_norm = bind_weight(*this, tensors, p + "attn_norm.weight", E, 1, true);
+    L.wq = bind_weight(*this, tensors, p + "attn_q.weight", E, Q, false);
+    L.wk = bind_weight(*this, tensors, p + "attn_k.weight", E, KD, false);
+    L.wv = bind_weight(*this, tensors, p + "attn_v.weight", E, VD, false);
+    L.wo = bind_weight(*this, tensors, p + "attn_output.weight", AO, E, false);
+    L.ffn_norm = bind_weight(*this, tensors, p + "ffn_norm.weight", E, 1, true);
+    L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
+    L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
+    L.ffn_down = bind_weight(*this, tensors, p + "ffn_down.weight", hp.n_ff, E, false);
     if (gemma) {
-      L.q_norm = bind(*this, tensors, p + "attn_q_norm.weight", hp.head_dim, 1, true);
-      L.k_norm = bind(*this, tensors, p + "attn_k_norm.weight", hp.head_dim, 1, true);
-      L.post_attn_norm = bind(*this, tensors, p + "post_attention_norm.weight", E, 1, true);
-      L.post_ffn_norm = bind(*this, tensors, p + "post_ffw_norm.weight", E, 1, true);
+      L.q_norm = bind_weight(*this, tensors, p + "attn_q_norm.weight", hp.head_dim, 1, true);
+      L.k_norm = bind_weight(*this, tensors, p + "attn_k_norm.weight", hp.head_dim, 1, true);
+      L.post_attn_norm = bind_weight(*this, tensors, p + "post_attention_norm.weight", E, 1, true);
+      L.post_ffn_norm = bind_weight(*this, tensors, p + "post_ffw_norm.weight", E, 1, true);
     }
     L.sliding = hp.sliding_window > 0 && il % hp.swa_pattern < hp.swa_pattern - 1;
     L.rope_base = L.sliding ? hp.rope_base_swa : hp.rope_base;

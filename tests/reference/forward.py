@@ -2,6 +2,8 @@
 
 llama2.c in spirit: one small function per concept, shapes in comments, float32 weights
 dequantized by gguf.quants and float64 for the numerically touchy parts (norms, softmax).
+Like llama.cpp (and the C++ core), activations entering a quantized matmul are rounded to
+8-bit blocks first (act_quant=True, the default); act_quant=False gives pure float math.
 It is the oracle for the C++ core, so it follows llama.cpp's graphs exactly:
 
 - llama: x = embd[tok]; per layer: h = x + Wo.attn(rope_norm(Wq.rms(x)), rope_norm(Wk.rms(x)),
@@ -49,6 +51,7 @@ class RefHParams:
     swa_pattern: int       # layer il is sliding when il % swa_pattern < swa_pattern - 1
     attn_scale: float
     final_softcap: float   # 0: none
+    act_quant: bool = True # round activations to 8-bit blocks before quantized matmuls
 
 
 def hparams_of(w: RefWeights) -> RefHParams:
@@ -148,9 +151,29 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return (0.5 * x64 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x64 + 0.044715 * x64 ** 3))))
 
 
-def linear(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x [n, k] . w [m, k]^T -> [n, m]."""
-    return (x @ w.T).astype(np.float32)
+# Weight types whose dot products llama.cpp (and the core) run against 8-bit activations
+# in blocks of 256 (Q8_K); the other quantized types use blocks of 32 (Q8_0).
+_Q8K_WEIGHTS = {10, 11, 12, 13, 14, 23}      # Q2_K..Q6_K, IQ4_XS
+_FLOAT_WEIGHTS = {0, 1, 30}                  # F32, F16, BF16: activations stay float
+
+
+def fake_quant_8bit(x: np.ndarray, block: int) -> np.ndarray:
+    """x [n, k] rounded as the 8-bit activation blocks hold it: per block of `block`
+    values d = amax / 127, q = round-half-even(x / d), value = q * d."""
+    xb = x.astype(np.float32).reshape(x.shape[0], -1, block)
+    d = (np.abs(xb).max(axis=-1, keepdims=True) / np.float32(127)).astype(np.float32)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    q = np.rint(xb * inv)
+    return (q * d).reshape(x.shape).astype(np.float32)
+
+
+def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray) -> np.ndarray:
+    """x [n, k] . W[m, k]^T -> [n, m] for weight `name`; with hp.act_quant the
+    activations are first rounded to 8-bit blocks exactly as llama.cpp does."""
+    ttype = w.raw(name)[1]
+    if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
+        x = fake_quant_8bit(x, 256 if ttype in _Q8K_WEIGHTS else 32)
+    return (x.astype(np.float64) @ w.tensor(name).T.astype(np.float64)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- one layer
@@ -160,9 +183,9 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     p = f"blk.{il}."
     n = x.shape[0]
     h = rmsnorm(x, w.tensor(p + "attn_norm.weight"), hp.eps)
-    q = linear(h, w.tensor(p + "attn_q.weight")).reshape(n, hp.n_head, hp.head_dim)
-    k = linear(h, w.tensor(p + "attn_k.weight")).reshape(n, hp.n_head_kv, hp.head_dim)
-    v = linear(h, w.tensor(p + "attn_v.weight")).reshape(n, hp.n_head_kv, hp.head_dim_v)
+    q = linear(w, hp, p + "attn_q.weight", h).reshape(n, hp.n_head, hp.head_dim)
+    k = linear(w, hp, p + "attn_k.weight", h).reshape(n, hp.n_head_kv, hp.head_dim)
+    v = linear(w, hp, p + "attn_v.weight", h).reshape(n, hp.n_head_kv, hp.head_dim_v)
     sliding = is_sliding(hp, il)
     if hp.arch == "gemma3":
         q = rmsnorm(q, w.tensor(p + "attn_q_norm.weight"), hp.eps)
@@ -171,7 +194,7 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     q = rope(q, positions, hp.n_rot, base, hp.rope_neox)
     k = rope(k, positions, hp.n_rot, base, hp.rope_neox)
     att = attention(q, k, v, positions, hp.attn_scale, hp.sliding_window if sliding else 0)
-    out = linear(att, w.tensor(p + "attn_output.weight"))                    # [n, n_embd]
+    out = linear(w, hp, p + "attn_output.weight", att)                    # [n, n_embd]
     if hp.arch == "gemma3":
         out = rmsnorm(out, w.tensor(p + "post_attention_norm.weight"), hp.eps)
     return out
@@ -181,10 +204,10 @@ def ffn_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray) -> np.ndarr
     """Pre-norm gated FFN of layer il: x [n, n_embd] -> [n, n_embd]."""
     p = f"blk.{il}."
     h = rmsnorm(x, w.tensor(p + "ffn_norm.weight"), hp.eps)
-    gate = linear(h, w.tensor(p + "ffn_gate.weight"))                       # [n, n_ff]
-    up = linear(h, w.tensor(p + "ffn_up.weight"))                           # [n, n_ff]
+    gate = linear(w, hp, p + "ffn_gate.weight", h)                       # [n, n_ff]
+    up = linear(w, hp, p + "ffn_up.weight", h)                           # [n, n_ff]
     act = silu(gate) if hp.arch == "llama" else gelu_tanh(gate)
-    out = linear((act * up).astype(np.float32), w.tensor(p + "ffn_down.weight"))
+    out = linear(w, hp, p + "ffn_down.weight", (act * up).astype(np.float32))
     if hp.arch == "gemma3":
         out = rmsnorm(out, w.tensor(p + "post_ffw_norm.weight"), hp.eps)
     return out
@@ -195,11 +218,14 @@ def output_logits(w: RefWeights, hp: RefHParams, x: np.ndarray) -> np.ndarray:
     """Final norm and output projection (tied to token_embd when the file has no output)."""
     h = rmsnorm(x, w.tensor("output_norm.weight"), hp.eps)                   # [n, n_embd]
     name = "output.weight" if "output.weight" in w.names else "token_embd.weight"
+    ttype = w.raw(name)[1]
+    if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
+        h = fake_quant_8bit(h, 256 if ttype in _Q8K_WEIGHTS else 32)
     logits = np.empty((x.shape[0], hp.n_vocab), dtype=np.float32)
     chunk = 32768                                                             # bound memory
     for r0 in range(0, hp.n_vocab, chunk):
         ids = np.arange(r0, min(r0 + chunk, hp.n_vocab))
-        logits[:, ids] = linear(h, w.rows(name, ids))
+        logits[:, ids] = h @ w.rows(name, ids).T
     if hp.final_softcap > 0:
         logits = (np.tanh(logits / hp.final_softcap) * hp.final_softcap).astype(np.float32)
     return logits
