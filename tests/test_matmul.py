@@ -142,3 +142,39 @@ def test_activation_quantization_layout(isa):
                           q.astype(np.int32).reshape(-1, 16, 16).sum(axis=2))
     f = _core.quantize_activations(int(T.F16), X)
     assert np.array_equal(f.view(np.float32), X)
+
+
+def test_thread_pool_many_small_jobs():
+    """Hundreds of back-to-back pool jobs of mixed sizes (dynamic chunks, late
+    workers skipping jobs) always give exactly the single-thread result."""
+    rng = np.random.default_rng(11)
+    W = make_weights(T.Q8_0, 200, 256, rng)
+    X = rng.standard_normal((64, 256)).astype(np.float32)
+    ref = _core.matmul(int(T.Q8_0), W, X, 1)
+    for i in range(300):
+        m = int(rng.integers(1, 65))
+        n_threads = 2 + i % 2
+        got = _core.matmul(int(T.Q8_0), W, X[:m], n_threads)
+        assert np.array_equal(got.view(np.uint32), ref[:m].view(np.uint32)), f"call {i}: M={m}"
+
+
+def test_matmul_from_two_python_threads():
+    """The GIL is released; concurrent callers are serialised on the shared pool."""
+    import threading
+    rng = np.random.default_rng(12)
+    W = make_weights(T.Q4_0, 96, 512, rng)
+    X = rng.standard_normal((16, 512)).astype(np.float32)
+    ref = _core.matmul(int(T.Q4_0), W, X, 2)
+    errors = []
+
+    def worker():
+        for _ in range(50):
+            if not np.array_equal(_core.matmul(int(T.Q4_0), W, X, 2), ref):
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
