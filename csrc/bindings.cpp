@@ -4,12 +4,14 @@
 #include <pybind11/stl.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench_core.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -271,6 +273,18 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   return Y;
 }
 
+// X [M, K] quantized for weight_type, as the bytes matmul's kernels read.
+py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
+  if (X.ndim() != 2) throw std::invalid_argument("quantize_activations: X must be a 2-D float32 array [M, K]");
+  ll::QuantizedActs xq;
+  const int64_t M = X.shape(0), K = X.shape(1);
+  xq.prepare(weight_type, M, K);
+  ll::quantize_acts_rows(X.data(), K, xq, 0, M);
+  py::array_t<uint8_t> out({(py::ssize_t)M, (py::ssize_t)xq.row_bytes});
+  if (M > 0) std::memcpy(out.mutable_data(), xq.data, (size_t)M * xq.row_bytes);
+  return out;
+}
+
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
   for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512}) {
@@ -299,6 +313,8 @@ void bind_kernels(py::module_& m) {
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+  m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
+        "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
         "Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it).");
   m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
@@ -306,6 +322,51 @@ void bind_kernels(py::module_& m) {
   m.def("supported_isas", &supported_isas);
   m.def("cpu_features", []() { return ll::cpu_features(); });
   m.def("default_thread_count", &ll::default_thread_count);
+
+  // Measurement loops for bench/kernels.py (never used by tests for timing).
+  m.def(
+      "bench_read_bandwidth",
+      [](size_t nbytes, py::object n_threads, int reps, int copies) {
+        if (nbytes == 0 || copies < 1 || reps < 1) throw std::invalid_argument("bench_read_bandwidth: nbytes, reps and copies must be positive");
+        const int nt = resolve_threads(n_threads);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(g_pool_mu);
+        return ll::bench_read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
+      },
+      py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
+      "Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes, active ISA, on the pool.");
+  m.def(
+      "bench_int8_peak",
+      [](py::object n_threads) {
+        const int nt = resolve_threads(n_threads);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(g_pool_mu);
+        return ll::bench_int8_peak(pool_of_size(nt));
+      },
+      py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
+  m.def(
+      "bench_matmul",
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+        const ll::TypeTraits& t = ll::type_traits(type);
+        if (!t.can_matmul) throw std::invalid_argument(std::string("bench_matmul: ") + t.name + " cannot be a weight type");
+        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench_matmul: W and X must be 2-D");
+        if (copies < 1 || iters < 1) throw std::invalid_argument("bench_matmul: iters and copies must be positive");
+        const int64_t M = X.shape(0), K = X.shape(1);
+        const size_t rb = ll::row_bytes(type, K);
+        if ((size_t)W.shape(1) != rb || W.shape(0) % copies != 0) {
+          throw std::invalid_argument("bench_matmul: W must be [copies * N, row_bytes(type, K)]");
+        }
+        const int64_t N = W.shape(0) / copies;
+        const int nt = resolve_threads(n_threads);
+        std::vector<float> Y((size_t)(M * N));
+        const uint8_t* w = W.data();
+        const float* x = X.data();
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(g_pool_mu);
+        return ll::bench_matmul(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters);
+      },
+      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
+      py::arg("copies") = 1, "Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices.");
 }
 
 }  // namespace

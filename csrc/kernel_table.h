@@ -27,10 +27,19 @@ using QuantizeRowFn = void (*)(const float* x, void* dst, int64_t k);
 
 constexpr int kMaxTypeId = 40;
 
+// Benchmark roofs (bench/kernels.py): read n bytes as fast as the ISA can
+// (returns a value that depends on every byte, so the loop is not removed) ...
+using ReadBytesFn = uint64_t (*)(const uint8_t* p, size_t n);
+// ... and run iters rounds of independent int8 dot-product instructions on
+// registers; *macs_per_iter receives the multiply-adds one round does.
+using Int8PeakFn = int64_t (*)(int64_t iters, int64_t* macs_per_iter);
+
 struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight type id; null = use generic
   QuantizeRowFn quantize_q8a = nullptr;
   QuantizeRowFn quantize_q8k = nullptr;
+  ReadBytesFn read_bytes = nullptr;
+  Int8PeakFn int8_peak = nullptr;
 };
 
 // Each fills the entries it implements; the caller starts from the generic table.

@@ -85,19 +85,22 @@ void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int
   thread_local QuantizedActs xq;
   xq.prepare(weight_type, M, K);
   if (N <= 0 || M <= 0) return;
-  // Column chunks are multiples of 8 rows of W, so each thread's range starts
-  // on a tile boundary; results do not depend on the split either way.
-  const int64_t n_tiles = (N + 7) / 8;
   QuantizedActs* xqp = &xq;
-  pool.run([&](int ith, int nth) {
-    int64_t m0, m1;
-    split_range(M, ith, nth, &m0, &m1);
+  // Work is handed out in chunks claimed dynamically (ThreadPool::run_chunks),
+  // so a worker the OS has descheduled does not stall the step. Every output is
+  // computed the same way whichever thread takes its chunk (batch invariance).
+  const int64_t rows_per_qchunk = 16;
+  pool.run_chunks((M + rows_per_qchunk - 1) / rows_per_qchunk, [&](int64_t c) {
+    const int64_t m0 = c * rows_per_qchunk, m1 = m0 + rows_per_qchunk < M ? m0 + rows_per_qchunk : M;
     quantize_acts_rows(X, K, *xqp, m0, m1);
-    pool.barrier();
-    int64_t t0, t1;
-    split_range(n_tiles, ith, nth, &t0, &t1);
-    const int64_t n0 = t0 * 8, n1 = t1 * 8 < N ? t1 * 8 : N;
-    if (n0 < n1) matmul_range(W, *xqp, Y, N, n0, n1);
+  });
+  // About 8 chunks per thread, each a multiple of 8 weight rows.
+  int64_t chunk = (N + 8 * pool.size() - 1) / (8 * pool.size());
+  chunk = ((chunk + 7) / 8) * 8;
+  if (chunk < 16) chunk = 16;
+  pool.run_chunks((N + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
+    matmul_range(W, *xqp, Y, N, n0, n1);
   });
 }
 

@@ -29,7 +29,9 @@ constexpr int kSpinIters = 20000;  // ~ tens of microseconds of pause before sle
 
 struct PoolState {
   std::vector<std::thread> workers;
-  std::atomic<uint64_t> generation{0};  // bumped once per run()
+  // Job id: 2 * job counter + kind (0: run(), every thread; 1: run_chunks()).
+  std::atomic<uint64_t> generation{0};
+  uint64_t job_counter = 0;  // caller only
   std::atomic<int> n_done{0};           // workers finished with the current job
   std::atomic<int> n_sleeping{0};
   std::atomic<bool> stop{false};
@@ -38,6 +40,14 @@ struct PoolState {
   std::condition_variable cv;
   std::exception_ptr error;  // first exception thrown by a worker
   std::mutex error_mu;
+  // run_chunks(): chunks are claimed from next_chunk. join holds
+  // (job counter << 32) | kClosed | number of workers that joined; a worker may
+  // join only while its job's entry is open, so the caller never waits for a
+  // worker that had not started when the work ran out.
+  const std::function<void(int64_t)>* chunk_job = nullptr;
+  int64_t n_chunks = 0;
+  std::atomic<int64_t> next_chunk{0};
+  std::atomic<uint64_t> join{0};
   // barrier
   std::atomic<int> barrier_count{0};
   std::atomic<uint64_t> barrier_phase{0};
@@ -47,13 +57,41 @@ struct ThreadPool::State : PoolState {};
 
 namespace {
 
+void store_error(PoolState* s) {
+  std::lock_guard<std::mutex> lock(s->error_mu);
+  if (!s->error) s->error = std::current_exception();
+}
+
 void run_job(PoolState* s, int ith, int nth) {
   try {
     (*s->job)(ith, nth);
   } catch (...) {
-    std::lock_guard<std::mutex> lock(s->error_mu);
-    if (!s->error) s->error = std::current_exception();
+    store_error(s);
   }
+}
+
+constexpr uint64_t kClosed = 1u << 31;
+
+void run_chunk_loop(PoolState* s) {
+  for (;;) {
+    const int64_t c = s->next_chunk.fetch_add(1, std::memory_order_relaxed);
+    if (c >= s->n_chunks) return;
+    try {
+      (*s->chunk_job)(c);
+    } catch (...) {
+      store_error(s);
+    }
+  }
+}
+
+// Join chunked job `gen` if it is still open; true when joined.
+bool try_join(PoolState* s, uint64_t gen) {
+  const uint64_t want = ((gen >> 1) & 0xffffffffu) << 32;
+  uint64_t v = s->join.load(std::memory_order_acquire);
+  while ((v & ~(uint64_t)0xffffffffu) == want && !(v & kClosed)) {
+    if (s->join.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) return true;
+  }
+  return false;
 }
 
 void worker_loop(PoolState* s, int ith, int nth) {
@@ -73,8 +111,13 @@ void worker_loop(PoolState* s, int ith, int nth) {
     }
     seen = s->generation.load(std::memory_order_acquire);
     if (s->stop.load()) return;
-    run_job(s, ith, nth);
-    s->n_done.fetch_add(1, std::memory_order_acq_rel);
+    if ((seen & 1) == 0) {
+      run_job(s, ith, nth);
+      s->n_done.fetch_add(1, std::memory_order_acq_rel);
+    } else if (try_join(s, seen)) {
+      run_chunk_loop(s);
+      s->n_done.fetch_add(1, std::memory_order_acq_rel);
+    }
   }
 }
 
@@ -88,7 +131,7 @@ ThreadPool::~ThreadPool() {
   state_->stop.store(true);
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    state_->generation.fetch_add(1);
+    state_->generation.store(2 * ++state_->job_counter);
   }
   state_->cv.notify_all();
   for (std::thread& t : state_->workers) t.join();
@@ -104,7 +147,7 @@ void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
   s->job = &fn;
   s->error = nullptr;
   s->n_done.store(0, std::memory_order_relaxed);
-  s->generation.fetch_add(1);  // seq_cst: pairs with the n_sleeping check in workers
+  s->generation.store(2 * ++s->job_counter);  // seq_cst: pairs with the n_sleeping check in workers
   if (s->n_sleeping.load() > 0) {
     std::lock_guard<std::mutex> lock(s->mu);
     s->cv.notify_all();
@@ -116,6 +159,38 @@ void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
     else std::this_thread::yield();
   }
   s->job = nullptr;
+  if (s->error) std::rethrow_exception(s->error);
+}
+
+void ThreadPool::run_chunks(int64_t n_chunks, const std::function<void(int64_t chunk)>& fn) {
+  State* s = state_;
+  if (n_chunks <= 0) return;
+  if (n_threads_ == 1 || n_chunks == 1) {
+    for (int64_t c = 0; c < n_chunks; c++) fn(c);
+    return;
+  }
+  s->chunk_job = &fn;
+  s->n_chunks = n_chunks;
+  s->next_chunk.store(0, std::memory_order_relaxed);
+  s->error = nullptr;
+  s->n_done.store(0, std::memory_order_relaxed);
+  const uint64_t counter = ++s->job_counter;
+  s->join.store((counter & 0xffffffffu) << 32, std::memory_order_relaxed);
+  s->generation.store(2 * counter + 1);  // seq_cst: publishes the fields above
+  if (s->n_sleeping.load() > 0) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->cv.notify_all();
+  }
+  run_chunk_loop(s);
+  // Close the job: workers that have not joined by now never will.
+  const uint64_t v = s->join.fetch_or(kClosed, std::memory_order_acq_rel);
+  const int joined = (int)(v & 0x7fffffffu);
+  int spins = 0;
+  while (s->n_done.load(std::memory_order_acquire) != joined) {
+    if (++spins < kSpinIters) LL_PAUSE();
+    else std::this_thread::yield();
+  }
+  s->chunk_job = nullptr;
   if (s->error) std::rethrow_exception(s->error);
 }
 
