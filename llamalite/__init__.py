@@ -9,6 +9,7 @@ from . import _core
 from .errors import GGUFError, LlamaliteError, RegistryError
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
+from .model import HParams, KVCache, Model
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .system import system_info
 
@@ -22,8 +23,11 @@ __all__ = [
     "GGUFTokenizerError",
     "GGUFTruncatedError",
     "GGUFValueError",
+    "HParams",
+    "KVCache",
     "LlamaliteError",
     "MODELS",
+    "Model",
     "RegistryError",
     "TensorInfo",
     "cache_dir",

@@ -170,6 +170,21 @@ def test_decode_step_with_prefill_chunk_of_another_sequence(case: Case) -> None:
     np.testing.assert_array_equal(step[1], case.cpp[11])
 
 
+def test_shared_prefix_blocks_and_copy_block(case: Case) -> None:
+    """Sequence 1 reuses sequence 0's two full prefix blocks (prefix caching) and only
+    computes its own continuation; a copied block serves as well as the original."""
+    m, t = case.model, case.tokens
+    kv = m.new_kv_cache(16, BLOCK)
+    tables = np.array([[0, 1, 2, 3], [0, 1, 5, 6]], np.int32)     # blocks 0, 1 shared
+    m.forward(kv, t[:32], np.arange(32), np.zeros(32, np.int32), tables, [])
+    got = m.forward(kv, t[32:40], np.arange(32, 40), np.ones(8, np.int32), tables, np.arange(8))
+    np.testing.assert_array_equal(got, case.cpp[32:40])
+    kv.copy_block(1, 9)
+    tables = np.array([[0, 9, 10, 11]], np.int32)
+    got = m.forward(kv, t[32:34], [32, 33], [0, 0], tables, [0, 1])
+    np.testing.assert_array_equal(got, case.cpp[32:34])
+
+
 def test_logit_rows_select_rows(case: Case) -> None:
     rows = np.array([5, 0, 5, 31])
     got = run_one(case.model, case.tokens[:32], rows=rows)
