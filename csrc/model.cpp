@@ -218,8 +218,7 @@ void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t w
   for (int32_t t = 0; t < b.n_tokens; ++t) {   // K/V of every token into its block
     const int32_t pos = b.positions[t];
     const int32_t blk = b.block_tables[(int64_t)b.seq_ids[t] * b.max_blocks + pos / bs];
-    std::memcpy(kv.k_at(il, blk, pos % bs), s.k.data() + t * kd, kd * sizeof(float));
-    std::memcpy(kv.v_at(il, blk, pos % bs), s.v.data() + t * vd, vd * sizeof(float));
+    kv.write(il, blk, pos % bs, s.k.data() + t * kd, s.v.data() + t * vd);
   }
   const int64_t max_pos = (int64_t)b.max_blocks * bs;
   const int32_t group = hp.n_head / hp.n_head_kv;

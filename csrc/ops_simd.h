@@ -12,6 +12,9 @@ struct AttnFns {
   float (*dot)(const float* a, const float* b, int64_t n);
   // y[i] += a * x[i]
   void (*axpy)(float* y, float a, const float* x, int64_t n);
+  // the same with b / x stored as float16 bits (the f16 KV cache)
+  float (*dot_f16)(const float* a, const uint16_t* b, int64_t n);
+  void (*axpy_f16)(float* y, float a, const uint16_t* x, int64_t n);
 };
 
 // The table of the active instruction set.
