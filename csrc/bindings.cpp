@@ -25,6 +25,7 @@
 #include "gguf_scan.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "ops_simd.h"
 
 namespace py = pybind11;
 
@@ -162,7 +163,24 @@ static py::array_t<float> model_forward(ll::Model& m, ll::KVCache& kv, const I32
   return logits;
 }
 
+// gated_activation(kind, x, up): kind "silu" or "gelu"; act(x) * up with the active
+// ISA's kernel (for tests of the SIMD exp against numpy).
+static py::array_t<float> gated_activation_py(const std::string& kind,
+                                              py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                                              py::array_t<float, py::array::c_style | py::array::forcecast> up) {
+  if (kind != "silu" && kind != "gelu") throw py::value_error("kind must be 'silu' or 'gelu'");
+  if (x.ndim() != 1 || up.ndim() != 1 || x.shape(0) != up.shape(0))
+    throw py::value_error("x and up must be 1-D arrays of the same length");
+  py::array_t<float> out(x.shape(0));
+  std::memcpy(out.mutable_data(), x.data(), sizeof(float) * (size_t)x.shape(0));
+  const ll::AttnFns& f = ll::attn_fns();
+  (kind == "gelu" ? f.gelu_mul : f.silu_mul)(out.mutable_data(), up.data(), x.shape(0));
+  return out;
+}
+
 static void bind_model(py::module_& m) {
+  m.def("gated_activation", &gated_activation_py, py::arg("kind"), py::arg("x"), py::arg("up"),
+        "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
   py::class_<ll::Model>(m, "Model")
       .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
            py::arg("n_threads"), py::keep_alive<1, 2>(),

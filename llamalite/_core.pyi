@@ -7,6 +7,9 @@ import numpy.typing as npt
 __version__: str
 
 # --- model ---
+def gated_activation(kind: str, x: npt.ArrayLike, up: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh form)."""
+
 class Model:
     """Weights of a GGUF file bound in place (see llamalite.model.Model)."""
     def __init__(self, buffer: Any, hparams: dict[str, Any],
