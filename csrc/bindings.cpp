@@ -202,7 +202,7 @@ void bind_kernels(py::module_& m) {
         return ll::bench_read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
       },
       py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
-      "Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes, active ISA, on the pool.");
+      "Read bandwidth in GB/s (mean of reps passes after a warm-up) over `copies` buffers of nbytes, on the pool.");
   m.def(
       "bench_int8_peak",
       [](py::object n_threads) {
@@ -212,6 +212,33 @@ void bind_kernels(py::module_& m) {
         return ll::bench_int8_peak(pool_of_size(nt));
       },
       py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
+  m.def(
+      "bench_matmul_vs_read",
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+        const ll::TypeTraits& t = ll::type_traits(type);
+        if (!t.can_matmul) throw std::invalid_argument(std::string("bench: ") + t.name + " cannot be a weight type");
+        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench: W and X must be 2-D");
+        if (copies < 1 || iters < 1) throw std::invalid_argument("bench: iters and copies must be positive");
+        const int64_t M = X.shape(0), K = X.shape(1);
+        if ((size_t)W.shape(1) != ll::row_bytes(type, K) || W.shape(0) % copies != 0) {
+          throw std::invalid_argument("bench: W must be [copies * N, row_bytes(type, K)]");
+        }
+        const int64_t N = W.shape(0) / copies;
+        const int nt = resolve_threads(n_threads);
+        std::vector<float> Y((size_t)(M * N));
+        const uint8_t* w = W.data();
+        const float* x = X.data();
+        double mm = 0.0, rd = 0.0;
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(g_pool_mu);
+          ll::bench_matmul_vs_read(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, &mm, &rd);
+        }
+        return py::make_tuple(mm, rd);
+      },
+      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
+      py::arg("copies") = 1,
+      "(matmul seconds, read seconds): means over iters rounds of one matmul then one read pass over the same weights.");
   m.def(
       "bench_matmul",
       [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
