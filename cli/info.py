@@ -83,11 +83,14 @@ def info(model: str = typer.Argument(..., help="A GGUF file or a registry name."
     """Show a model's architecture, size, hyperparameters, quantization and tokenizer."""
     try:
         path = resolve_model(model)
+    except LlamaliteError as e:
+        raise fail(str(e))
+    try:
         with open_gguf(path) as g:
             summary = summarize(g)
             rows = tensor_table(g) if tensors else None
     except LlamaliteError as e:
-        raise fail(str(e))
+        raise fail(f"{path}: {e}")
     except OSError as e:
         raise fail(f"cannot read {model}: {e.strerror or e}")
     if json:

@@ -23,6 +23,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Union
 
@@ -634,8 +635,8 @@ class GGUFFile:
         self.alignment = alignment
         self.file_size = file_size
         self.data_offset = data_offset
-        self.metadata: Mapping[str, Any] = metadata
-        self.metadata_types: Mapping[str, tuple] = metadata_types
+        self.metadata: Mapping[str, Any] = MappingProxyType(metadata)      # read-only
+        self.metadata_types: Mapping[str, tuple] = MappingProxyType(metadata_types)
         self.tensors = tensors
         self.data = data     # read-only uint8 view of the whole file
         self._mmap = mm

@@ -116,4 +116,6 @@ def test_info_bad_input_fails_cleanly(tmp_path, case):
     r = run_cli("info", target)
     assert r.returncode == 1
     assert r.stderr.startswith("error: ") and expect in r.stderr, r.stderr
+    if case in ("truncated", "bad_magic"):
+        assert str(p) in r.stderr  # the message says which file
     assert "Traceback" not in r.stderr and r.stdout == ""
