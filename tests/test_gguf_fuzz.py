@@ -109,6 +109,7 @@ def test_fuzzed_headers_succeed_or_raise_gguf_error(model, tmp_path):
                 os.ftruncate(fd, file_size)
     finally:
         os.close(fd)
+    print(f"{model}: {outcomes}")  # shown with pytest -s
     # The mutations must exercise both outcomes, or the fuzzer is not testing anything.
     assert outcomes["ok"] > 0 and outcomes["error"] > CASES_PER_MODEL // 4, outcomes
 
@@ -156,4 +157,5 @@ def test_fuzzed_synthetic_file_with_every_value_type():
             outcomes["error"] += 1
         except Exception as e:
             pytest.fail(f"synthetic case {case} (seed {SEED}, {kind}): {type(e).__name__}: {e}")
+    print(f"synthetic: {outcomes}")  # shown with pytest -s
     assert outcomes["ok"] > 0 and outcomes["error"] > CASES_PER_MODEL // 4, outcomes
