@@ -65,6 +65,31 @@ def test_tokenize_matches_llama_cpp(tokenizers, name, index):
         assert got == want, f"{case['text']!r} add_special={add_special} parse_special={parse_special}"
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_random_strings_match_llama_cpp(tokenizers, name):
+    """300 seeded random mixes of scripts, whitespace, digits, emoji and special-token
+    fragments (tests/tools/record_tokens.py: random_corpus)."""
+    tok = tokenizers[name]
+    bad = []
+    for case in DATA["models"][name]["random_cases"]:
+        for key, want in case["ids"].items():
+            add_special, parse_special = FLAGS[key]
+            if tok.tokenize(case["text"], add_special, parse_special) != want:
+                bad.append((key, case["text"]))
+    assert not bad, f"{len(bad)} mismatches, first: {bad[:3]!r}"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_long_text_matches_llama_cpp(tokenizers, name):
+    case = DATA["models"][name]["long_case"]
+    tok = tokenizers[name]
+    ids = tok.tokenize(case["text"])
+    assert len(ids) > 10_000 and ids == case["ids"]["10"]
+    # SentencePiece reads a literal "▁" as a space, so it comes back as one
+    want = case["text"].replace("\u2581", " ") if tok.model == "llama" else case["text"]
+    assert tok.detokenize(ids, skip_special=True) == want
+
+
 @pytest.mark.parametrize("name,index", _case_params())
 def test_detokenize_matches_llama_cpp(tokenizers, name, index):
     tok = tokenizers[name]
