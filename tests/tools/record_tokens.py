@@ -151,7 +151,7 @@ def detokenize(vocab, ids: list[int], unparse_special: bool) -> bytes:
         size = -n + 16
 
 
-def record_model(name: str, path: Path) -> dict:
+def record_model(name: str, path: Path, extended: bool = True) -> dict:
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -176,6 +176,8 @@ def record_model(name: str, path: Path) -> dict:
         case["detok_special"] = detokenize(vocab, ids, True).decode("latin-1")
         case["detok_plain"] = detokenize(vocab, ids, False).decode("latin-1")
         cases.append(case)
+    if not extended:
+        return {"path": path.name, "vocab": info, "cases": cases}
     random_cases = []
     for text in random_corpus(300):
         raw = text.encode("utf-8")
