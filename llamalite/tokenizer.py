@@ -589,7 +589,28 @@ class StreamDecoder:
         ready = max(self._sent, len(cleaned) - self._CLEAN_HOLDBACK)
         out = self._utf8.decode(cleaned[self._sent:ready])
         self._sent = ready
+        if len(self._raw) > self._TRIM_ABOVE:
+            self._trim()
         return out
+
+    _TRIM_ABOVE = 1024
+
+    def _trim(self) -> None:
+        """Forget raw bytes whose cleaned text is already sent, so each push stays O(1).
+
+        The clean-up looks at most 3 bytes around a space or apostrophe, so the raw text
+        can be cut where the 4 bytes before the cut hold neither: cleaning the two parts
+        separately then gives the same bytes as cleaning the whole."""
+        raw = self._raw
+        cut = len(raw) - 64
+        while cut >= 4 and (b" " in raw[cut - 4:cut] or b"'" in raw[cut - 4:cut]):
+            cut -= 1
+        if cut < 4:
+            return
+        head = _clean_spaces(bytes(raw[:cut]))
+        if len(head) <= self._sent:
+            del raw[:cut]
+            self._sent -= len(head)
 
     def flush(self) -> str:
         """Text still held back (a trailing incomplete character becomes U+FFFD)."""

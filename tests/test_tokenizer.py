@@ -264,6 +264,20 @@ def test_byte_level_merges_and_clean_spaces():
     assert "".join(_stream(tok, ids, False)) == tok.detokenize(ids)
 
 
+def test_stream_decoder_long_clean_spaces_stream():
+    tok = Tokenizer.from_metadata(_byte_level_metadata("gpt2", merges=["\u0120 w"]))
+    text = "".join(f"word{i} , it 's {i} ' x ' ! y . " if i % 3 else f"é😀{i}  \n"
+                   for i in range(600))
+    ids = tok.tokenize(text)
+    dec = StreamDecoder(tok)
+    out = []
+    for i in ids:
+        out.append(dec.push(i))
+        assert len(dec._raw) < 2 * StreamDecoder._TRIM_ABOVE     # bounded work per push
+    out.append(dec.flush())
+    assert "".join(out) == tok.detokenize(ids)
+
+
 def test_gpt2_byte_level_emoji_stream():
     tok = Tokenizer.from_metadata(_byte_level_metadata("smollm"))
     ids = tok.tokenize("é😀")
