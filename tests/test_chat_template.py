@@ -205,8 +205,31 @@ def test_syntax_and_runtime_errors_are_template_errors():
 # --- the sandbox ---
 
 class Canary:
-    """If any escape works, this records it."""
-    called = False
+    """Records whether a template managed to call into it."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def _fire(self) -> str:
+        self.fired = True
+        return "fired"
+
+    def fire(self) -> str:
+        return self._fire()
+
+
+@pytest.mark.parametrize("src", [
+    "{{ canary._fire() }}",
+    "{{ canary.fire.__func__(canary) }}",
+    "{{ canary.__class__.fire(canary) }}",
+    "{{ canary.fire.__self__._fire() }}",
+])
+def test_blocked_access_runs_nothing(src):
+    canary = Canary()
+    with pytest.raises(TemplateError, match="not allowed"):
+        ChatTemplate(src).render([], canary=canary)
+    assert not canary.fired
+    assert ChatTemplate("{{ canary.fire() }}").render([], canary=canary) == "fired"
 
 
 @pytest.mark.parametrize("src", [
