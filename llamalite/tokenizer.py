@@ -325,23 +325,21 @@ class Tokenizer:
         def mark_control(tid: int) -> None:
             attr[tid] |= TokenAttr.CONTROL
 
+        # only ids found by their text are marked; ids the file names keep their type
         if self.eot_id is None:
             found = sorted(t2i[t] for t in _EOT_TEXTS if t in t2i)
             if found:
                 self.eot_id = found[0]
-        if self.eot_id is not None:
-            mark_control(self.eot_id)
+                mark_control(self.eot_id)
         if self.eom_id is None and "<|eom_id|>" in t2i:
             self.eom_id = t2i["<|eom_id|>"]
-        if self.eom_id is not None:
             mark_control(self.eom_id)
         for name, texts in _FIM_TEXTS.items():
             if fim[name] is None:
                 found = sorted(t2i[t] for t in texts if t in t2i)
                 if found:
                     fim[name] = found[0]
-            if fim[name] is not None:
-                mark_control(fim[name])
+                    mark_control(fim[name])
         self.fim_ids = fim
 
         eog: set[int] = {fim[k] for k in ("fim_pad", "fim_rep", "fim_sep") if fim[k] is not None}
