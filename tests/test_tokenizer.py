@@ -230,6 +230,15 @@ def test_metadata_errors_name_the_problem():
     md["tokenizer.ggml.token_type"] = md["tokenizer.ggml.token_type"][:10]
     with pytest.raises(TokenizerError, match="token_type has 10 entries"):
         Tokenizer.from_metadata(md)
+    with pytest.raises(TokenizerError, match=r"tokenizer.ggml.tokens\[1\] is int"):
+        Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a", 5]})
+    with pytest.raises(TokenizerError, match="scores must be 2 numbers"):
+        Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a", "b"],
+                                 "tokenizer.ggml.scores": ["x", "y"]})
+    md = _byte_level_metadata("gpt2")
+    md["tokenizer.ggml.eos_token_id"] = "two"
+    with pytest.raises(TokenizerError, match="eos_token_id must be an integer"):
+        Tokenizer.from_metadata(md)
     # SentencePiece defaults to BOS id 1, which a one-token vocabulary does not have
     with pytest.raises(TokenizerError, match="bos_token_id is not set"):
         Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a"],
