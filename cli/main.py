@@ -78,4 +78,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Under `python -m llamalite.cli.main` this file runs as __main__, but the command
+    # modules register on `app` of the importable llamalite.cli.main: run that one.
+    from llamalite.cli.main import main as _main
+    _main()
+
+from . import info  # noqa: E402,F401
