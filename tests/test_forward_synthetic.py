@@ -151,3 +151,21 @@ def test_synthetic_single_token_steps(synthetic) -> None:
     table = np.arange(8, dtype=np.int32)[None]
     steps = [m.forward(kv, tokens[i:i + 1], [i], [0], table, [0]) for i in range(len(tokens))]
     np.testing.assert_array_equal(np.concatenate(steps), full)
+
+
+def test_synthetic_every_isa(synthetic) -> None:
+    """Attention (f32 and f16 caches), activations and matmuls under every ISA the CPU has."""
+    from llamalite import _core
+    _, m = synthetic
+    tokens = _tokens()
+    refs = {dt: reference_logits(m.gguf, tokens, kv_f16=dt == "f16") for dt in ("f32", "f16")}
+    before = _core.active_isa()
+    try:
+        for isa in _core.supported_isas():
+            _core.set_isa(isa)
+            for dt, ref in refs.items():
+                got = _run(m, tokens, dt)
+                np.testing.assert_array_equal(got.argmax(1), ref.argmax(1), err_msg=isa)
+                assert np.abs(got - ref).max() < TOL[dt], (isa, dt)
+    finally:
+        _core.set_isa(before)
