@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from . import _core
 from .errors import GGUFError, LlamaliteError, RegistryError
+from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
+                   GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
 from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
@@ -19,6 +21,12 @@ __all__ = [
     "Completion",
     "CompletionChunk",
     "GGUFError",
+    "GGUFFile",
+    "GGUFFormatError",
+    "GGUFTensorError",
+    "GGUFTokenizerError",
+    "GGUFTruncatedError",
+    "GGUFValueError",
     "LLM",
     "LlamaliteError",
     "MODELS",
@@ -26,10 +34,12 @@ __all__ = [
     "SampleResult",
     "Sampler",
     "SamplingParams",
+    "TensorInfo",
     "TokenLogprob",
     "Usage",
     "cache_dir",
     "list_cached",
+    "open_gguf",
     "pull",
     "resolve_model",
     "__version__",
