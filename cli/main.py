@@ -77,5 +77,11 @@ def main() -> None:
     app()
 
 
+# Command modules register on `app` (one import line each).
+from . import run  # noqa: E402,F401
+
 if __name__ == "__main__":
-    main()
+    # `python -m llamalite.cli.main` runs this file as __main__, a second copy of
+    # the module: run the app of the imported one, where the commands registered.
+    from llamalite.cli.main import main as _main
+    _main()
