@@ -65,3 +65,15 @@ def test_greedy_continuations_match_llama_cpp(llm, case):
             f"token {i} differs: ours {ours[i:i + 4]} llama.cpp {g['ids'][i:i + 4]}, "
             f"llama.cpp's top-2 gap there is {g['top1_gap'][i] if i < len(g['top1_gap']) else None}")
     assert out.text == llm.detokenize(out.token_ids)
+
+
+def test_reused_cache_prefix_gives_the_same_tokens_as_a_fresh_cache(llm):
+    g = GOLDEN[llm.registry_name][2]
+    first = llm.generate(g["prompt_ids"], temperature=0, max_tokens=8)
+    # The second prompt extends the first call's tokens: only the new tail is computed.
+    longer = g["prompt_ids"] + first.token_ids[:6]
+    again = llm.generate(longer, temperature=0, max_tokens=6)
+    llm.logits(longer[:2])                             # overwrite the cache...
+    fresh = llm.generate(longer, temperature=0, max_tokens=6)   # ...then compute it all
+    assert again.token_ids == fresh.token_ids
+    assert llm.timings.prompt_tokens == len(longer)
