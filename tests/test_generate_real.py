@@ -73,7 +73,7 @@ def test_reused_cache_prefix_gives_the_same_tokens_as_a_fresh_cache(llm):
     # The second prompt extends the first call's tokens: only the new tail is computed.
     longer = g["prompt_ids"] + first.token_ids[:6]
     again = llm.generate(longer, temperature=0, max_tokens=6)
-    llm.logits(longer[:2])                             # overwrite the cache...
-    fresh = llm.generate(longer, temperature=0, max_tokens=6)   # ...then compute it all
+    llm.logits([(longer[0] + 1) % llm.n_vocab])        # a different first token...
+    fresh = llm.generate(longer, temperature=0, max_tokens=6)   # ...so all is computed
     assert again.token_ids == fresh.token_ids
     assert llm.timings.prompt_tokens == len(longer)
