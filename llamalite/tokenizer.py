@@ -144,6 +144,37 @@ def _clean_spaces(text: bytes) -> bytes:
     return re.sub(rb" (?='(?:[sm]|re|ve))", b"", text)  # " 's" " 'm" " 're" " 've"
 
 
+class _SpecialGroup:
+    """Special tokens sharing their first two characters (e.g. 6,000 "<unusedN>").
+
+    Small groups are checked token by token (`tok in text`); large ones by looking up
+    the text at each occurrence of the prefix, one slice per distinct token length."""
+
+    _SCAN_ABOVE = 32
+
+    def __init__(self, indices: list[int], lst: list[tuple[int, str]]) -> None:
+        self.indices = indices                     # positions in the sorted special list
+        self.texts = [lst[k][1] for k in indices]
+        self.by_text = {lst[k][1]: k for k in indices}
+        self.lengths = sorted({len(t) for t in self.texts})
+
+    def find_in(self, text: str, prefix: str, hits: list[int]) -> None:
+        """Append the positions of this group's tokens that occur in `text` to `hits`."""
+        if len(self.indices) <= self._SCAN_ABOVE:
+            hits.extend(k for k, t in zip(self.indices, self.texts) if t in text)
+            return
+        found: set[int] = set()
+        by_text, lengths = self.by_text, self.lengths
+        p = text.find(prefix)
+        while p >= 0:
+            for n in lengths:
+                k = by_text.get(text[p:p + n])
+                if k is not None:
+                    found.add(k)
+            p = text.find(prefix, p + 1)
+        hits.extend(found)
+
+
 class Tokenizer:
     """A GGUF vocabulary: text <-> token ids, identical to llama.cpp's.
 
@@ -241,7 +272,7 @@ class Tokenizer:
         self._find_special_by_text(fim)
         self._pieces: dict[bool, list[bytes | None]] = {}
         self._special_lists: dict[bool, list[tuple[int, str]]] = {}
-        self._special_groups: dict[bool, dict[str, list[int]]] = {}
+        self._special_groups: dict[bool, dict[str, _SpecialGroup]] = {}
 
     # --- construction ---
 
@@ -454,10 +485,11 @@ class Tokenizer:
             lst = [(i, self._tokens[i]) for i in ids]
             lst.sort(key=lambda it: -len(it[1].encode("utf-8")))   # stable: id order on ties
             self._special_lists[parse_special] = lst
-            groups: dict[str, list[int]] = {}
+            members: dict[str, list[int]] = {}
             for k, (_, t) in enumerate(lst):
-                groups.setdefault(t[:2], []).append(k)
-            self._special_groups[parse_special] = groups
+                members.setdefault(t[:2], []).append(k)
+            self._special_groups[parse_special] = {
+                prefix: _SpecialGroup(ks, lst) for prefix, ks in members.items()}
         return lst
 
     def _partition(self, text: str, parse_special: bool) -> list[str | int]:
@@ -467,11 +499,10 @@ class Tokenizer:
         if not text:
             return []
         lst = self._special_list(parse_special)
-        groups = self._special_groups[parse_special]
         hits: list[int] = []
-        for prefix, members in groups.items():
+        for prefix, group in self._special_groups[parse_special].items():
             if prefix in text:
-                hits.extend(k for k in members if lst[k][1] in text)
+                group.find_in(text, prefix, hits)
         if not hits:
             return [text]
         hits.sort()
