@@ -18,7 +18,11 @@ PERPLEXITY = json.loads((DATA / "perplexity.json").read_text())["models"]
 GOLDEN = json.loads((DATA / "golden.json").read_text())["models"]
 # A greedy step whose top-2 logits are closer than this in llama.cpp may flip
 # under rounding differences (a near-tie); past it the continuations may differ.
-NEAR_TIE = 0.1
+# Gemma 3's logits are large (~24 at the top) and llama.cpp's own logits for the
+# same tokens move by up to 1.0 between a batched and a token-by-token
+# evaluation; on "Once upon a time..." step 9 (gap 0.25 in the recording) its own
+# token-by-token run picks the other token, as llamalite does.
+NEAR_TIE = {"smollm2-135m": 0.1, "gemma3-270m": 0.5}
 
 
 @pytest.fixture(scope="module", params=["smollm2-135m", "gemma3-270m"])
@@ -61,7 +65,8 @@ def test_greedy_continuations_match_llama_cpp(llm, case):
     i = first_divergence(ours, g["ids"])
     if i is not None:
         # Only a near-tie in llama.cpp's own logits may flip; everything before must match.
-        assert i < len(g["top1_gap"]) and g["top1_gap"][i] < NEAR_TIE, (
+        near_tie = NEAR_TIE[llm.registry_name]
+        assert i < len(g["top1_gap"]) and g["top1_gap"][i] < near_tie, (
             f"token {i} differs: ours {ours[i:i + 4]} llama.cpp {g['ids'][i:i + 4]}, "
             f"llama.cpp's top-2 gap there is {g['top1_gap'][i] if i < len(g['top1_gap']) else None}")
     assert out.text == llm.detokenize(out.token_ids)
