@@ -296,7 +296,8 @@ def _filter_indent(context, s: Any, width: int | str = 4, first: bool = False,
 @jinja2.pass_context
 def _filter_join(context, items: Iterable[Any], d: str = "", attribute: Any = None) -> str:
     if attribute is not None:
-        items = (context.environment.getitem(x, attribute) for x in items)
+        getter = jinja2.filters.make_attrgetter(context.environment, attribute)
+        items = (getter(x) for x in items)
     return _guard_of(context).join(items, str(d))
 
 

@@ -119,6 +119,72 @@ def test_variables_filters_and_tools():
     assert "{% generation %}" not in ChatTemplate("{% generation %}ok{% endgeneration %}").render([])
 
 
+TOOL_TEMPLATE = """{%- set ns = namespace(system=none, n_tools=0) -%}
+{%- if messages and messages[0].role == 'system' -%}{%- set ns.system = messages[0].content.strip() -%}{%- endif -%}
+<|im_start|>system
+{{ ns.system if ns.system is not none else 'You are helpful.' }}
+{%- if tools %}
+
+Tools ({{ tools | length }}): {{ tools | map(attribute='function.name') | join(', ') }}
+{%- for tool in tools %}
+{{ tool | tojson(indent=4) }}
+{%- endfor %}
+{%- endif %}<|im_end|>
+{% for message in messages | rejectattr('role', 'equalto', 'system') -%}
+<|im_start|>{{ message.role }}
+{%- if message.tool_calls is defined and message.tool_calls %}
+{%- for call in message.tool_calls %}
+<tool_call>{{ {'name': call.function.name, 'arguments': call.function.arguments} | tojson }}</tool_call>
+{%- endfor %}
+{%- else %}
+{{ message.content | trim }}
+{%- endif %}<|im_end|>{{ '\n' if not loop.last else '' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+<|im_start|>assistant
+{% endif %}"""
+
+
+def _reference_render(src: str, **ctx) -> str:
+    """What Hugging Face's apply_chat_template does: stock sandbox, trim/lstrip blocks,
+    json.dumps as tojson."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = lambda x, indent=None, ensure_ascii=False: json.dumps(
+        x, indent=indent, ensure_ascii=ensure_ascii)
+    return env.from_string(src).render(**ctx)
+
+
+def test_tool_calling_template_renders_like_stock_jinja():
+    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {}}},
+             {"type": "function", "function": {"name": "add", "parameters": {"a": 1}}}]
+    msgs = [{"role": "system", "content": " Be brief. "},
+            {"role": "user", "content": "What time is it?"},
+            {"role": "assistant", "content": "",
+             "tool_calls": [{"function": {"name": "get_time", "arguments": {"tz": "UTC"}}}]},
+            {"role": "tool", "content": "12:00"}]
+    for kwargs in ({"messages": msgs, "tools": tools, "add_generation_prompt": True},
+                   {"messages": msgs[1:2], "tools": None, "add_generation_prompt": False}):
+        ours = ChatTemplate(TOOL_TEMPLATE).render(
+            kwargs["messages"], tools=kwargs["tools"],
+            add_generation_prompt=kwargs["add_generation_prompt"])
+        assert ours == _reference_render(TOOL_TEMPLATE, **kwargs)
+    out = ChatTemplate(TOOL_TEMPLATE).render(msgs, tools=tools)
+    assert "Tools (2): get_time, add" in out
+    assert '<tool_call>{"name": "get_time", "arguments": {"tz": "UTC"}}</tool_call>' in out
+    assert out.endswith("<|im_start|>assistant\n")
+
+
+def test_smollm2_template_renders_like_stock_jinja(smollm2_metadata):
+    tmpl = ChatTemplate.from_metadata(smollm2_metadata, "llama")
+    for case in CASES:
+        assert _render(tmpl, case) == _reference_render(
+            tmpl.source, messages=case["messages"],
+            add_generation_prompt=case["add_generation_prompt"])
+
+
 def test_raise_exception_is_a_template_error():
     tmpl = ChatTemplate("{% if messages[0].role != 'user' %}"
                         "{{ raise_exception('Conversation must start with user') }}{% endif %}ok")
@@ -139,8 +205,31 @@ def test_syntax_and_runtime_errors_are_template_errors():
 # --- the sandbox ---
 
 class Canary:
-    """If any escape works, this records it."""
-    called = False
+    """Records whether a template managed to call into it."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def _fire(self) -> str:
+        self.fired = True
+        return "fired"
+
+    def fire(self) -> str:
+        return self._fire()
+
+
+@pytest.mark.parametrize("src", [
+    "{{ canary._fire() }}",
+    "{{ canary.fire.__func__(canary) }}",
+    "{{ canary.__class__.fire(canary) }}",
+    "{{ canary.fire.__self__._fire() }}",
+])
+def test_blocked_access_runs_nothing(src):
+    canary = Canary()
+    with pytest.raises(TemplateError, match="not allowed"):
+        ChatTemplate(src).render([], canary=canary)
+    assert not canary.fired
+    assert ChatTemplate("{{ canary.fire() }}").render([], canary=canary) == "fired"
 
 
 @pytest.mark.parametrize("src", [

@@ -230,6 +230,15 @@ def test_metadata_errors_name_the_problem():
     md["tokenizer.ggml.token_type"] = md["tokenizer.ggml.token_type"][:10]
     with pytest.raises(TokenizerError, match="token_type has 10 entries"):
         Tokenizer.from_metadata(md)
+    with pytest.raises(TokenizerError, match=r"tokenizer.ggml.tokens\[1\] is int"):
+        Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a", 5]})
+    with pytest.raises(TokenizerError, match="scores must be 2 numbers"):
+        Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a", "b"],
+                                 "tokenizer.ggml.scores": ["x", "y"]})
+    md = _byte_level_metadata("gpt2")
+    md["tokenizer.ggml.eos_token_id"] = "two"
+    with pytest.raises(TokenizerError, match="eos_token_id must be an integer"):
+        Tokenizer.from_metadata(md)
     # SentencePiece defaults to BOS id 1, which a one-token vocabulary does not have
     with pytest.raises(TokenizerError, match="bos_token_id is not set"):
         Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a"],
@@ -262,6 +271,20 @@ def test_byte_level_merges_and_clean_spaces():
     # llama.cpp's clean-up: no space before , ! . ; " 's" joined; " ' " -> "'"
     assert tok.detokenize(ids) == "Hello, world! It's a'quote'ok."
     assert "".join(_stream(tok, ids, False)) == tok.detokenize(ids)
+
+
+def test_stream_decoder_long_clean_spaces_stream():
+    tok = Tokenizer.from_metadata(_byte_level_metadata("gpt2", merges=["\u0120 w"]))
+    text = "".join(f"word{i} , it 's {i} ' x ' ! y . " if i % 3 else f"é😀{i}  \n"
+                   for i in range(600))
+    ids = tok.tokenize(text)
+    dec = StreamDecoder(tok)
+    out = []
+    for i in ids:
+        out.append(dec.push(i))
+        assert len(dec._raw) < 2 * StreamDecoder._TRIM_ABOVE     # bounded work per push
+    out.append(dec.flush())
+    assert "".join(out) == tok.detokenize(ids)
 
 
 def test_gpt2_byte_level_emoji_stream():
