@@ -132,7 +132,7 @@ static void bind_sampling(py::module_& m) {
 // --- model ---
 // _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
 // holds pointers into `buffer` (the mmapped file), kept alive with the Model.
-// _core.KVCache(model, n_blocks, block_size) is the paged K/V pool (float32).
+// _core.KVCache(model, n_blocks, block_size, dtype='f16'|'f32') is the paged K/V pool.
 // Model.forward(kv, tokens, positions, seq_ids, block_tables, logit_rows) runs one
 // step with the GIL released and returns float32 logits [len(logit_rows), n_vocab].
 
@@ -229,12 +229,18 @@ static void bind_model(py::module_& m) {
            py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
            "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].");
   py::class_<ll::KVCache>(m, "KVCache")
-      .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size) {
-             return std::make_unique<ll::KVCache>(model.hp.n_layer, n_blocks, block_size,
-                                                  model.hp.n_head_kv, model.hp.head_dim,
-                                                  model.hp.head_dim_v);
+      .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size,
+                       const std::string& dtype) {
+             if (dtype != "f16" && dtype != "f32")
+               throw py::value_error("KV cache dtype must be 'f16' or 'f32', got '" + dtype + "'");
+             return std::make_unique<ll::KVCache>(
+                 model.hp.n_layer, n_blocks, block_size, model.hp.n_head_kv, model.hp.head_dim,
+                 model.hp.head_dim_v, dtype == "f16" ? ll::KVType::f16 : ll::KVType::f32);
            }),
-           py::arg("model"), py::arg("n_blocks"), py::arg("block_size"))
+           py::arg("model"), py::arg("n_blocks"), py::arg("block_size"), py::arg("dtype") = "f16")
+      .def_property_readonly("dtype", [](const ll::KVCache& kv) {
+        return std::string(kv.type == ll::KVType::f16 ? "f16" : "f32");
+      })
       .def_readonly("n_blocks", &ll::KVCache::n_blocks)
       .def_readonly("block_size", &ll::KVCache::block_size)
       .def_property_readonly("nbytes", &ll::KVCache::nbytes)

@@ -94,9 +94,11 @@ class Model:
         """
 
 class KVCache:
-    """The paged K/V pool: n_blocks blocks of block_size positions for every layer (float32)."""
+    """Paged K/V pool (f16 or f32): [n_layer, n_blocks, block_size, n_head_kv, head_dim]."""
 
-    def __init__(self, model: Model, n_blocks: int, block_size: int) -> None: ...
+    def __init__(self, model: Model, n_blocks: int, block_size: int, dtype: str = "f16") -> None: ...
+    @property
+    def dtype(self) -> str: ...
     @property
     def n_blocks(self) -> int: ...
     @property
