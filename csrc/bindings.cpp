@@ -4,12 +4,10 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -17,117 +15,23 @@
 #include <vector>
 
 #include "bench_core.h"
-#include "gguf_scan.h"
 #include "kernels.h"
+#include "threadpool.h"
+
+#include <climits>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf_scan.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "sampling.h"
-#include "threadpool.h"
+#include "ops_simd.h"
 
 namespace py = pybind11;
-
-// --- gguf ---
-
-// gguf_scan_strings(buffer, pos, count): read a GGUF string array.
-// Success: (True, end_pos, blob: bytes, offsets: int64[count + 1]) where string i
-// is blob[offsets[i]:offsets[i + 1]]. Failure: (False, bad_index, bad_pos,
-// bad_length, length_cut) for the Python loader to turn into a GGUFError; a
-// bad_index of -1 means the buffer changed between the two passes.
-static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t count) {
-  py::buffer_info info = buffer.request();
-  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
-    throw py::value_error("gguf_scan_strings: expected a contiguous 1-D byte buffer");
-  const auto* data = static_cast<const uint8_t*>(info.ptr);
-  const uint64_t size = static_cast<uint64_t>(info.shape[0]);
-
-  llamalite::StringScanResult r;
-  {
-    py::gil_scoped_release release;
-    r = llamalite::scan_gguf_strings(data, size, pos, count);
-  }
-  if (!r.ok)
-    return py::make_tuple(false, r.bad_index, r.bad_pos, r.bad_length, r.length_cut);
-
-  // count <= (size - pos) / 8 and total_bytes <= size - pos - 8 * count, so these two
-  // allocations together stay within the array's bytes in the file plus 8.
-  py::array_t<int64_t> offsets(static_cast<py::ssize_t>(count + 1));  // [count + 1]
-  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(r.total_bytes));
-  if (raw == nullptr) throw py::error_already_set();
-  py::bytes blob = py::reinterpret_steal<py::bytes>(raw);  // [total_bytes]
-  bool same;
-  {
-    py::gil_scoped_release release;
-    same = llamalite::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
-                                          reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(raw)),
-                                          r.total_bytes);
-  }
-  if (!same) return py::make_tuple(false, -1, pos, 0, false);
-  return py::make_tuple(true, r.end, blob, offsets);
-}
-
-static void bind_gguf(py::module_& m) {
-  m.def("gguf_scan_strings", &gguf_scan_strings_py, py::arg("buffer"), py::arg("pos"),
-        py::arg("count"),
-        "Scan `count` GGUF strings at byte `pos` of a 1-D byte buffer, bounds-checked.\n"
-        "Returns (True, end, blob, offsets) or (False, bad_index, bad_pos, bad_length, length_cut).");
-}
-
-// --- sampling ---
-static void bind_sampling(py::module_& m) {
-  m.def(
-      "top_k_indices",
-      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int64_t k) {
-        if (logits.ndim() != 1) {
-          throw py::value_error("top_k_indices: logits must be 1-D, got " +
-                                std::to_string(logits.ndim()) + " dimensions");
-        }
-        if (k < 0) throw py::value_error("top_k_indices: k must be >= 0, got " + std::to_string(k));
-        const int64_t n = logits.shape(0);
-        if (n > std::numeric_limits<int32_t>::max()) {
-          throw py::value_error("top_k_indices: vocabulary too large for int32 ids");
-        }
-        const int64_t count = k < n ? k : n;
-        py::array_t<int32_t> out(count);
-        const float* src = logits.data();
-        int32_t* dst = out.mutable_data();
-        {
-          py::gil_scoped_release release;
-          llamalite::top_k_indices(src, n, count, dst);
-        }
-        return out;
-      },
-      py::arg("logits"), py::arg("k"),
-      "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
-      "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
-  m.def(
-      "top_p_indices",
-      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, double p) {
-        if (logits.ndim() != 1) {
-          throw py::value_error("top_p_indices: logits must be 1-D, got " +
-                                std::to_string(logits.ndim()) + " dimensions");
-        }
-        if (!(p > 0.0 && p <= 1.0)) {
-          throw py::value_error("top_p_indices: p must be in (0, 1], got " + std::to_string(p));
-        }
-        const int64_t n = logits.shape(0);
-        if (n > std::numeric_limits<int32_t>::max()) {
-          throw py::value_error("top_p_indices: vocabulary too large for int32 ids");
-        }
-        std::vector<int32_t> ids(static_cast<size_t>(n));  // [n] capacity
-        const float* src = logits.data();
-        int64_t count = 0;
-        {
-          py::gil_scoped_release release;
-          count = llamalite::top_p_indices(src, n, p, ids.data());
-        }
-        py::array_t<int32_t> out(count);
-        std::copy(ids.begin(), ids.begin() + count, out.mutable_data());
-        return out;
-      },
-      py::arg("logits"), py::arg("p"),
-      "The top-p set over all logits (float32 [n_vocab]): the fewest ids, best first, whose "
-      "softmax mass reaches p; grouped coarsely best first, not sorted. Returns int32 [count].");
-}
 
 // --- model ---
 // _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
@@ -218,7 +122,24 @@ static py::array_t<float> model_forward(ll::Model& m, ll::KVCache& kv, const I32
   return logits;
 }
 
+// gated_activation(kind, x, up): kind "silu" or "gelu"; act(x) * up with the active
+// ISA's kernel (for tests of the SIMD exp against numpy).
+static py::array_t<float> gated_activation_py(const std::string& kind,
+                                              py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                                              py::array_t<float, py::array::c_style | py::array::forcecast> up) {
+  if (kind != "silu" && kind != "gelu") throw py::value_error("kind must be 'silu' or 'gelu'");
+  if (x.ndim() != 1 || up.ndim() != 1 || x.shape(0) != up.shape(0))
+    throw py::value_error("x and up must be 1-D arrays of the same length");
+  py::array_t<float> out(x.shape(0));
+  std::memcpy(out.mutable_data(), x.data(), sizeof(float) * (size_t)x.shape(0));
+  const ll::AttnFns& f = ll::attn_fns();
+  (kind == "gelu" ? f.gelu_mul : f.silu_mul)(out.mutable_data(), up.data(), x.shape(0));
+  return out;
+}
+
 static void bind_model(py::module_& m) {
+  m.def("gated_activation", &gated_activation_py, py::arg("kind"), py::arg("x"), py::arg("up"),
+        "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
   py::class_<ll::Model>(m, "Model")
       .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
            py::arg("n_threads"), py::keep_alive<1, 2>(),
@@ -335,6 +256,40 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   return Y;
 }
 
+// Several weights times one X, quantized once (ll::quantize_acts +
+// ll::matmul_prepared): the pattern of Q/K/V and gate/up projections.
+std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std::vector<U8Array> Ws, F32Array X,
+                                                 py::object n_threads) {
+  if (types.empty() || types.size() != Ws.size()) {
+    throw std::invalid_argument("matmul_shared: give one type per weight matrix (and at least one)");
+  }
+  if (X.ndim() != 2) throw std::invalid_argument("matmul_shared: X must be a 2-D float32 array [M, K]");
+  const int64_t M = X.shape(0), K = X.shape(1);
+  for (size_t i = 0; i < Ws.size(); i++) {
+    const ll::TypeTraits& t = ll::type_traits(types[i]);
+    if (!t.can_matmul) throw std::invalid_argument(std::string("matmul_shared: ") + t.name + " cannot be a weight type");
+    if (Ws[i].ndim() != 2 || (size_t)Ws[i].shape(1) != ll::row_bytes(types[i], K)) {
+      throw std::invalid_argument("matmul_shared: weight " + std::to_string(i) + " must be uint8 [N, row_bytes(type, K)]");
+    }
+  }
+  const int nt = resolve_threads(n_threads);
+  std::vector<py::array_t<float>> out;
+  for (auto& W : Ws) out.emplace_back(std::vector<py::ssize_t>{(py::ssize_t)M, (py::ssize_t)W.shape(0)});
+  std::vector<float*> ys;
+  for (auto& y : out) ys.push_back(y.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(g_pool_mu);
+    ll::ThreadPool& pool = pool_of_size(nt);
+    ll::QuantizedActs xq;
+    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq);
+    for (size_t i = 0; i < Ws.size(); i++) {
+      ll::matmul_prepared(pool, types[i], Ws[i].data(), Ws[i].shape(0), xq, ys[i], Ws[i].shape(0));
+    }
+  }
+  return out;
+}
+
 // X [M, K] quantized for weight_type, as the bytes matmul's kernels read.
 py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
   if (X.ndim() != 2) throw std::invalid_argument("quantize_activations: X must be a 2-D float32 array [M, K]");
@@ -375,6 +330,9 @@ void bind_kernels(py::module_& m) {
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+  m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
+        py::arg("n_threads") = py::none(),
+        "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
@@ -396,7 +354,7 @@ void bind_kernels(py::module_& m) {
         return ll::bench_read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
       },
       py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
-      "Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes, active ISA, on the pool.");
+      "Read bandwidth in GB/s (mean of reps passes after a warm-up) over `copies` buffers of nbytes, on the pool.");
   m.def(
       "bench_int8_peak",
       [](py::object n_threads) {
@@ -406,6 +364,33 @@ void bind_kernels(py::module_& m) {
         return ll::bench_int8_peak(pool_of_size(nt));
       },
       py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
+  m.def(
+      "bench_matmul_vs_read",
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+        const ll::TypeTraits& t = ll::type_traits(type);
+        if (!t.can_matmul) throw std::invalid_argument(std::string("bench: ") + t.name + " cannot be a weight type");
+        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench: W and X must be 2-D");
+        if (copies < 1 || iters < 1) throw std::invalid_argument("bench: iters and copies must be positive");
+        const int64_t M = X.shape(0), K = X.shape(1);
+        if ((size_t)W.shape(1) != ll::row_bytes(type, K) || W.shape(0) % copies != 0) {
+          throw std::invalid_argument("bench: W must be [copies * N, row_bytes(type, K)]");
+        }
+        const int64_t N = W.shape(0) / copies;
+        const int nt = resolve_threads(n_threads);
+        std::vector<float> Y((size_t)(M * N));
+        const uint8_t* w = W.data();
+        const float* x = X.data();
+        double mm = 0.0, rd = 0.0;
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(g_pool_mu);
+          ll::bench_matmul_vs_read(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, &mm, &rd);
+        }
+        return py::make_tuple(mm, rd);
+      },
+      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
+      py::arg("copies") = 1,
+      "(matmul seconds, read seconds): means over iters rounds of one matmul then one read pass over the same weights.");
   m.def(
       "bench_matmul",
       [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
@@ -433,13 +418,116 @@ void bind_kernels(py::module_& m) {
 
 }  // namespace
 
+// --- gguf ---
+
+// gguf_scan_strings(buffer, pos, count): read a GGUF string array.
+// Success: (True, end_pos, blob: bytes, offsets: int64[count + 1]) where string i
+// is blob[offsets[i]:offsets[i + 1]]. Failure: (False, bad_index, bad_pos,
+// bad_length, length_cut) for the Python loader to turn into a GGUFError; a
+// bad_index of -1 means the buffer changed between the two passes.
+static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t count) {
+  py::buffer_info info = buffer.request();
+  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
+    throw py::value_error("gguf_scan_strings: expected a contiguous 1-D byte buffer");
+  const auto* data = static_cast<const uint8_t*>(info.ptr);
+  const uint64_t size = static_cast<uint64_t>(info.shape[0]);
+
+  llamalite::StringScanResult r;
+  {
+    py::gil_scoped_release release;
+    r = llamalite::scan_gguf_strings(data, size, pos, count);
+  }
+  if (!r.ok)
+    return py::make_tuple(false, r.bad_index, r.bad_pos, r.bad_length, r.length_cut);
+
+  // count <= (size - pos) / 8 and total_bytes <= size - pos - 8 * count, so these two
+  // allocations together stay within the array's bytes in the file plus 8.
+  py::array_t<int64_t> offsets(static_cast<py::ssize_t>(count + 1));  // [count + 1]
+  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(r.total_bytes));
+  if (raw == nullptr) throw py::error_already_set();
+  py::bytes blob = py::reinterpret_steal<py::bytes>(raw);  // [total_bytes]
+  bool same;
+  {
+    py::gil_scoped_release release;
+    same = llamalite::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
+                                          reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(raw)),
+                                          r.total_bytes);
+  }
+  if (!same) return py::make_tuple(false, -1, pos, 0, false);
+  return py::make_tuple(true, r.end, blob, offsets);
+}
+
+static void bind_gguf(py::module_& m) {
+  m.def("gguf_scan_strings", &gguf_scan_strings_py, py::arg("buffer"), py::arg("pos"),
+        py::arg("count"),
+        "Scan `count` GGUF strings at byte `pos` of a 1-D byte buffer, bounds-checked.\n"
+        "Returns (True, end, blob, offsets) or (False, bad_index, bad_pos, bad_length, length_cut).");
+}
+
+// --- sampling ---
+static void bind_sampling(py::module_& m) {
+  m.def(
+      "top_k_indices",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int64_t k) {
+        if (logits.ndim() != 1) {
+          throw py::value_error("top_k_indices: logits must be 1-D, got " +
+                                std::to_string(logits.ndim()) + " dimensions");
+        }
+        if (k < 0) throw py::value_error("top_k_indices: k must be >= 0, got " + std::to_string(k));
+        const int64_t n = logits.shape(0);
+        if (n > std::numeric_limits<int32_t>::max()) {
+          throw py::value_error("top_k_indices: vocabulary too large for int32 ids");
+        }
+        const int64_t count = k < n ? k : n;
+        py::array_t<int32_t> out(count);
+        const float* src = logits.data();
+        int32_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          llamalite::top_k_indices(src, n, count, dst);
+        }
+        return out;
+      },
+      py::arg("logits"), py::arg("k"),
+      "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
+      "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
+  m.def(
+      "top_p_indices",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, double p) {
+        if (logits.ndim() != 1) {
+          throw py::value_error("top_p_indices: logits must be 1-D, got " +
+                                std::to_string(logits.ndim()) + " dimensions");
+        }
+        if (!(p > 0.0 && p <= 1.0)) {
+          throw py::value_error("top_p_indices: p must be in (0, 1], got " + std::to_string(p));
+        }
+        const int64_t n = logits.shape(0);
+        if (n > std::numeric_limits<int32_t>::max()) {
+          throw py::value_error("top_p_indices: vocabulary too large for int32 ids");
+        }
+        std::vector<int32_t> ids(static_cast<size_t>(n));  // [n] capacity
+        const float* src = logits.data();
+        int64_t count = 0;
+        {
+          py::gil_scoped_release release;
+          count = llamalite::top_p_indices(src, n, p, ids.data());
+        }
+        py::array_t<int32_t> out(count);
+        std::copy(ids.begin(), ids.begin() + count, out.mutable_data());
+        return out;
+      },
+      py::arg("logits"), py::arg("p"),
+      "The top-p set over all logits (float32 [n_vocab]): the fewest ids, best first, whose "
+      "softmax mass reaches p; grouped coarsely best first, not sorted. Returns int32 [count].");
+}
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llamalite C++ core: GGUF block formats, quantized kernels, forward pass";
   m.attr("__version__") = LLAMALITE_VERSION;
-  bind_kernels(m);
   bind_gguf(m);
-  bind_sampling(m);
+  bind_kernels(m);
   bind_model(m);
+  bind_sampling(m);
 }

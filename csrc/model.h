@@ -72,7 +72,6 @@ struct Scratch {
   std::vector<float> gate;   // [n, n_ff]
   std::vector<float> up;     // [n, n_ff]
   std::vector<float> rope_cs;      // [n, n_rot]  cos/sin for the current RoPE base
-  std::vector<float> scores;       // [n_threads, max positions]
   std::vector<float> out_x;        // [r, n_embd]  rows that need logits
 };
 
@@ -117,6 +116,10 @@ void forward(Model& m, KVCache& kv, const Batch& b, float* logits);
 // --- shared pieces of the per-architecture graphs (model.cpp) ------------------
 // Y[n, W.N] = X[n, W.K] . W^T on the model's pool.
 void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y);
+// Ys[i][n, Ws[i].N] = X . Ws[i]^T for weights of the same K (Q, K, V; gate, up):
+// X is quantized once per activation family. Bit-identical to linear() each.
+void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
+                   const float* X, int64_t n);
 // Row-wise RMSNorm of X [n, d] (row stride d) by F32 weight w into Y.
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d);
 // Per-head RMSNorm in place: X [n, n_heads, d] with one F32 weight w [d].
