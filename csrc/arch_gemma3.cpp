@@ -23,7 +23,7 @@ void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
   linear_shared(m, qkv, qkv_out, 3, s.xb.data(), n);              // [n, n_head_kv * hdv]
   rmsnorm_heads(m, s.q.data(), L.q_norm, n, hp.n_head, hp.head_dim);
   rmsnorm_heads(m, s.k.data(), L.k_norm, n, hp.n_head_kv, hp.head_dim);
-  rope_qk(m, b, L.rope_base);
+  rope_qk(m, b, L);
   attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
   rmsnorm_rows(m, s.proj.data(), L.post_attn_norm, s.proj.data(), n, E);

@@ -19,7 +19,7 @@ void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
   const Weight* qkv[3] = {&L.wq, &L.wk, &L.wv};
   float* qkv_out[3] = {s.q.data(), s.k.data(), s.v.data()};       // [n, n_head * hd], [n, n_head_kv * hd],
   linear_shared(m, qkv, qkv_out, 3, s.xb.data(), n);              // [n, n_head_kv * hdv]
-  rope_qk(m, b, L.rope_base);
+  rope_qk(m, b, L);
   attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
   add_into(m, s.x.data(), s.proj.data(), n * E);

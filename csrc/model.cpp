@@ -79,8 +79,9 @@ void check_hparams(const HParams& hp) {
     fail("rope dimension " + std::to_string(hp.n_rot) + " must be even and in (0, head_dim=" +
          std::to_string(hp.head_dim) + "]");
   }
-  if (!(hp.eps > 0.0f) || !(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f)) {
-    fail("eps and rope bases must be positive");
+  if (!(hp.eps > 0.0f) || !(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f) ||
+      !(hp.rope_freq_scale > 0.0f)) {
+    fail("eps, rope bases and rope_freq_scale must be positive");
   }
   if (hp.sliding_window < 0 || hp.swa_pattern <= 0) fail("bad sliding window parameters");
 }
@@ -107,6 +108,9 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
   output_norm = bind_weight(*this, tensors, "output_norm.weight", E, 1, true);
   output = tensors.count("output.weight") ? bind_weight(*this, tensors, "output.weight", E, hp.n_vocab, false)
                                           : tok_embd;
+  if (tensors.count("rope_freqs.weight")) {
+    rope_freqs = bind_weight(*this, tensors, "rope_freqs.weight", hp.n_rot / 2, 1, true);
+  }
   const bool gemma = arch == Arch::gemma3;
   layers.resize(hp.n_layer);
   for (int32_t il = 0; il < hp.n_layer; ++il) {
@@ -129,6 +133,8 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     }
     L.sliding = hp.sliding_window > 0 && il % hp.swa_pattern < hp.swa_pattern - 1;
     L.rope_base = L.sliding ? hp.rope_base_swa : hp.rope_base;
+    L.rope_freq_scale = L.sliding ? 1.0f : hp.rope_freq_scale;
+    L.rope_factors = rope_freqs.data ? reinterpret_cast<const float*>(rope_freqs.data) : nullptr;
   }
   pool = std::make_unique<ThreadPool>(n_threads);
 }
@@ -222,14 +228,14 @@ void rmsnorm_heads(Model& m, float* X, const Weight& w, int64_t n, int64_t n_hea
   rmsnorm_rows(m, X, w, X, n * n_heads, d);
 }
 
-void rope_qk(Model& m, const Batch& b, float base) {
+void rope_qk(Model& m, const Batch& b, const LayerWeights& L) {
   const HParams& hp = m.hp;
   Scratch& s = m.s;
   const int64_t n_rot = hp.n_rot, hd = hp.head_dim;
   parallel_for(m, b.n_tokens, n_rot * 16 + (hp.n_head + hp.n_head_kv) * n_rot, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* cs = s.rope_cs.data() + t * n_rot;
-      rope_angles(b.positions[t], base, n_rot, cs);
+      rope_angles(b.positions[t], L.rope_base, L.rope_freq_scale, L.rope_factors, n_rot, cs);
       float* q = s.q.data() + t * hp.n_head * hd;
       for (int32_t h = 0; h < hp.n_head; ++h) rope_apply(q + h * hd, cs, n_rot, hp.rope_neox);
       float* k = s.k.data() + t * hp.n_head_kv * hd;
