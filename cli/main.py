@@ -77,10 +77,12 @@ def main() -> None:
     app()
 
 
+# Command modules register on `app` (one import line each).
+from . import info  # noqa: E402,F401
+from . import run  # noqa: E402,F401
+
 if __name__ == "__main__":
     # Under `python -m llamalite.cli.main` this file runs as __main__, but the command
     # modules register on `app` of the importable llamalite.cli.main: run that one.
     from llamalite.cli.main import main as _main
     _main()
-
-from . import info  # noqa: E402,F401

@@ -2,6 +2,8 @@
 
 >>> import llamalite
 >>> path = llamalite.pull("smollm2-135m")      # fetched once, then cached
+>>> llm = llamalite.LLM("smollm2-135m")         # doctest: +SKIP
+>>> print(llm.generate("Why is the sky blue?", max_tokens=64).text)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -9,13 +11,17 @@ from . import _core
 from .errors import GGUFError, LlamaliteError, RegistryError
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
+from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
 from .model import HParams, KVCache, Model
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
+from .sampling import Sampler, SampleResult, SamplingParams
 from .system import system_info
 
 __version__ = _core.__version__
 
 __all__ = [
+    "Completion",
+    "CompletionChunk",
     "GGUFError",
     "GGUFFile",
     "GGUFFormatError",
@@ -25,11 +31,17 @@ __all__ = [
     "GGUFValueError",
     "HParams",
     "KVCache",
+    "LLM",
     "LlamaliteError",
     "MODELS",
     "Model",
     "RegistryError",
+    "SampleResult",
+    "Sampler",
+    "SamplingParams",
     "TensorInfo",
+    "TokenLogprob",
+    "Usage",
     "cache_dir",
     "list_cached",
     "open_gguf",
