@@ -128,7 +128,7 @@ GGML_TYPES: dict[int, TypeInfo] = {
     6: TypeInfo("Q5_0", 32, 22),
     7: TypeInfo("Q5_1", 32, 24),
     8: TypeInfo("Q8_0", 32, 34),
-    9: TypeInfo("Q8_1", 32, 40),
+    9: TypeInfo("Q8_1", 32, 36),  # ggml: fp16 d + fp16 s + 32 int8 (gguf-py still says 40)
     10: TypeInfo("Q2_K", 256, 84),
     11: TypeInfo("Q3_K", 256, 110),
     12: TypeInfo("Q4_K", 256, 144),
