@@ -79,3 +79,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+from . import serve  # noqa: E402,F401
