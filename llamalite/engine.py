@@ -26,7 +26,7 @@ import numpy as np
 from .engine_stats import EngineStats, StatsRecorder
 from .errors import LlamaliteError
 from .kv_blocks import BlockManager, OutOfBlocks, SeqBlocks
-from .stop_strings import StopMatcher
+from .stopping import StopStrings
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class _Request:
     params: Any
     sampler: Any
     decoder: Any
-    stop: StopMatcher
+    stop: StopStrings
     on_event: Callable[[StreamChunk], None]
     submitted_at: float
     n_generated: int = 0
@@ -301,7 +301,7 @@ class Engine:
                        max_tokens=max_tokens, params=params,
                        sampler=self._sampler_factory(params, self.n_vocab),
                        decoder=self._decoder_factory(self.tokenizer),
-                       stop=StopMatcher(getattr(params, "stop", None)),
+                       stop=StopStrings(getattr(params, "stop", None) or []),
                        on_event=on_event, submitted_at=time.perf_counter())
         with self._lock:
             if self._stop:
@@ -574,8 +574,8 @@ class Engine:
         elif token in (getattr(params, "stop_token_ids", None) or ()):
             finish = "stop"
         else:
-            text = req.stop.push(req.decoder.push(token))
-            if req.stop.stopped:
+            text, stopped = req.stop.push(req.decoder.push(token))
+            if stopped:
                 finish = "stop"
         if finish is None and (req.n_generated >= req.max_tokens or len(req.tokens) >= self.n_ctx):
             finish = "length"
@@ -588,7 +588,8 @@ class Engine:
                 token_ids: list[int] | None = None, logprobs: list | None = None,
                 error: str | None = None) -> None:
         if reason in ("stop", "length") and not req.stop.stopped:
-            text += req.stop.push(req.decoder.flush()) if hasattr(req.decoder, "flush") else ""
+            if hasattr(req.decoder, "flush"):
+                text += req.stop.push(req.decoder.flush())[0]
             text += req.stop.flush()
         self._release(req)
         if reason == "cancelled":

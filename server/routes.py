@@ -212,9 +212,12 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
     return JSONResponse(shape.whole(b, completion))
 
 
-def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
+def _params(b: Backend, common: Common, logprobs: int | None, n_prompt: int) -> Any:
+    sampling = dict(common.sampling)
+    if sampling.get("max_tokens") is None:      # OpenAI: no limit but the context
+        sampling["max_tokens"] = max(1, b.engine.n_ctx - n_prompt)
     try:
-        return b.make_params(**common.sampling, logprobs=logprobs)
+        return b.make_params(**sampling, logprobs=logprobs)
     except (ValueError, TypeError) as e:
         raise bad_request(str(e))
 
@@ -235,8 +238,8 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
         prompt = b.chat_prompt(req.messages)
     except Exception as e:   # template errors: the messages do not fit the model's template
         raise bad_request(f"cannot apply the chat template: {e}", "messages")
-    return await _generate(request, state, "chat", prompt, _params(b, req.common, req.logprobs),
-                           req.common)
+    params = _params(b, req.common, req.logprobs, len(prompt))
+    return await _generate(request, state, "chat", prompt, params, req.common)
 
 
 async def completions(request: Request, state: ServerState) -> Response:
@@ -245,8 +248,8 @@ async def completions(request: Request, state: ServerState) -> Response:
     req = parse_completion(body, b.n_vocab)
     _check_model(b, req.common)
     prompt = b.text_prompt(req.prompt) if isinstance(req.prompt, str) else req.prompt
-    return await _generate(request, state, "text", prompt, _params(b, req.common, req.logprobs),
-                           req.common)
+    params = _params(b, req.common, req.logprobs, len(prompt))
+    return await _generate(request, state, "text", prompt, params, req.common)
 
 
 # --- the rest ---------------------------------------------------------------------------

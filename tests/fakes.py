@@ -173,8 +173,9 @@ class GreedySampler:
 
 
 def fake_engine(**kw):
-    """An Engine over the fakes (started)."""
+    """An Engine over the fakes (started); greedy stand-in sampler unless sampler_factory=None
+    (the real llamalite.sampling.Sampler)."""
     from llamalite.engine import Engine
     model = kw.pop("model", None) or FakeModel()
-    return Engine(model, FakeTokenizer(), sampler_factory=GreedySampler,
-                  decoder_factory=FakeStreamDecoder, **kw)
+    kw.setdefault("sampler_factory", GreedySampler)
+    return Engine(model, FakeTokenizer(), decoder_factory=FakeStreamDecoder, **kw)

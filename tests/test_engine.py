@@ -231,3 +231,31 @@ def test_forward_error_ends_requests_not_engine():
         assert chunks[-1].finish_reason == "error" and "boom" in chunks[-1].error
         assert eng.generate([40, 41], FakeParams(max_tokens=3)).token_ids == reference_greedy([40, 41], 3)
         assert eng.stats().kv_blocks_used == 0
+
+
+def test_seeded_sampling_same_alone_or_batched():
+    """With the real sampler: a seeded request at temperature 0.8 draws the same tokens
+    whether it runs alone or beside 7 others (each request owns its random stream)."""
+    from llamalite.sampling import SamplingParams
+    ps = prompts(8)
+
+    def params(i):
+        return SamplingParams(temperature=0.8, top_k=20, seed=100 + i, max_tokens=16)
+    with fake_engine(n_parallel=8, sampler_factory=None) as eng:
+        rids = []
+        import queue as q_
+        queues = [q_.Queue() for _ in ps]
+        for i, (p, q) in enumerate(zip(ps, queues)):
+            rids.append(eng.submit(p, params(i), q.put))
+        together = []
+        for q in queues:
+            toks = []
+            while True:
+                c = q.get(timeout=10)
+                toks += c.token_ids
+                if c.finish_reason:
+                    break
+            together.append(toks)
+        alone = [eng.generate(p, params(i)).token_ids for i, p in enumerate(ps)]
+    assert together == alone
+    assert len({tuple(t) for t in together}) == 8

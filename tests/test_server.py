@@ -12,11 +12,12 @@ import httpx
 import openai
 import pytest
 
-from fakes import (BOS, FakeModel, FakeParams, FakeTemplate, FakeTokenizer, fake_engine,
+from fakes import (BOS, FakeModel, FakeTemplate, FakeTokenizer, fake_engine,
                    reference_greedy)
 from server_fakes import LiveServer
 from llamalite.server.app import create_app
 from llamalite.server.backend import Backend
+from llamalite.sampling import SamplingParams
 from llamalite.server.settings import Settings
 
 NAME = "fake-model"
@@ -29,9 +30,9 @@ def fake_factory(model: FakeModel | None = None, gate: threading.Event | None = 
             gate.wait(30)
         eng = fake_engine(model=model or FakeModel(), n_parallel=settings.n_parallel,
                           ctx_size=settings.ctx_size, max_queue=settings.max_queue,
-                          **engine_kw)
+                          sampler_factory=None, **engine_kw)
         return Backend(engine=eng, tokenizer=FakeTokenizer(), template=FakeTemplate(),
-                       make_params=FakeParams, name=NAME, aliases=frozenset({NAME + ".gguf"}),
+                       make_params=SamplingParams, name=NAME, aliases=frozenset({NAME + ".gguf"}),
                        info={"arch": "fake", "n_ctx": eng.n_ctx})
     return factory
 
@@ -128,7 +129,7 @@ def test_completions_token_prompt_stop_and_logprobs(srv):
 
 def test_raw_sse_format(srv):
     with httpx.stream("POST", srv.url + "/v1/completions", json={
-            "prompt": "abc", "max_tokens": 5, "stream": True}) as r:
+            "prompt": "abc", "max_tokens": 5, "stream": True, "temperature": 0}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         raw = r.read().decode("utf-8")
     events = [e for e in raw.split("\n\n") if e]
