@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fakes import EOS, FakeModel, FakeParams, fake_engine, reference_greedy
+from engine_fakes import EOS, FakeModel, FakeParams, fake_engine, reference_greedy
 from llamalite.engine import QueueFull, RequestRejected
 
 

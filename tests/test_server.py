@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from fakes import (BOS, FakeModel, FakeTemplate, FakeTokenizer, fake_engine,
+from engine_fakes import (BOS, FakeModel, FakeTemplate, FakeTokenizer, fake_engine,
                    reference_greedy)
 from server_fakes import LiveServer
 from llamalite.server.app import create_app
