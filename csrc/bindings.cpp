@@ -3,46 +3,14 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <limits>
-
-#include "sampling.h"
-
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "gguf_scan.h"
+#include "sampling.h"
 
 namespace py = pybind11;
-
-// --- sampling ---
-static void bind_sampling(py::module_& m) {
-  m.def(
-      "top_k_indices",
-      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int64_t k) {
-        if (logits.ndim() != 1) {
-          throw py::value_error("top_k_indices: logits must be 1-D, got " +
-                                std::to_string(logits.ndim()) + " dimensions");
-        }
-        if (k < 0) throw py::value_error("top_k_indices: k must be >= 0, got " + std::to_string(k));
-        const int64_t n = logits.shape(0);
-        if (n > std::numeric_limits<int32_t>::max()) {
-          throw py::value_error("top_k_indices: vocabulary too large for int32 ids");
-        }
-        const int64_t count = k < n ? k : n;
-        py::array_t<int32_t> out(count);
-        const float* src = logits.data();
-        int32_t* dst = out.mutable_data();
-        {
-          py::gil_scoped_release release;
-          llamalite::top_k_indices(src, n, count, dst);
-        }
-        return out;
-      },
-      py::arg("logits"), py::arg("k"),
-      "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
-      "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
-}
-
 
 // --- gguf ---
 
@@ -89,11 +57,40 @@ static void bind_gguf(py::module_& m) {
         "Returns (True, end, blob, offsets) or (False, bad_index, bad_pos, bad_length, length_cut).");
 }
 
+// --- sampling ---
+static void bind_sampling(py::module_& m) {
+  m.def(
+      "top_k_indices",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int64_t k) {
+        if (logits.ndim() != 1) {
+          throw py::value_error("top_k_indices: logits must be 1-D, got " +
+                                std::to_string(logits.ndim()) + " dimensions");
+        }
+        if (k < 0) throw py::value_error("top_k_indices: k must be >= 0, got " + std::to_string(k));
+        const int64_t n = logits.shape(0);
+        if (n > std::numeric_limits<int32_t>::max()) {
+          throw py::value_error("top_k_indices: vocabulary too large for int32 ids");
+        }
+        const int64_t count = k < n ? k : n;
+        py::array_t<int32_t> out(count);
+        const float* src = logits.data();
+        int32_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          llamalite::top_k_indices(src, n, count, dst);
+        }
+        return out;
+      },
+      py::arg("logits"), py::arg("k"),
+      "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
+      "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
+}
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llamalite C++ core: GGUF block formats, quantized kernels, forward pass";
   m.attr("__version__") = LLAMALITE_VERSION;
-  bind_sampling(m);
   bind_gguf(m);
+  bind_sampling(m);
 }

@@ -2,6 +2,8 @@
 
 >>> import llamalite
 >>> path = llamalite.pull("smollm2-135m")      # fetched once, then cached
+>>> llm = llamalite.LLM("smollm2-135m")         # doctest: +SKIP
+>>> print(llm.generate("Why is the sky blue?", max_tokens=64).text)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -9,11 +11,15 @@ from . import _core
 from .errors import GGUFError, LlamaliteError, RegistryError
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
+from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
+from .sampling import Sampler, SampleResult, SamplingParams
 
 __version__ = _core.__version__
 
 __all__ = [
+    "Completion",
+    "CompletionChunk",
     "GGUFError",
     "GGUFFile",
     "GGUFFormatError",
@@ -21,10 +27,16 @@ __all__ = [
     "GGUFTokenizerError",
     "GGUFTruncatedError",
     "GGUFValueError",
+    "LLM",
     "LlamaliteError",
     "MODELS",
     "RegistryError",
+    "SampleResult",
+    "Sampler",
+    "SamplingParams",
     "TensorInfo",
+    "TokenLogprob",
+    "Usage",
     "cache_dir",
     "list_cached",
     "open_gguf",
