@@ -88,7 +88,7 @@ class StreamChunk:
     """
     request_id: str
     text: str
-    token_ids: list[int]
+    token_ids: list[int]                # output tokens (an ending EOG/stop token id is left out)
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
@@ -567,16 +567,14 @@ class Engine:
             top = [(int(t), float(v)) for t, v in (getattr(result, "top_logprobs", None) or [])]
             lp = [TokenLogprob(token, float(result.logprob), top)]
         params = req.params
-        finish = None
-        text = ""
-        if token in self.eog_ids and not getattr(params, "ignore_eos", False):
-            finish = "stop"
-        elif token in (getattr(params, "stop_token_ids", None) or ()):
-            finish = "stop"
-        else:
-            text, stopped = req.stop.push(req.decoder.push(token))
-            if stopped:
-                finish = "stop"
+        end_token = (token in self.eog_ids and not getattr(params, "ignore_eos", False)) or \
+            token in (getattr(params, "stop_token_ids", None) or ())
+        if end_token:
+            # Counted in usage, not part of the output (no text, no token id, no logprob).
+            self._finish(req, "stop", logprobs=[] if lp is not None else None)
+            return
+        text, stopped = req.stop.push(req.decoder.push(token))
+        finish = "stop" if stopped else None
         if finish is None and (req.n_generated >= req.max_tokens or len(req.tokens) >= self.n_ctx):
             finish = "length"
         if finish is None:

@@ -98,10 +98,12 @@ def test_stop_conditions():
         out = eng.generate(p, FakeParams(max_tokens=30, stop=[stop, "\x00never"]))
         assert out.finish_reason == "stop" and out.text == text[:text.index(stop)]
         out = eng.generate(p, FakeParams(max_tokens=30, stop_token_ids=[ref[5]]))
-        assert out.finish_reason == "stop" and out.token_ids == ref[:ref.index(ref[5]) + 1]
+        assert out.finish_reason == "stop" and out.token_ids == ref[:ref.index(ref[5])]
+        assert out.usage.completion_tokens == ref.index(ref[5]) + 1
         # A logit bias that forces EOS ends with "stop"; ignore_eos runs to the length.
         out = eng.generate(p, FakeParams(max_tokens=5, logit_bias={EOS: 1e10}))
-        assert out.finish_reason == "stop" and out.token_ids == [EOS] and out.text == ""
+        assert out.finish_reason == "stop" and out.token_ids == [] and out.text == ""
+        assert out.usage.completion_tokens == 1
         out = eng.generate(p, FakeParams(max_tokens=5, logit_bias={EOS: 1e10}, ignore_eos=True))
         assert out.finish_reason == "length" and out.token_ids == [EOS] * 5
 
