@@ -12,3 +12,12 @@ class GGUFError(LlamaliteError, ValueError):
 
 class RegistryError(LlamaliteError):
     """A model could not be fetched, verified or found in the cache."""
+
+
+class TokenizerError(LlamaliteError, ValueError):
+    """A vocabulary in the file cannot be used, or a token id / text is invalid for it."""
+
+
+class TemplateError(LlamaliteError):
+    """A chat template failed to render: a syntax error, `raise_exception`, a sandbox
+    violation (access to Python internals) or a resource limit."""
