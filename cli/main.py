@@ -77,6 +77,12 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()
+# Command modules register on `app` (one import line each).
+from . import run  # noqa: E402,F401
 from . import serve  # noqa: E402,F401
+
+if __name__ == "__main__":
+    # `python -m llamalite.cli.main` runs this file as __main__, a second copy of
+    # the module: run the app of the imported one, where the commands registered.
+    from llamalite.cli.main import main as _main
+    _main()

@@ -12,6 +12,8 @@ import codecs
 
 import numpy as np
 
+from llamalite.llm import LLM
+
 BOS, EOS = 256, 257
 N_VOCAB = 258
 
@@ -27,7 +29,8 @@ class FakeModel:
     arch = "fake"
 
     def __init__(self, text: str, noise: float = 1.0, peak: float = 8.0) -> None:
-        self.script = [BOS, *text.encode("utf-8"), EOS]
+        # "<eos>" in the text is an EOS the model emits there (end of a chat turn).
+        self.script = [*FakeTokenizer().tokenize(text, parse_special=True), EOS]
         rng = np.random.default_rng(0)
         self.noise = (noise * rng.standard_normal((len(self.script) + 4096, N_VOCAB))).astype(np.float32)
         self.peak = peak
@@ -56,14 +59,17 @@ class FakeModel:
 
 
 class FakeTokenizer:
-    """Bytes as tokens, BOS = 256, EOS = 257."""
+    """Bytes as tokens, BOS = 256, EOS = 257 (the text "<eos>" with parse_special)."""
 
     n_vocab = N_VOCAB
     bos_id, eos_id = BOS, EOS
     eog_ids = frozenset({EOS})
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        ids = list(text.encode("utf-8"))
+        parts = text.split("<eos>") if parse_special else [text]
+        ids = list(parts[0].encode("utf-8"))
+        for part in parts[1:]:
+            ids += [EOS, *part.encode("utf-8")]
         return [BOS, *ids] if add_special else ids
 
     def detokenize(self, ids) -> str:
@@ -86,12 +92,13 @@ class FakeStreamDecoder:
 
 class FakeChatTemplate:
     def render(self, messages, add_generation_prompt: bool = True, tools=None) -> str:
-        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
+        text = "".join(f"<{m['role']}>{m['content']}" + ("<eos>" if m["role"] == "assistant" else "")
+                       + "\n" for m in messages)
         return text + ("<assistant>" if add_generation_prompt else "")
 
 
-def fake_llm(text: str, **kwargs):
-    from llamalite.llm import LLM
+def fake_llm(text: str, **kwargs) -> LLM:
+    """An LLM over FakeModel(text) and the fake tokenizer, template and decoder."""
     return LLM._from_parts(FakeModel(text, **{k: kwargs.pop(k) for k in ("noise", "peak")
                                               if k in kwargs}),
                            FakeTokenizer(), FakeChatTemplate(), FakeStreamDecoder, **kwargs)
