@@ -51,6 +51,11 @@ class Backend:
         """A token's text on its own (for logprobs)."""
         return self.tokenizer.detokenize([token])
 
+    def piece_bytes(self, token: int) -> bytes:
+        """A token's raw bytes (part of a UTF-8 character, for byte tokens)."""
+        token_bytes = getattr(self.tokenizer, "token_bytes", None)
+        return token_bytes(token) if token_bytes is not None else self.piece(token).encode()
+
     def close(self) -> None:
         self.engine.shutdown()
 

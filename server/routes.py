@@ -82,8 +82,7 @@ def _chat_logprobs(b: Backend, lps: list[TokenLogprob] | None) -> dict | None:
         return None
 
     def entry(tok: int, lp: float) -> dict:
-        piece = b.piece(tok)
-        return {"token": piece, "logprob": lp, "bytes": list(piece.encode("utf-8"))}
+        return {"token": b.piece(tok), "logprob": lp, "bytes": list(b.piece_bytes(tok))}
     return {"content": [{**entry(x.token, x.logprob),
                          "top_logprobs": [entry(t, v) for t, v in x.top_logprobs]} for x in lps]}
 
