@@ -315,6 +315,12 @@ class Engine:
             self._wake.notify_all()
         return req.id
 
+    @property
+    def queue_full(self) -> bool:
+        """Whether submit would refuse with QueueFull right now (a cheap early check)."""
+        with self._lock:
+            return len(self._waiting) >= self.max_queue + self._free_slot_hint()
+
     def _free_slot_hint(self) -> int:
         # Requests about to take a free slot do not count against the queue.
         return len(self._free_slots)

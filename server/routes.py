@@ -221,6 +221,14 @@ def _params(b: Backend, common: Common, logprobs: int | None, n_prompt: int) -> 
         raise bad_request(str(e))
 
 
+def _refuse_if_queue_full(state: ServerState) -> None:
+    """Answer 429 before any parsing or tokenizing when the queue is already full."""
+    if state.backend.engine.queue_full:
+        raise APIError(429, f"too many requests are waiting (max_queue="
+                            f"{state.backend.engine.max_queue}); retry later", code="queue_full",
+                       headers={"Retry-After": str(state.settings.retry_after_s)})
+
+
 def _check_model(b: Backend, common: Common) -> None:
     if not b.knows_model(common.model):
         raise APIError(404, f"model '{common.model}' is not served here; this server serves "
@@ -231,6 +239,7 @@ def _check_model(b: Backend, common: Common) -> None:
 async def chat_completions(request: Request, state: ServerState) -> Response:
     b = state.backend
     body = await read_json(request, state.settings.max_body_bytes)
+    _refuse_if_queue_full(state)
     req = parse_chat(body, b.n_vocab)
     _check_model(b, req.common)
     try:
@@ -244,6 +253,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
 async def completions(request: Request, state: ServerState) -> Response:
     b = state.backend
     body = await read_json(request, state.settings.max_body_bytes)
+    _refuse_if_queue_full(state)
     req = parse_completion(body, b.n_vocab)
     _check_model(b, req.common)
     prompt = b.text_prompt(req.prompt) if isinstance(req.prompt, str) else req.prompt
