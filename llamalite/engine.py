@@ -196,7 +196,9 @@ class Engine:
         self.n_vocab = int(model.n_vocab)
         n_blocks = ctx_size // block_size
         self.ctx_size = n_blocks * block_size
-        model_ctx = getattr(model, "n_ctx_train", None) or self.ctx_size
+        model_ctx = (getattr(model, "n_ctx_train", None)
+                     or getattr(getattr(model, "hparams", None), "n_ctx_train", None)
+                     or self.ctx_size)
         self.n_ctx = min(n_ctx or self.ctx_size, self.ctx_size, int(model_ctx))
         self.blocks = BlockManager(n_blocks, block_size)
         self.kv = model.new_kv_cache(n_blocks, block_size)
