@@ -365,3 +365,15 @@ def test_disconnects_cancel_streaming_prefill_and_plain():
                           json={"prompt": "ok", "max_tokens": 2}).status_code == 200
     finally:
         s.stop()
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def test_serve_cli_rejects_bad_options():
+    from conftest import run_cli
+    r = run_cli("serve", "/nonexistent/model.gguf")
+    assert r.returncode == 1 and "not found" in r.stderr
+    r = run_cli("serve", "smollm2-135m", "--parallel", "0")
+    assert r.returncode == 1 and "--parallel must be at least 1" in r.stderr
+    r = run_cli("serve", "smollm2-135m", "--parallel", "8", "--batch-tokens", "4")
+    assert r.returncode == 1 and "--batch-tokens" in r.stderr
