@@ -51,6 +51,13 @@ async def read_json(request: Request, max_bytes: int) -> dict:
                           f"column {e.colno}", code="invalid_json")
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object", code="invalid_json")
+    if "\\u" in text:
+        # JSON escapes can smuggle lone surrogates (e.g. "\\udcff"), which are not text.
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_request("request body contains an unpaired UTF-16 surrogate escape "
+                              "(not valid Unicode text)", code="invalid_utf8")
     return body
 
 

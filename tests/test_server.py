@@ -230,6 +230,7 @@ def test_malformed_json_bad_utf8_and_non_object(srv):
     assert_error(post_raw(srv, "/v1/chat/completions", b'{"messages": [}'), 400, "JSON")
     assert_error(post_raw(srv, "/v1/chat/completions", b'{"messages": "\xff\xfe"}'), 400, "UTF-8")
     assert_error(post_raw(srv, "/v1/completions", b"[1, 2]"), 400, "object")
+    assert_error(post_raw(srv, "/v1/completions", b'{"prompt": "a\\udcff"}'), 400, "surrogate")
     assert_error(post_raw(srv, "/tokenize", b'{"content": 3}'), 400, "content")
     assert_error(post_raw(srv, "/detokenize", b'{"tokens": [1, 300]}'), 400, "out of range")
 
