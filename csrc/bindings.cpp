@@ -1,6 +1,7 @@
 // bindings.cpp - the one pybind11 binding file: llamalite._core.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <cstring>
@@ -9,6 +10,21 @@
 
 #include "gguf_scan.h"
 #include "sampling.h"
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "bench_core.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+#include <climits>
+#include <map>
+
+#include "kv_cache.h"
+#include "model.h"
 
 namespace py = pybind11;
 
@@ -86,11 +102,311 @@ static void bind_sampling(py::module_& m) {
       "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
 }
 
+// --- model ---
+// _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
+// holds pointers into `buffer` (the mmapped file), kept alive with the Model.
+// _core.KVCache(model, n_blocks, block_size) is the paged K/V pool (float32).
+// Model.forward(kv, tokens, positions, seq_ids, block_tables, logit_rows) runs one
+// step with the GIL released and returns float32 logits [len(logit_rows), n_vocab].
+
+using I32Array = py::array_t<int32_t, py::array::c_style>;
+
+static ll::HParams hparams_from_dict(const py::dict& d) {
+  ll::HParams hp;
+  auto get = [&](const char* key) -> py::object {
+    if (!d.contains(key)) throw py::value_error(std::string("hparams is missing '") + key + "'");
+    return d[key];
+  };
+  hp.arch = get("arch").cast<std::string>();
+  hp.n_vocab = get("n_vocab").cast<int32_t>();
+  hp.n_ctx_train = get("n_ctx_train").cast<int32_t>();
+  hp.n_embd = get("n_embd").cast<int32_t>();
+  hp.n_layer = get("n_layer").cast<int32_t>();
+  hp.n_head = get("n_head").cast<int32_t>();
+  hp.n_head_kv = get("n_head_kv").cast<int32_t>();
+  hp.head_dim = get("head_dim").cast<int32_t>();
+  hp.head_dim_v = get("head_dim_v").cast<int32_t>();
+  hp.n_rot = get("n_rot").cast<int32_t>();
+  hp.n_ff = get("n_ff").cast<int32_t>();
+  hp.eps = get("eps").cast<float>();
+  hp.rope_base = get("rope_base").cast<float>();
+  hp.rope_base_swa = get("rope_base_swa").cast<float>();
+  hp.rope_neox = get("rope_neox").cast<bool>();
+  hp.sliding_window = get("sliding_window").cast<int32_t>();
+  hp.swa_pattern = get("swa_pattern").cast<int32_t>();
+  hp.attn_scale = get("attn_scale").cast<float>();
+  hp.embd_scale = get("embd_scale").cast<float>();
+  hp.final_softcap = get("final_softcap").cast<float>();
+  return hp;
+}
+
+static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& hparams,
+                                             const py::dict& tensors, int32_t n_threads) {
+  py::buffer_info info = buffer.request();
+  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
+    throw py::value_error("Model: expected the file as a contiguous 1-D byte buffer");
+  std::map<std::string, ll::TensorDesc> descs;
+  for (auto item : tensors) {
+    auto t = item.second.cast<py::tuple>();
+    if (t.size() != 4) throw py::value_error("Model: tensor entries are (offset, type, ne0, ne1)");
+    descs[item.first.cast<std::string>()] = ll::TensorDesc{
+        t[0].cast<uint64_t>(), t[1].cast<int32_t>(), t[2].cast<int64_t>(), t[3].cast<int64_t>()};
+  }
+  return std::make_unique<ll::Model>(static_cast<const uint8_t*>(info.ptr),
+                                     static_cast<uint64_t>(info.shape[0]),
+                                     hparams_from_dict(hparams), descs, n_threads);
+}
+
+static int32_t checked_len(const I32Array& a, const char* name) {
+  if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be a 1-D int32 array");
+  if (a.shape(0) > INT32_MAX) throw py::value_error(std::string(name) + " is too long");
+  return static_cast<int32_t>(a.shape(0));
+}
+
+static py::array_t<float> model_forward(ll::Model& m, ll::KVCache& kv, const I32Array& tokens,
+                                        const I32Array& positions, const I32Array& seq_ids,
+                                        const I32Array& block_tables, const I32Array& logit_rows) {
+  const int32_t n = checked_len(tokens, "tokens");
+  if (checked_len(positions, "positions") != n || checked_len(seq_ids, "seq_ids") != n)
+    throw py::value_error("tokens, positions and seq_ids must have the same length");
+  if (block_tables.ndim() != 2) throw py::value_error("block_tables must be a 2-D int32 array");
+  const int32_t r = checked_len(logit_rows, "logit_rows");
+  ll::Batch b;
+  b.n_tokens = n;
+  b.tokens = tokens.data();
+  b.positions = positions.data();
+  b.seq_ids = seq_ids.data();
+  b.block_tables = block_tables.data();
+  b.n_seqs = static_cast<int32_t>(block_tables.shape(0));
+  b.max_blocks = static_cast<int32_t>(block_tables.shape(1));
+  b.logit_rows = logit_rows.data();
+  b.n_logit_rows = r;
+  ll::validate_batch(m, kv, b);   // before allocating the output
+  py::array_t<float> logits({static_cast<py::ssize_t>(r), static_cast<py::ssize_t>(m.hp.n_vocab)});
+  float* out = logits.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ll::forward(m, kv, b, out);
+  }
+  return logits;
+}
+
+static void bind_model(py::module_& m) {
+  py::class_<ll::Model>(m, "Model")
+      .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
+           py::arg("n_threads"), py::keep_alive<1, 2>(),
+           "Bind the weights of a GGUF file already parsed by llamalite.gguf.")
+      .def_property_readonly("n_threads", [](const ll::Model& x) { return x.pool->size(); })
+      .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
+      .def("forward", &model_forward, py::arg("kv"), py::arg("tokens"), py::arg("positions"),
+           py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
+           "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].");
+  py::class_<ll::KVCache>(m, "KVCache")
+      .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size) {
+             return std::make_unique<ll::KVCache>(model.hp.n_layer, n_blocks, block_size,
+                                                  model.hp.n_head_kv, model.hp.head_dim,
+                                                  model.hp.head_dim_v);
+           }),
+           py::arg("model"), py::arg("n_blocks"), py::arg("block_size"))
+      .def_readonly("n_blocks", &ll::KVCache::n_blocks)
+      .def_readonly("block_size", &ll::KVCache::block_size)
+      .def_property_readonly("nbytes", &ll::KVCache::nbytes)
+      .def("copy_block", &ll::KVCache::copy_block, py::arg("src"), py::arg("dst"),
+           "Copy every layer's K/V of block src into block dst.");
+}
+
+// --- kernels ---------------------------------------------------------------------
+namespace {
+
+using U8Array = py::array_t<uint8_t, py::array::c_style>;
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+ll::ISA parse_isa(const std::string& name) {
+  if (name == "generic") return ll::ISA::generic;
+  if (name == "avx2") return ll::ISA::avx2;
+  if (name == "avx512") return ll::ISA::avx512;
+  throw std::invalid_argument("unknown instruction set '" + name + "': expected generic, avx2 or avx512");
+}
+
+// One shared pool for the binding-level matmul; rebuilt when the size changes.
+std::mutex g_pool_mu;
+std::unique_ptr<ll::ThreadPool> g_pool;
+
+ll::ThreadPool& pool_of_size(int n) {
+  if (!g_pool || g_pool->size() != n) {
+    g_pool.reset();
+    g_pool.reset(new ll::ThreadPool(n));
+  }
+  return *g_pool;
+}
+
+int resolve_threads(py::object n_threads) {
+  if (n_threads.is_none()) return ll::default_thread_count();
+  int n = n_threads.cast<int>();
+  if (n < 1 || n > 1024) throw std::invalid_argument("n_threads must be between 1 and 1024, got " + std::to_string(n));
+  return n;
+}
+
+py::dict type_traits_dict(int32_t type) {
+  const ll::TypeTraits& t = ll::type_traits(type);
+  py::dict d;
+  d["name"] = t.name;
+  d["block_size"] = t.block_size;
+  d["type_size"] = t.type_size;
+  d["can_matmul"] = t.can_matmul;
+  return d;
+}
+
+py::array_t<float> dequantize_py(int32_t type, U8Array raw, int64_t n) {
+  if (n < 0) throw std::invalid_argument("dequantize: n must be >= 0, got " + std::to_string(n));
+  const size_t need = ll::row_bytes(type, n);  // validates the type and block multiple
+  if ((size_t)raw.size() < need) {
+    throw std::invalid_argument("dequantize: " + std::to_string(n) + " values of " + ll::type_traits(type).name +
+                                " need " + std::to_string(need) + " bytes, got " + std::to_string(raw.size()));
+  }
+  py::array_t<float> out(n);
+  const uint8_t* src = raw.data();
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    ll::dequantize_row(type, src, dst, n);
+  }
+  return out;
+}
+
+py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads) {
+  const ll::TypeTraits& t = ll::type_traits(type);
+  if (!t.can_matmul) throw std::invalid_argument(std::string("matmul: ") + t.name + " cannot be a weight type");
+  if (W.ndim() != 2) throw std::invalid_argument("matmul: W must be a 2-D uint8 array [N, row_bytes]");
+  if (X.ndim() != 2) throw std::invalid_argument("matmul: X must be a 2-D float32 array [M, K]");
+  const int64_t N = W.shape(0), M = X.shape(0), K = X.shape(1);
+  if (K <= 0 || K % t.block_size != 0) {
+    throw std::invalid_argument("matmul: K = " + std::to_string(K) + " is not a positive multiple of the " + t.name +
+                                " block size " + std::to_string(t.block_size));
+  }
+  const size_t rb = ll::row_bytes(type, K);
+  if ((size_t)W.shape(1) != rb) {
+    throw std::invalid_argument("matmul: W rows have " + std::to_string(W.shape(1)) + " bytes but K = " +
+                                std::to_string(K) + " values of " + t.name + " take " + std::to_string(rb));
+  }
+  const int nt = resolve_threads(n_threads);
+  py::array_t<float> Y({M, N});
+  const uint8_t* w = W.data();
+  const float* x = X.data();
+  float* y = Y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(g_pool_mu);
+    ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y);
+  }
+  return Y;
+}
+
+// X [M, K] quantized for weight_type, as the bytes matmul's kernels read.
+py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
+  if (X.ndim() != 2) throw std::invalid_argument("quantize_activations: X must be a 2-D float32 array [M, K]");
+  ll::QuantizedActs xq;
+  const int64_t M = X.shape(0), K = X.shape(1);
+  xq.prepare(weight_type, M, K);
+  ll::quantize_acts_rows(X.data(), K, xq, 0, M);
+  py::array_t<uint8_t> out({(py::ssize_t)M, (py::ssize_t)xq.row_bytes});
+  if (M > 0) std::memcpy(out.mutable_data(), xq.data, (size_t)M * xq.row_bytes);
+  return out;
+}
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512}) {
+    if (ll::isa_supported(isa)) out.push_back(ll::isa_name(isa));
+  }
+  return out;
+}
+
+void bind_kernels(py::module_& m) {
+  // LLAMALITE_ISA is read once, here, at import.
+  if (const char* env = std::getenv("LLAMALITE_ISA")) {
+    std::string name(env);
+    if (!name.empty()) {
+      try {
+        ll::set_active_isa(parse_isa(name));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("LLAMALITE_ISA=") + name + ": " + e.what());
+      }
+    }
+  }
+  m.def("type_traits", &type_traits_dict, py::arg("type"),
+        "Traits of a GGML type id: name, block_size, type_size, can_matmul (ValueError if unknown).");
+  m.def("row_bytes", [](int32_t type, int64_t n) { return ll::row_bytes(type, n); }, py::arg("type"), py::arg("n"),
+        "Bytes of a row of n values of the type.");
+  m.def("dequantize", &dequantize_py, py::arg("type"), py::arg("raw"), py::arg("n"),
+        "Dequantize n values of the given type from raw bytes into a float32 array.");
+  m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
+        "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+  m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
+        "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
+  m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
+        "Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it).");
+  m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
+  m.def("best_isa", []() { return std::string(ll::isa_name(ll::best_supported_isa())); });
+  m.def("supported_isas", &supported_isas);
+  m.def("cpu_features", []() { return ll::cpu_features(); });
+  m.def("default_thread_count", &ll::default_thread_count);
+
+  // Measurement loops for bench/kernels.py (never used by tests for timing).
+  m.def(
+      "bench_read_bandwidth",
+      [](size_t nbytes, py::object n_threads, int reps, int copies) {
+        if (nbytes == 0 || copies < 1 || reps < 1) throw std::invalid_argument("bench_read_bandwidth: nbytes, reps and copies must be positive");
+        const int nt = resolve_threads(n_threads);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(g_pool_mu);
+        return ll::bench_read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
+      },
+      py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
+      "Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes, active ISA, on the pool.");
+  m.def(
+      "bench_int8_peak",
+      [](py::object n_threads) {
+        const int nt = resolve_threads(n_threads);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(g_pool_mu);
+        return ll::bench_int8_peak(pool_of_size(nt));
+      },
+      py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
+  m.def(
+      "bench_matmul",
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+        const ll::TypeTraits& t = ll::type_traits(type);
+        if (!t.can_matmul) throw std::invalid_argument(std::string("bench_matmul: ") + t.name + " cannot be a weight type");
+        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench_matmul: W and X must be 2-D");
+        if (copies < 1 || iters < 1) throw std::invalid_argument("bench_matmul: iters and copies must be positive");
+        const int64_t M = X.shape(0), K = X.shape(1);
+        const size_t rb = ll::row_bytes(type, K);
+        if ((size_t)W.shape(1) != rb || W.shape(0) % copies != 0) {
+          throw std::invalid_argument("bench_matmul: W must be [copies * N, row_bytes(type, K)]");
+        }
+        const int64_t N = W.shape(0) / copies;
+        const int nt = resolve_threads(n_threads);
+        std::vector<float> Y((size_t)(M * N));
+        const uint8_t* w = W.data();
+        const float* x = X.data();
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(g_pool_mu);
+        return ll::bench_matmul(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters);
+      },
+      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
+      py::arg("copies") = 1, "Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices.");
+}
+
+}  // namespace
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llamalite C++ core: GGUF block formats, quantized kernels, forward pass";
   m.attr("__version__") = LLAMALITE_VERSION;
+  bind_kernels(m);
   bind_gguf(m);
   bind_sampling(m);
+  bind_model(m);
 }

@@ -46,7 +46,9 @@ void dequantize_row(int32_t type, const void* src, float* dst, int64_t n);
 // types (F32, F16, BF16) the rows are kept as float32.
 struct QuantizedActs {
   int32_t weight_type = -1;  // the weight type these were prepared for
-  int32_t act_type = -1;     // TYPE_Q8_0, TYPE_Q8_K, or TYPE_F32
+  // TYPE_Q8_0: rows of BlockQ8A (quant_blocks.h: float32 scale + int8[32] + sum),
+  // TYPE_Q8_K: rows of BlockQ8_K (GGUF layout, with bsums), TYPE_F32: plain floats.
+  int32_t act_type = -1;
   int64_t M = 0, K = 0;
   size_t row_bytes = 0;      // bytes per quantized row
   uint8_t* data = nullptr;   // M * row_bytes bytes, 64-byte aligned

@@ -26,6 +26,13 @@ class ThreadPool {
   // Called from inside run() by every thread: returns once all threads reached it.
   void barrier();
 
+  // Run fn(chunk) for every chunk in [0, n_chunks); the chunks are claimed one
+  // at a time by whichever threads are running, and the call returns when all
+  // are done. A worker that has not started by the time the chunks run out is
+  // not waited for, so a descheduled worker (busy machine) cannot stall the
+  // caller. fn must not call barrier().
+  void run_chunks(int64_t n_chunks, const std::function<void(int64_t chunk)>& fn);
+
  private:
   struct State;
   State* state_;

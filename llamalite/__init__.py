@@ -14,6 +14,7 @@ from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerErro
 from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
+from .system import system_info
 
 __version__ = _core.__version__
 
@@ -42,5 +43,6 @@ __all__ = [
     "open_gguf",
     "pull",
     "resolve_model",
+    "system_info",
     "__version__",
 ]

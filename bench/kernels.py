@@ -1,0 +1,131 @@
+"""Kernel benchmark: matmul throughput beside roofs measured in the same run.
+
+For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
+- M = 1: GB/s of weights read, beside the read bandwidth of the same number of
+  bytes (`_core.bench_read_bandwidth`). "hot": the same weight matrix every
+  call (it stays in cache when it fits); "cold": calls cycle through enough
+  copies (>= 96 MB) that weights come from DRAM, as they do in a real forward
+  pass of a model bigger than the L3 cache. The roof is measured the same way.
+- M = 512: GMAC/s beside the int8 dot-product peak (`_core.bench_int8_peak`:
+  vpdpbusd or maddubs chains in registers).
+Every number is the median of several interleaved repetitions; all timing
+loops run in C++ on the core's thread pool.
+
+    python bench/kernels.py [--threads 2] [--reps 5] [--isa avx512] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import llamalite
+from llamalite import _core
+
+TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
+# (N, K): weight rows x row length, from SmolLM2-135M (hidden 576, ffn 1536,
+# vocab 49152) and Gemma 3 270M (hidden 640, ffn 2048). K-quants need K % 256 == 0.
+SHAPES = [(1536, 576), (576, 1536), (2048, 640), (640, 2048), (49152, 576)]
+BIG_N = 16384  # shapes with more rows than this skip M = 512 (minutes of compute)
+COLD_BYTES = 96 << 20
+
+
+def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [n, row_bytes]: random blocks with finite, small fp16 scales."""
+    tr = _core.type_traits(type_id)
+    raw = rng.integers(0, 256, size=(n * k // tr["block_size"], tr["type_size"]), dtype=np.uint8)
+    fp16_fields = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q8_0": [0], "Q4_K": [0, 2], "Q6_K": [208]}
+    for off in fp16_fields[tr["name"]]:
+        raw[:, off:off + 2] = np.array([0.01], dtype=np.float16).view(np.uint8)
+    return raw.reshape(n, -1)
+
+
+def time_matmul(type_id: int, W: np.ndarray, X: np.ndarray, threads: int, copies: int, budget_s: float) -> float:
+    """Seconds per call, with iters chosen so one measurement takes about budget_s."""
+    est = _core.bench_matmul(type_id, W, X, threads, iters=2, copies=copies)
+    iters = max(3, min(20000, int(budget_s / max(est, 1e-7))))
+    return _core.bench_matmul(type_id, W, X, threads, iters=iters, copies=copies)
+
+
+def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.random.Generator) -> dict:
+    type_id = TYPES[name]
+    W1 = random_weights(type_id, n, k, rng)
+    nbytes = W1.nbytes
+    copies = max(1, -(-COLD_BYTES // nbytes))
+    Wc = np.ascontiguousarray(np.tile(W1, (copies, 1))) if copies > 1 else W1
+    X1 = rng.standard_normal((1, k)).astype(np.float32)
+    do_512 = n <= BIG_N
+    X512 = rng.standard_normal((512, k)).astype(np.float32) if do_512 else None
+    hot, hot_roof, cold, cold_roof, gmacs, peak = [], [], [], [], [], []
+    for _ in range(reps):  # interleaved: each repetition measures everything once
+        hot_roof.append(_core.bench_read_bandwidth(nbytes, threads, reps=3, copies=1))
+        hot.append(nbytes / time_matmul(type_id, W1, X1, threads, 1, 0.03) / 1e9)
+        cold_roof.append(_core.bench_read_bandwidth(nbytes, threads, reps=1, copies=copies))
+        cold.append(nbytes / time_matmul(type_id, Wc, X1, threads, copies, 0.05) / 1e9)
+        if do_512:
+            peak.append(_core.bench_int8_peak(threads))
+            gmacs.append(512 * n * k / time_matmul(type_id, W1, X512, threads, 1, 0.1) / 1e9)
+    med = statistics.median
+    row = {
+        "type": name, "N": n, "K": k, "weight_bytes": nbytes,
+        "m1_hot_gbs": med(hot), "m1_hot_roof_gbs": med(hot_roof),
+        "m1_cold_gbs": med(cold), "m1_cold_roof_gbs": med(cold_roof),
+    }
+    row["m1_hot_pct"] = 100 * row["m1_hot_gbs"] / row["m1_hot_roof_gbs"]
+    row["m1_cold_pct"] = 100 * row["m1_cold_gbs"] / row["m1_cold_roof_gbs"]
+    if do_512:
+        row.update(m512_gmacs=med(gmacs), int8_peak_gmacs=med(peak))
+        row["m512_pct"] = 100 * row["m512_gmacs"] / row["int8_peak_gmacs"]
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'type':5} {'N x K':>12} {'MB':>6} | {'M=1 hot GB/s':>12} {'roof':>6} {'%':>4} | "
+            f"{'M=1 cold GB/s':>13} {'roof':>6} {'%':>4} | {'M=512 GMAC/s':>12} {'peak':>6} {'%':>4}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        m512 = (f"{r['m512_gmacs']:12.1f} {r['int8_peak_gmacs']:6.1f} {r['m512_pct']:4.0f}"
+                if "m512_gmacs" in r else f"{'-':>12} {'-':>6} {'-':>4}")
+        print(f"{r['type']:5} {r['N']:>6}x{r['K']:<5} {r['weight_bytes'] / 1e6:6.2f} | "
+              f"{r['m1_hot_gbs']:12.1f} {r['m1_hot_roof_gbs']:6.1f} {r['m1_hot_pct']:4.0f} | "
+              f"{r['m1_cold_gbs']:13.1f} {r['m1_cold_roof_gbs']:6.1f} {r['m1_cold_pct']:4.0f} | {m512}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--isa", choices=["generic", "avx2", "avx512"], default=None)
+    ap.add_argument("--types", default=",".join(TYPES))
+    ap.add_argument("--quick", action="store_true", help="one shape per type, 3 repetitions")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    if args.isa:
+        _core.set_isa(args.isa)
+    reps = 3 if args.quick else args.reps
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in args.types.split(","):
+        block = _core.type_traits(TYPES[name])["block_size"]
+        shapes = [(n, k) for n, k in SHAPES if k % block == 0]
+        for n, k in shapes[:1] if args.quick else shapes:
+            rows.append(bench_case(name, n, k, args.threads, reps, rng))
+            print(f"  {name} {n}x{k} done", flush=True)
+    info = llamalite.system_info()
+    print(f"\nllamalite {info['version']}  isa={info['active_isa']}  threads={args.threads}  "
+          f"median of {reps} interleaved repetitions")
+    print_table(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.out / f"kernels-{info['active_isa']}-{stamp}.json"
+    path.write_text(json.dumps({"system": info, "threads": args.threads, "reps": reps, "rows": rows}, indent=1))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+// arch_gemma3.cpp - one layer of the `gemma3` graph, as llama.cpp builds it:
+//   q, k  = rope_neox(rms_head(Wq . rms(x))), rope_neox(rms_head(Wk . rms(x)))
+//   h     = x + rms_post(Wo . attn(q, k, Wv . rms(x)))        (scale 1/sqrt(key_length))
+//   x     = h + rms_post_ffw(Wdown . (gelu_tanh(Wgate . rms(h)) * (Wup . rms(h))))
+// Layers with il % 6 < 5 attend to a sliding window with RoPE base 10000; the
+// others are global with the file's freq_base. Embeddings are scaled by sqrt(n_embd)
+// in model.cpp.
+#include "model.h"
+#include "ops.h"
+
+namespace ll {
+
+void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
+  const HParams& hp = m.hp;
+  const LayerWeights& L = m.layers[il];
+  Scratch& s = m.s;
+  const int64_t n = b.n_tokens, E = hp.n_embd;
+
+  // --- attention ---
+  rmsnorm_rows(m, s.x.data(), L.attn_norm, s.xb.data(), n, E);   // xb [n, E]
+  linear(m, L.wq, s.xb.data(), n, s.q.data());                    // q  [n, n_head * hd]
+  linear(m, L.wk, s.xb.data(), n, s.k.data());                    // k  [n, n_head_kv * hd]
+  linear(m, L.wv, s.xb.data(), n, s.v.data());                    // v  [n, n_head_kv * hdv]
+  rmsnorm_heads(m, s.q.data(), L.q_norm, n, hp.n_head, hp.head_dim);
+  rmsnorm_heads(m, s.k.data(), L.k_norm, n, hp.n_head_kv, hp.head_dim);
+  rope_qk(m, b, L.rope_base);
+  attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
+  linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
+  rmsnorm_rows(m, s.proj.data(), L.post_attn_norm, s.proj.data(), n, E);
+  add_into(s.x.data(), s.proj.data(), n * E);
+
+  // --- feed-forward (GELU-gated) ---
+  rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
+  linear(m, L.ffn_gate, s.xb.data(), n, s.gate.data());           // gate [n, n_ff]
+  linear(m, L.ffn_up, s.xb.data(), n, s.up.data());               // up   [n, n_ff]
+  gelu_mul(s.gate.data(), s.up.data(), n * hp.n_ff);
+  linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
+  rmsnorm_rows(m, s.proj.data(), L.post_ffn_norm, s.proj.data(), n, E);
+  add_into(s.x.data(), s.proj.data(), n * E);
+}
+
+}  // namespace ll

@@ -1,0 +1,24 @@
+// bench_core.h - measurement loops behind bench/kernels.py: the matmul under
+// test and the two roofs it is compared with (read bandwidth, int8 peak), all
+// timed in C++ on the core's own thread pool so Python overhead stays out.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace ll {
+
+class ThreadPool;
+
+// GB/s reading n_copies buffers of nbytes each, one after the other, split
+// between the pool's threads (n_copies > 1 puts the data out of cache).
+double bench_read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int reps);
+
+// GMAC/s of int8 dot-product instructions on registers, every pool thread busy.
+double bench_int8_peak(ThreadPool& pool);
+
+// Seconds per matmul, averaged over iters calls that cycle through n_copies
+// weight matrices (each N x row_bytes, back to back at W).
+double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
+                    const float* X, int64_t M, float* Y, int iters);
+
+}  // namespace ll

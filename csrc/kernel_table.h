@@ -1,0 +1,55 @@
+// kernel_table.h - the function-pointer tables through which the core calls
+// its per-ISA kernels.
+//
+// ODR rule for this project: the ISA-specific translation units (*_avx2.cpp,
+// *_avx512.cpp) are compiled with extra -m flags. If they instantiated an
+// inline or template function that generic code also uses (STL templates,
+// inline helpers from shared headers), the linker could keep the AVX-512 copy
+// for everybody and generic code would fault on older CPUs. So ISA units hold
+// only plain functions on pointers inside their own namespace, and export one
+// table-filling function each; nothing here is inline.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace ll {
+
+// Y[m * ldy + n] = dot(X[m], W[n]) for m in [0, M), n in [n0, n1).
+// W: weight rows, w_row_bytes apart. X: quantized activation rows, x_row_bytes
+// apart. nb: blocks per row (of the weight type). Each output must be computed
+// the same way whatever M, n0, n1 are (batch invariance).
+using MatmulFn = void (*)(const uint8_t* W, size_t w_row_bytes, const uint8_t* X,
+                          size_t x_row_bytes, int64_t M, int64_t nb, float* Y, int64_t ldy,
+                          int64_t n0, int64_t n1);
+
+// Quantize one row of k floats to activation blocks (BlockQ8A or BlockQ8_K).
+using QuantizeRowFn = void (*)(const float* x, void* dst, int64_t k);
+
+constexpr int kMaxTypeId = 40;
+
+// Benchmark roofs (bench/kernels.py): read n bytes as fast as the ISA can
+// (returns a value that depends on every byte, so the loop is not removed) ...
+using ReadBytesFn = uint64_t (*)(const uint8_t* p, size_t n);
+// ... and run iters rounds of independent int8 dot-product instructions on
+// registers; *macs_per_iter receives the multiply-adds one round does.
+using Int8PeakFn = int64_t (*)(int64_t iters, int64_t* macs_per_iter);
+
+struct KernelTable {
+  MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight type id; null = use generic
+  QuantizeRowFn quantize_q8a = nullptr;
+  QuantizeRowFn quantize_q8k = nullptr;
+  ReadBytesFn read_bytes = nullptr;
+  Int8PeakFn int8_peak = nullptr;
+};
+
+// Each fills the entries it implements; the caller starts from the generic table.
+void fill_generic_kernels(KernelTable* t);
+void fill_avx2_kernels(KernelTable* t);
+void fill_avx512_kernels(KernelTable* t);
+
+// The table of the active ISA (set at import, changed by set_active_isa).
+const KernelTable& active_kernels();
+// The table of a given ISA (isa: 0 generic, 1 avx2, 2 avx512), for tests.
+const KernelTable& kernels_for(int isa);
+
+}  // namespace ll

@@ -1,0 +1,315 @@
+// model.cpp - binding weights, validating a step, and the step driver shared by
+// every architecture (embedding, layers, logits for the requested rows).
+#include "model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "ops.h"
+
+namespace ll {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+std::string shape_str(int64_t a, int64_t b) {
+  return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+}
+
+// Finds `name`, checks its shape is [K, N] (GGUF order) and that its bytes lie in
+// the file, and returns a view. `need_f32` for norm vectors read as plain floats.
+Weight bind_weight(const Model& m, const std::map<std::string, TensorDesc>& tensors,
+            const std::string& name, int64_t K, int64_t N, bool need_f32) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) fail("tensor '" + name + "' is missing from the file");
+  const TensorDesc& t = it->second;
+  if (!is_known_type(t.type)) fail("tensor '" + name + "' has unknown type id " + std::to_string(t.type));
+  const TypeTraits& tr = type_traits(t.type);
+  if (t.ne0 != K || t.ne1 != N) {
+    fail("tensor '" + name + "' has shape " + shape_str(t.ne0, t.ne1) + ", expected " +
+         shape_str(K, N));
+  }
+  if (need_f32 && t.type != TYPE_F32) {
+    fail("tensor '" + name + "' is " + tr.name + "; norm weights must be F32");
+  }
+  if (!need_f32 && !tr.can_matmul) {
+    fail(std::string("tensor '") + name + "' has type " + tr.name + ", which matmul does not support");
+  }
+  if (K % tr.block_size != 0) {
+    fail("tensor '" + name + "' row length " + std::to_string(K) + " is not a multiple of " +
+         tr.name + "'s block size " + std::to_string(tr.block_size));
+  }
+  const uint64_t rb = row_bytes(t.type, K);
+  if (N > 0 && rb > (m.file_size / (uint64_t)N)) fail("tensor '" + name + "' is larger than the file");
+  const uint64_t nbytes = rb * (uint64_t)N;
+  if (t.offset > m.file_size || nbytes > m.file_size - t.offset) {
+    fail("tensor '" + name + "' ends at byte " + std::to_string(t.offset + nbytes) +
+         " but the file has " + std::to_string(m.file_size) + " bytes");
+  }
+  return Weight{m.file + t.offset, t.type, K, N};
+}
+
+void check_hparams(const HParams& hp) {
+  auto positive = [](const char* what, int64_t v) {
+    if (v <= 0) fail(std::string("hyperparameter ") + what + " must be positive, got " + std::to_string(v));
+  };
+  positive("n_vocab", hp.n_vocab);
+  positive("n_embd", hp.n_embd);
+  positive("n_layer", hp.n_layer);
+  positive("n_head", hp.n_head);
+  positive("n_head_kv", hp.n_head_kv);
+  positive("head_dim", hp.head_dim);
+  positive("head_dim_v", hp.head_dim_v);
+  positive("n_ff", hp.n_ff);
+  if (hp.n_head % hp.n_head_kv != 0) {
+    fail("n_head " + std::to_string(hp.n_head) + " is not a multiple of n_head_kv " +
+         std::to_string(hp.n_head_kv));
+  }
+  if (hp.n_rot <= 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0) {
+    fail("rope dimension " + std::to_string(hp.n_rot) + " must be even and in (0, head_dim=" +
+         std::to_string(hp.head_dim) + "]");
+  }
+  if (!(hp.eps > 0.0f) || !(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f)) {
+    fail("eps and rope bases must be positive");
+  }
+  if (hp.sliding_window < 0 || hp.swa_pattern <= 0) fail("bad sliding window parameters");
+}
+
+}  // namespace
+
+// --- loading ---------------------------------------------------------------------
+Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
+             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads)
+    : hp(hp_), file(file_), file_size(file_size_) {
+  if (hp.arch == "llama") {
+    arch = Arch::llama;
+  } else if (hp.arch == "gemma3") {
+    arch = Arch::gemma3;
+  } else {
+    fail("architecture '" + hp.arch + "' is not supported (supported: llama, gemma3)");
+  }
+  check_hparams(hp);
+  if (n_threads <= 0) fail("n_threads must be positive, got " + std::to_string(n_threads));
+  const int64_t E = hp.n_embd, Q = (int64_t)hp.n_head * hp.head_dim;
+  const int64_t KD = (int64_t)hp.n_head_kv * hp.head_dim, VD = (int64_t)hp.n_head_kv * hp.head_dim_v;
+  const int64_t AO = (int64_t)hp.n_head * hp.head_dim_v;
+  tok_embd = bind_weight(*this, tensors, "token_embd.weight", E, hp.n_vocab, false);
+  output_norm = bind_weight(*this, tensors, "output_norm.weight", E, 1, true);
+  output = tensors.count("output.weight") ? bind_weight(*this, tensors, "output.weight", E, hp.n_vocab, false)
+                                          : tok_embd;
+  const bool gemma = arch == Arch::gemma3;
+  layers.resize(hp.n_layer);
+  for (int32_t il = 0; il < hp.n_layer; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    LayerWeights& L = layers[il];
+    L.attn_norm = bind_weight(*this, tensors, p + "attn_norm.weight", E, 1, true);
+    L.wq = bind_weight(*this, tensors, p + "attn_q.weight", E, Q, false);
+    L.wk = bind_weight(*this, tensors, p + "attn_k.weight", E, KD, false);
+    L.wv = bind_weight(*this, tensors, p + "attn_v.weight", E, VD, false);
+    L.wo = bind_weight(*this, tensors, p + "attn_output.weight", AO, E, false);
+    L.ffn_norm = bind_weight(*this, tensors, p + "ffn_norm.weight", E, 1, true);
+    L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
+    L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
+    L.ffn_down = bind_weight(*this, tensors, p + "ffn_down.weight", hp.n_ff, E, false);
+    if (gemma) {
+      L.q_norm = bind_weight(*this, tensors, p + "attn_q_norm.weight", hp.head_dim, 1, true);
+      L.k_norm = bind_weight(*this, tensors, p + "attn_k_norm.weight", hp.head_dim, 1, true);
+      L.post_attn_norm = bind_weight(*this, tensors, p + "post_attention_norm.weight", E, 1, true);
+      L.post_ffn_norm = bind_weight(*this, tensors, p + "post_ffw_norm.weight", E, 1, true);
+    }
+    L.sliding = hp.sliding_window > 0 && il % hp.swa_pattern < hp.swa_pattern - 1;
+    L.rope_base = L.sliding ? hp.rope_base_swa : hp.rope_base;
+  }
+  pool = std::make_unique<ThreadPool>(n_threads);
+}
+
+// --- validation --------------------------------------------------------------------
+void validate_batch(const Model& m, const KVCache& kv, const Batch& b) {
+  const HParams& hp = m.hp;
+  if (kv.n_layer != hp.n_layer || kv.n_head_kv != hp.n_head_kv || kv.head_dim != hp.head_dim ||
+      kv.head_dim_v != hp.head_dim_v) {
+    fail("the KV cache was made for a different model");
+  }
+  if (b.n_tokens <= 0) fail("a step needs at least one token");
+  if (b.n_seqs <= 0 || b.max_blocks <= 0) fail("block_tables must have at least one row and one column");
+  const int64_t max_pos = (int64_t)b.max_blocks * kv.block_size;
+  std::vector<int32_t> top(b.n_seqs, -1);   // highest position each sequence reaches
+  for (int32_t t = 0; t < b.n_tokens; ++t) {
+    const int32_t tok = b.tokens[t], pos = b.positions[t], seq = b.seq_ids[t];
+    if (tok < 0 || tok >= hp.n_vocab) {
+      fail("token id " + std::to_string(tok) + " at index " + std::to_string(t) +
+           " is out of range [0, " + std::to_string(hp.n_vocab) + ")");
+    }
+    if (seq < 0 || seq >= b.n_seqs) {
+      fail("seq_id " + std::to_string(seq) + " at index " + std::to_string(t) +
+           " has no row in block_tables (" + std::to_string(b.n_seqs) + " rows)");
+    }
+    if (pos < 0 || pos >= max_pos) {
+      fail("position " + std::to_string(pos) + " at index " + std::to_string(t) +
+           " is outside the block table's " + std::to_string(max_pos) + " positions");
+    }
+    top[seq] = std::max(top[seq], pos);
+  }
+  for (int32_t s = 0; s < b.n_seqs; ++s) {
+    if (top[s] < 0) continue;
+    const int32_t* row = b.block_tables + (int64_t)s * b.max_blocks;
+    for (int32_t j = 0; j <= top[s] / kv.block_size; ++j) {
+      if (row[j] < 0 || row[j] >= kv.n_blocks) {
+        fail("block_tables[" + std::to_string(s) + ", " + std::to_string(j) + "] = " +
+             std::to_string(row[j]) + " is not a block id in [0, " + std::to_string(kv.n_blocks) + ")");
+      }
+    }
+  }
+  for (int32_t r = 0; r < b.n_logit_rows; ++r) {
+    if (b.logit_rows[r] < 0 || b.logit_rows[r] >= b.n_tokens) {
+      fail("logit row " + std::to_string(b.logit_rows[r]) + " is not a token index in [0, " +
+           std::to_string(b.n_tokens) + ")");
+    }
+  }
+}
+
+// --- shared graph pieces ----------------------------------------------------------------
+void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
+  matmul(*m.pool, W.type, W.data, W.N, W.K, X, n, Y);
+}
+
+void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d) {
+  const float* wf = reinterpret_cast<const float*>(w.data);
+  const float eps = m.hp.eps;
+  m.pool->run([&](int ith, int nth) {
+    int64_t r0, r1;
+    split_range(n, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) rmsnorm_row(X + r * d, wf, Y + r * d, d, eps);
+  });
+}
+
+void rmsnorm_heads(Model& m, float* X, const Weight& w, int64_t n, int64_t n_heads, int64_t d) {
+  rmsnorm_rows(m, X, w, X, n * n_heads, d);
+}
+
+void rope_qk(Model& m, const Batch& b, float base) {
+  const HParams& hp = m.hp;
+  Scratch& s = m.s;
+  const int64_t n_rot = hp.n_rot, hd = hp.head_dim;
+  m.pool->run([&](int ith, int nth) {
+    int64_t t0, t1;
+    split_range(b.n_tokens, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; ++t) {
+      float* cs = s.rope_cs.data() + t * n_rot;
+      rope_angles(b.positions[t], base, n_rot, cs);
+      float* q = s.q.data() + t * hp.n_head * hd;
+      for (int32_t h = 0; h < hp.n_head; ++h) rope_apply(q + h * hd, cs, n_rot, hp.rope_neox);
+      float* k = s.k.data() + t * hp.n_head_kv * hd;
+      for (int32_t h = 0; h < hp.n_head_kv; ++h) rope_apply(k + h * hd, cs, n_rot, hp.rope_neox);
+    }
+  });
+}
+
+void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t window) {
+  const HParams& hp = m.hp;
+  Scratch& s = m.s;
+  const int32_t bs = kv.block_size;
+  const int64_t kd = (int64_t)hp.n_head_kv * hp.head_dim, vd = (int64_t)hp.n_head_kv * hp.head_dim_v;
+  for (int32_t t = 0; t < b.n_tokens; ++t) {   // K/V of every token into its block
+    const int32_t pos = b.positions[t];
+    const int32_t blk = b.block_tables[(int64_t)b.seq_ids[t] * b.max_blocks + pos / bs];
+    std::memcpy(kv.k_at(il, blk, pos % bs), s.k.data() + t * kd, kd * sizeof(float));
+    std::memcpy(kv.v_at(il, blk, pos % bs), s.v.data() + t * vd, vd * sizeof(float));
+  }
+  const int64_t max_pos = (int64_t)b.max_blocks * bs;
+  const int32_t group = hp.n_head / hp.n_head_kv;
+  const int64_t n_tasks = (int64_t)b.n_tokens * hp.n_head;
+  m.pool->run([&](int ith, int nth) {
+    int64_t j0, j1;
+    split_range(n_tasks, ith, nth, &j0, &j1);
+    float* scores = s.scores.data() + (int64_t)ith * max_pos;
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t t = j / hp.n_head;
+      const int32_t h = (int32_t)(j % hp.n_head);
+      const int32_t pos = b.positions[t];
+      const int32_t p0 = window > 0 ? std::max(0, pos - window + 1) : 0;
+      const int32_t* table = b.block_tables + (int64_t)b.seq_ids[t] * b.max_blocks;
+      const float* q = s.q.data() + (t * hp.n_head + h) * hp.head_dim;
+      float* out = s.att.data() + (t * hp.n_head + h) * hp.head_dim_v;
+      attend_one(kv, il, h / group, q, table, p0, pos, hp.attn_scale, scores, out);
+    }
+  });
+}
+
+void add_into(float* X, const float* Y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) X[i] += Y[i];
+}
+
+// --- the step ----------------------------------------------------------------------------
+namespace {
+
+void size_scratch(Model& m, const Batch& b, int64_t max_pos) {
+  const HParams& hp = m.hp;
+  Scratch& s = m.s;
+  const int64_t n = b.n_tokens;
+  s.x.resize(n * hp.n_embd);
+  s.xb.resize(n * hp.n_embd);
+  s.q.resize(n * hp.n_head * hp.head_dim);
+  s.k.resize(n * hp.n_head_kv * hp.head_dim);
+  s.v.resize(n * hp.n_head_kv * hp.head_dim_v);
+  s.att.resize(n * hp.n_head * hp.head_dim_v);
+  s.proj.resize(n * hp.n_embd);
+  s.gate.resize(n * hp.n_ff);
+  s.up.resize(n * hp.n_ff);
+  s.rope_cs.resize(n * hp.n_rot);
+  s.scores.resize((int64_t)m.pool->size() * max_pos);
+  s.out_x.resize((int64_t)b.n_logit_rows * hp.n_embd);
+}
+
+void embed(Model& m, const Batch& b) {
+  const int64_t E = m.hp.n_embd;
+  const size_t rb = row_bytes(m.tok_embd.type, E);
+  const float scale = m.hp.embd_scale;
+  m.pool->run([&](int ith, int nth) {
+    int64_t t0, t1;
+    split_range(b.n_tokens, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; ++t) {
+      float* x = m.s.x.data() + t * E;
+      dequantize_row(m.tok_embd.type, m.tok_embd.data + (size_t)b.tokens[t] * rb, x, E);
+      if (scale != 1.0f) for (int64_t i = 0; i < E; ++i) x[i] *= scale;
+    }
+  });
+}
+
+void output_logits(Model& m, const Batch& b, float* logits) {
+  const int64_t E = m.hp.n_embd, r = b.n_logit_rows;
+  if (r == 0) return;
+  for (int64_t i = 0; i < r; ++i) {
+    std::memcpy(m.s.out_x.data() + i * E, m.s.x.data() + (int64_t)b.logit_rows[i] * E, E * sizeof(float));
+  }
+  rmsnorm_rows(m, m.s.out_x.data(), m.output_norm, m.s.out_x.data(), r, E);
+  linear(m, m.output, m.s.out_x.data(), r, logits);
+  const float cap = m.hp.final_softcap;
+  if (cap > 0.0f) {
+    const int64_t total = r * m.hp.n_vocab;
+    for (int64_t i = 0; i < total; ++i) logits[i] = std::tanh(logits[i] / cap) * cap;
+  }
+}
+
+}  // namespace
+
+void forward(Model& m, KVCache& kv, const Batch& b, float* logits) {
+  std::lock_guard<std::mutex> lock(m.busy);
+  validate_batch(m, kv, b);
+  size_scratch(m, b, (int64_t)b.max_blocks * kv.block_size);
+  embed(m, b);
+  for (int32_t il = 0; il < m.hp.n_layer; ++il) {
+    if (m.arch == Arch::llama) {
+      llama_layer(m, kv, b, il);
+    } else {
+      gemma3_layer(m, kv, b, il);
+    }
+  }
+  output_logits(m, b, logits);
+}
+
+}  // namespace ll

@@ -1,0 +1,134 @@
+// model.h - a loaded model: hyperparameters, weight views into the mmapped GGUF
+// file, scratch buffers, and the forward pass of one engine step.
+//
+// The Python loader parses and validates the file and hands the core the base
+// pointer of the mapping plus (offset, type, shape) of every tensor; the core
+// checks each tensor it uses against the expected shape and the mapping's size.
+// A step is a batch of n tokens that may belong to several sequences; each token
+// writes its K/V into its sequence's KV block at its position and attends to its
+// own sequence's positions <= its own (and > pos - window on sliding layers).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "kv_cache.h"
+#include "threadpool.h"
+
+namespace ll {
+
+enum class Arch : int32_t { llama = 0, gemma3 = 1 };
+
+struct HParams {
+  std::string arch;          // "llama" or "gemma3"
+  int32_t n_vocab = 0, n_ctx_train = 0, n_embd = 0, n_layer = 0;
+  int32_t n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0, n_rot = 0, n_ff = 0;
+  float eps = 1e-5f;
+  float rope_base = 10000.0f, rope_base_swa = 10000.0f;
+  bool rope_neox = false;
+  int32_t sliding_window = 0;   // 0: no sliding-window layers
+  int32_t swa_pattern = 1;      // layer il slides when il % swa_pattern < swa_pattern - 1
+  float attn_scale = 0.0f;      // multiplies q.k
+  float embd_scale = 1.0f;      // multiplies the token embeddings (gemma: sqrt(n_embd))
+  float final_softcap = 0.0f;   // 0: none
+};
+
+// Where a tensor lies in the file (GGUF order: ne0 = row length, ne1 = rows).
+struct TensorDesc {
+  uint64_t offset = 0;
+  int32_t type = -1;
+  int64_t ne0 = 0, ne1 = 1;
+};
+
+// A weight as the kernels see it: N rows of K values in the ggml layout.
+struct Weight {
+  const uint8_t* data = nullptr;
+  int32_t type = -1;
+  int64_t K = 0, N = 0;
+};
+
+struct LayerWeights {
+  Weight attn_norm, wq, wk, wv, wo;         // norms are F32 [n_embd] (N = 1)
+  Weight q_norm, k_norm, post_attn_norm;     // gemma3 only
+  Weight ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
+  bool sliding = false;
+  float rope_base = 10000.0f;
+};
+
+// Per-step activations, sized to the batch (capacity reused between steps).
+struct Scratch {
+  std::vector<float> x;      // [n, n_embd]               residual stream
+  std::vector<float> xb;     // [n, n_embd]               normed input of a sub-block
+  std::vector<float> q;      // [n, n_head * head_dim]
+  std::vector<float> k;      // [n, n_head_kv * head_dim]
+  std::vector<float> v;      // [n, n_head_kv * head_dim_v]
+  std::vector<float> att;    // [n, n_head * head_dim_v]   attention output per head
+  std::vector<float> proj;   // [n, n_embd]               output of wo / ffn_down
+  std::vector<float> gate;   // [n, n_ff]
+  std::vector<float> up;     // [n, n_ff]
+  std::vector<float> rope_cs;      // [n, n_rot]  cos/sin for the current RoPE base
+  std::vector<float> scores;       // [n_threads, max positions]
+  std::vector<float> out_x;        // [r, n_embd]  rows that need logits
+};
+
+// One engine step. Arrays are owned by the caller.
+struct Batch {
+  int32_t n_tokens = 0;
+  const int32_t* tokens = nullptr;        // [n_tokens]
+  const int32_t* positions = nullptr;     // [n_tokens]
+  const int32_t* seq_ids = nullptr;       // [n_tokens]  rows of block_tables
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks]
+  int32_t n_seqs = 0, max_blocks = 0;
+  const int32_t* logit_rows = nullptr;    // [n_logit_rows] indices into the tokens
+  int32_t n_logit_rows = 0;
+};
+
+struct Model {
+  Arch arch = Arch::llama;
+  HParams hp;
+  const uint8_t* file = nullptr;   // the mmapped GGUF file (owned by Python)
+  uint64_t file_size = 0;
+  Weight tok_embd, output_norm, output;
+  std::vector<LayerWeights> layers;
+  std::unique_ptr<ThreadPool> pool;
+  Scratch s;
+  std::mutex busy;                 // one step at a time per model
+
+  // Binds every tensor the architecture needs; throws std::invalid_argument naming
+  // a missing tensor, a wrong shape, an unknown type or bytes beyond the file.
+  Model(const uint8_t* file, uint64_t file_size, const HParams& hp,
+        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+};
+
+// Throws std::invalid_argument describing the first bad input of a step.
+void validate_batch(const Model& m, const KVCache& kv, const Batch& b);
+
+// Runs one step: logits [b.n_logit_rows, n_vocab] for the requested rows.
+// Validates the batch first.
+void forward(Model& m, KVCache& kv, const Batch& b, float* logits);
+
+// --- shared pieces of the per-architecture graphs (model.cpp) ------------------
+// Y[n, W.N] = X[n, W.K] . W^T on the model's pool.
+void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y);
+// Row-wise RMSNorm of X [n, d] (row stride d) by F32 weight w into Y.
+void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d);
+// Per-head RMSNorm in place: X [n, n_heads, d] with one F32 weight w [d].
+void rmsnorm_heads(Model& m, float* X, const Weight& w, int64_t n, int64_t n_heads, int64_t d);
+// RoPE on s.q and s.k at the batch's positions with the given base.
+void rope_qk(Model& m, const Batch& b, float base);
+// Writes s.k / s.v into the cache, then s.att = attention of every token and head.
+void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t window);
+// X[i] += Y[i] for n values.
+void add_into(float* X, const float* Y, int64_t n);
+
+// The per-layer graphs (arch_llama.cpp, arch_gemma3.cpp): update s.x in place.
+void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
+void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
+
+}  // namespace ll

@@ -1,0 +1,87 @@
+// ops.cpp - scalar element-wise and attention operations (see ops.h).
+#include "ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kv_cache.h"
+
+namespace ll {
+
+// --- norms ---------------------------------------------------------------------
+void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps) {
+  double sum_sq = 0.0;
+  for (int64_t i = 0; i < d; ++i) sum_sq += (double)x[i] * x[i];
+  const float scale = 1.0f / std::sqrt((float)(sum_sq / (double)d) + eps);
+  for (int64_t i = 0; i < d; ++i) y[i] = x[i] * scale * w[i];
+}
+
+// --- rotary position embedding -------------------------------------------------
+void rope_angles(int32_t pos, float base, int64_t n_rot, float* cs) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    const double theta = (double)pos * std::pow((double)base, -2.0 * (double)i / (double)n_rot);
+    cs[2 * i] = (float)std::cos(theta);
+    cs[2 * i + 1] = (float)std::sin(theta);
+  }
+}
+
+void rope_apply(float* x, const float* cs, int64_t n_rot, bool neox) {
+  const int64_t half = n_rot / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const int64_t a = neox ? i : 2 * i;          // first element of pair i
+    const int64_t b = neox ? i + half : 2 * i + 1;
+    const float c = cs[2 * i], s = cs[2 * i + 1];
+    const float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * s;
+    x[b] = x0 * s + x1 * c;
+  }
+}
+
+// --- gated activations ------------------------------------------------------------
+void silu_mul(float* x, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
+}
+
+void gelu_mul(float* x, const float* up, int64_t n) {
+  const float sqrt_2_over_pi = 0.79788456080286535588f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float g = 0.5f * v * (1.0f + std::tanh(sqrt_2_over_pi * v * (1.0f + 0.044715f * v * v)));
+    x[i] = g * up[i];
+  }
+}
+
+// --- attention ----------------------------------------------------------------------
+void softmax(float* x, int64_t n) {
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = (float)(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void attend_one(const KVCache& kv, int32_t layer, int32_t kv_head, const float* q,
+                const int32_t* table, int32_t p0, int32_t p1, float scale,
+                float* scores, float* out) {
+  const int32_t bs = kv.block_size, d = kv.head_dim, dv = kv.head_dim_v;
+  const int32_t n = p1 - p0 + 1;
+  for (int32_t p = p0; p <= p1; ++p) {                // scores[j] = q . k[p] * scale
+    const float* k = kv.k_at(layer, table[p / bs], p % bs) + (int64_t)kv_head * d;
+    float dot = 0.0f;
+    for (int32_t i = 0; i < d; ++i) dot += q[i] * k[i];
+    scores[p - p0] = dot * scale;
+  }
+  softmax(scores, n);
+  for (int32_t i = 0; i < dv; ++i) out[i] = 0.0f;     // out = sum_j scores[j] * v[p]
+  for (int32_t p = p0; p <= p1; ++p) {
+    const float* v = kv.v_at(layer, table[p / bs], p % bs) + (int64_t)kv_head * dv;
+    const float w = scores[p - p0];
+    for (int32_t i = 0; i < dv; ++i) out[i] += w * v[i];
+  }
+}
+
+}  // namespace ll

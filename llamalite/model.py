@@ -1,0 +1,227 @@
+"""The model: hyperparameters from the GGUF metadata and the C++ forward pass.
+
+>>> from llamalite.model import Model
+>>> m = Model.load(path, n_threads=2)
+>>> kv = m.new_kv_cache(n_blocks=64, block_size=16)          # 1,024 positions
+>>> ids = np.array([1, 2, 3], np.int32)
+>>> logits = m.forward(kv, ids, positions=np.arange(3), seq_ids=np.zeros(3),
+...                    block_tables=np.array([[0, 1, 2, 3]]), logit_rows=[2])   # [1, n_vocab]
+
+One `forward` call is one engine step: any number of tokens from any number of
+sequences, each writing its K/V into its own sequence's blocks and attending to its
+own sequence only. The GIL is released for the whole step.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from . import _core
+from .errors import GGUFError
+from .gguf import GGUFFile, open_gguf
+
+SUPPORTED_ARCHS = ("llama", "gemma3")
+
+
+@dataclass(frozen=True)
+class HParams:
+    """What the forward pass needs to know about a model (llama.cpp's defaults fill gaps)."""
+    arch: str
+    n_vocab: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int          # query/key length per head
+    head_dim_v: int        # value length per head
+    n_rot: int             # leading dims of each head that RoPE rotates
+    n_ff: int
+    eps: float             # RMSNorm epsilon
+    rope_base: float       # RoPE base of global layers
+    rope_base_swa: float   # RoPE base of sliding-window layers
+    rope_neox: bool        # pairs (i, i + n_rot/2) instead of (2i, 2i+1)
+    sliding_window: int    # 0: every layer is global
+    swa_pattern: int       # layer il slides when il % swa_pattern < swa_pattern - 1
+    attn_scale: float      # multiplies q.k
+    embd_scale: float      # multiplies token embeddings
+    final_softcap: float   # 0: no final logit soft-capping
+
+    def is_sliding(self, il: int) -> bool:
+        return self.sliding_window > 0 and il % self.swa_pattern < self.swa_pattern - 1
+
+
+def _meta(g: GGUFFile, arch: str, key: str, default: Any = None) -> Any:
+    v = g.metadata.get(f"{arch}.{key}", default)
+    if v is None:
+        raise GGUFError(f"{g.path.name}: metadata key '{arch}.{key}' is missing")
+    return v
+
+
+def _positive_int(g: GGUFFile, arch: str, key: str, default: Any = None) -> int:
+    v = _meta(g, arch, key, default)
+    if isinstance(v, np.ndarray):   # per-layer arrays (e.g. head counts): need them uniform
+        if v.size == 0 or not (v == v.flat[0]).all():
+            raise GGUFError(f"{g.path.name}: '{arch}.{key}' varies per layer, which llamalite "
+                            f"does not support")
+        v = v.flat[0]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) <= 0:
+        raise GGUFError(f"{g.path.name}: '{arch}.{key}' must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def hparams_from_gguf(g: GGUFFile) -> HParams:
+    """Read the hyperparameters; raises GGUFError for an unsupported architecture."""
+    arch = g.architecture
+    if arch not in SUPPORTED_ARCHS:
+        raise GGUFError(f"{g.path.name}: architecture {arch!r} is not supported "
+                        f"(supported: {', '.join(SUPPORTED_ARCHS)})")
+    emb = g.tensors.get("token_embd.weight")
+    if emb is None or len(emb.shape) != 2:
+        raise GGUFError(f"{g.path.name}: tensor 'token_embd.weight' is missing or not 2-D")
+    gemma = arch == "gemma3"
+    n_embd = _positive_int(g, arch, "embedding_length")
+    n_head = _positive_int(g, arch, "attention.head_count")
+    head_dim = _positive_int(g, arch, "attention.key_length", n_embd // n_head)
+    tokens = g.metadata.get("tokenizer.ggml.tokens")
+    n_vocab = _positive_int(g, arch, "vocab_size", len(tokens) if tokens is not None else emb.shape[1])
+    eps = float(_meta(g, arch, "attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5))
+    return HParams(
+        arch=arch,
+        n_vocab=n_vocab,
+        n_ctx_train=_positive_int(g, arch, "context_length", 2048),
+        n_embd=n_embd,
+        n_layer=_positive_int(g, arch, "block_count"),
+        n_head=n_head,
+        n_head_kv=_positive_int(g, arch, "attention.head_count_kv", n_head),
+        head_dim=head_dim,
+        head_dim_v=_positive_int(g, arch, "attention.value_length", head_dim),
+        n_rot=_positive_int(g, arch, "rope.dimension_count", head_dim),
+        n_ff=_positive_int(g, arch, "feed_forward_length"),
+        eps=eps,
+        rope_base=float(_meta(g, arch, "rope.freq_base", 10000.0)),
+        rope_base_swa=10000.0,                      # llama.cpp: fixed for gemma3's local layers
+        rope_neox=gemma,                            # llama: "normal" adjacent pairs
+        sliding_window=int(_meta(g, arch, "attention.sliding_window", 0)) if gemma else 0,
+        swa_pattern=6 if gemma else 1,              # gemma3: 5 local layers, then 1 global
+        attn_scale=1.0 / math.sqrt(head_dim),
+        embd_scale=math.sqrt(n_embd) if gemma else 1.0,
+        final_softcap=float(_meta(g, arch, "final_logit_softcapping", 0.0)) if gemma else 0.0,
+    )
+
+
+class KVCache:
+    """The paged K/V pool of one model: `n_blocks` blocks of `block_size` positions, every
+    layer, stored as float32 (exact). The engine owns the block tables."""
+
+    def __init__(self, native: Any, model: "Model") -> None:
+        self._native = native
+        self.model = model
+        self.n_blocks: int = native.n_blocks
+        self.block_size: int = native.block_size
+        self.dtype = np.float32
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._native.nbytes)
+
+    def copy_block(self, src: int, dst: int) -> None:
+        """Copy block src's K/V (all layers) into block dst (copy-on-write)."""
+        self._native.copy_block(int(src), int(dst))
+
+    def __repr__(self) -> str:
+        return (f"KVCache({self.n_blocks} blocks x {self.block_size} positions, float32, "
+                f"{self.nbytes / 2**20:.1f} MiB)")
+
+
+def _i32(name: str, x: Any, ndim: int) -> np.ndarray:
+    """x as a C-contiguous int32 array of `ndim` dimensions, or ValueError."""
+    a = np.asarray(x)
+    if a.size == 0 and a.dtype.kind not in "iu":
+        a = a.astype(np.int32)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+        raise ValueError(f"{name} has values outside the int32 range")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+class Model:
+    """A GGUF model bound to the C++ core (weights stay in the memory map)."""
+
+    arch: str
+    hparams: HParams
+    gguf: GGUFFile
+    n_vocab: int
+    n_threads: int
+
+    def __init__(self, g: GGUFFile, hparams: HParams, native: Any) -> None:
+        self.gguf = g
+        self.hparams = hparams
+        self.arch = hparams.arch
+        self.n_vocab = hparams.n_vocab
+        self._native = native
+        self.n_threads = int(native.n_threads)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike, GGUFFile], *, n_threads: int | None = None,
+             hparams_overrides: dict[str, Any] | None = None) -> "Model":
+        """Open a GGUF file (or use an open GGUFFile) and bind its weights.
+
+        n_threads defaults to the number of physical cores. hparams_overrides replaces
+        HParams fields (for experiments and tests, e.g. {"sliding_window": 8}).
+        Raises GGUFError for a malformed file or an unsupported architecture,
+        ValueError for a bad n_threads or override."""
+        g = path if isinstance(path, GGUFFile) else open_gguf(Path(path))
+        hp = hparams_from_gguf(g)
+        if hparams_overrides:
+            unknown = set(hparams_overrides) - set(asdict(hp))
+            if unknown:
+                raise ValueError(f"unknown hparams_overrides {sorted(unknown)}")
+            hp = replace(hp, **hparams_overrides)
+        if n_threads is None:
+            n_threads = _core.default_thread_count()
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 1024:
+            raise ValueError(f"n_threads must be an integer in [1, 1024], got {n_threads!r}")
+        tensors = {}
+        for name, t in g.tensors.items():
+            rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
+            tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
+        try:
+            native = _core.Model(g.data, asdict(hp), tensors, n_threads)
+        except ValueError as e:
+            raise GGUFError(f"{g.path.name}: {e}") from None
+        return cls(g, hp, native)
+
+    def new_kv_cache(self, n_blocks: int, block_size: int = 16) -> KVCache:
+        """A KV pool of n_blocks x block_size positions for every layer (float32)."""
+        for name, v in (("n_blocks", n_blocks), ("block_size", block_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < v < 2**31:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        return KVCache(_core.KVCache(self._native, int(n_blocks), int(block_size)), self)
+
+    def forward(self, kv: KVCache, tokens: Any, positions: Any, seq_ids: Any,
+                block_tables: Any, logit_rows: Any) -> np.ndarray:
+        """One step over n tokens of any sequences; float32 logits [len(logit_rows), n_vocab].
+
+        tokens, positions, seq_ids: int [n]; block_tables: int [n_seqs, max_blocks]
+        (row seq_ids[i] maps position p to block block_tables[seq, p // block_size]);
+        logit_rows: int [r] indices into the n tokens. ValueError for any bad input."""
+        if not isinstance(kv, KVCache) or kv.model is not self:
+            raise ValueError("kv must be a KVCache made by this model's new_kv_cache()")
+        return self._native.forward(
+            kv._native, _i32("tokens", tokens, 1), _i32("positions", positions, 1),
+            _i32("seq_ids", seq_ids, 1), _i32("block_tables", block_tables, 2),
+            _i32("logit_rows", logit_rows, 1))
+
+    def __repr__(self) -> str:
+        h = self.hparams
+        return (f"Model({self.gguf.path.name!r}, arch={self.arch}, {h.n_layer} layers, "
+                f"n_embd={h.n_embd}, n_vocab={h.n_vocab}, n_threads={self.n_threads})")

@@ -1,0 +1,69 @@
+"""Instruction-set detection, LLAMALITE_ISA, system_info()."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import llamalite
+from llamalite import _core
+
+
+def _run(code: str, isa: str | None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("LLAMALITE_ISA", None)
+    if isa is not None:
+        env["LLAMALITE_ISA"] = isa
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env,
+                          cwd="/", timeout=120)
+
+
+def test_supported_and_active():
+    isas = _core.supported_isas()
+    assert isas[0] == "generic"
+    assert _core.best_isa() == isas[-1]
+    assert _core.active_isa() in isas
+    feats = _core.cpu_features().split()
+    if "avx512" in isas:
+        assert {"avx512f", "avx512bw", "avx512vl", "avx512vnni"} <= set(feats)
+    if "avx2" in isas:
+        assert {"avx2", "fma", "f16c"} <= set(feats)
+
+
+def test_default_isa_is_best():
+    r = _run("from llamalite import _core; print(_core.active_isa())", None)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == _core.best_isa()
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas())
+def test_env_forces_isa(isa):
+    r = _run("import llamalite; print(llamalite.system_info()['active_isa'])", isa)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == isa
+
+
+def test_env_unknown_isa_is_clear_error():
+    r = _run("import llamalite", "avx9000")
+    assert r.returncode != 0
+    assert "LLAMALITE_ISA=avx9000" in r.stderr and "expected generic, avx2 or avx512" in r.stderr
+
+
+def test_set_isa_unsupported_names_missing_features():
+    for isa in ("avx2", "avx512"):
+        if isa not in _core.supported_isas():
+            with pytest.raises(RuntimeError, match="missing"):
+                _core.set_isa(isa)
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        _core.set_isa("neon")
+
+
+def test_system_info():
+    info = llamalite.system_info()
+    assert info["active_isa"] == _core.active_isa()
+    assert info["supported_isas"] == _core.supported_isas()
+    assert isinstance(info["cpu_features"], list)
+    assert info["default_threads"] >= 1
+    assert info["version"] == llamalite.__version__
