@@ -122,7 +122,7 @@ def _as_str_list(value: Any, key: str) -> list[str]:
             return items
     tolist = getattr(value, "tolist", None)
     items = tolist() if callable(tolist) else list(value)
-    for i, item in enumerate(items[:1]):
+    for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TokenizerError(f"{key}[{i}] is {type(item).__name__}, expected a string")
     return items
@@ -144,6 +144,37 @@ def _clean_spaces(text: bytes) -> bytes:
     return re.sub(rb" (?='(?:[sm]|re|ve))", b"", text)  # " 's" " 'm" " 're" " 've"
 
 
+class _SpecialGroup:
+    """Special tokens sharing their first two characters (e.g. 6,000 "<unusedN>").
+
+    Small groups are checked token by token (`tok in text`); large ones by looking up
+    the text at each occurrence of the prefix, one slice per distinct token length."""
+
+    _SCAN_ABOVE = 32
+
+    def __init__(self, indices: list[int], lst: list[tuple[int, str]]) -> None:
+        self.indices = indices                     # positions in the sorted special list
+        self.texts = [lst[k][1] for k in indices]
+        self.by_text = {lst[k][1]: k for k in indices}
+        self.lengths = sorted({len(t) for t in self.texts})
+
+    def find_in(self, text: str, prefix: str, hits: list[int]) -> None:
+        """Append the positions of this group's tokens that occur in `text` to `hits`."""
+        if len(self.indices) <= self._SCAN_ABOVE:
+            hits.extend(k for k, t in zip(self.indices, self.texts) if t in text)
+            return
+        found: set[int] = set()
+        by_text, lengths = self.by_text, self.lengths
+        p = text.find(prefix)
+        while p >= 0:
+            for n in lengths:
+                k = by_text.get(text[p:p + n])
+                if k is not None:
+                    found.add(k)
+            p = text.find(prefix, p + 1)
+        hits.extend(found)
+
+
 class Tokenizer:
     """A GGUF vocabulary: text <-> token ids, identical to llama.cpp's.
 
@@ -155,7 +186,6 @@ class Tokenizer:
     def __init__(self, *, model: str, tokens: list[str], token_types: np.ndarray | None,
                  scores: np.ndarray | None = None, merges: Iterable[str] | None = None,
                  pre: str = "", metadata: Mapping[str, Any] | None = None) -> None:
-        md = metadata or {}
         n = len(tokens)
         if n == 0:
             raise TokenizerError("tokenizer.ggml.tokens is empty")
@@ -165,34 +195,40 @@ class Tokenizer:
         self._token_to_id: dict[str, int] = dict(zip(tokens, range(n)))
         if len(self._token_to_id) != n:
             self._fix_empty_and_duplicates()
-
         if token_types is None:
-            attr = np.full(n, TokenAttr.NORMAL, dtype=np.int32)
-        else:
-            types = np.clip(token_types, 0, len(_TYPE_TO_ATTR))
-            attr = np.append(_TYPE_TO_ATTR, TokenAttr.UNDEFINED)[types]
-        self._attr = attr
+            self._attr = np.full(n, TokenAttr.NORMAL, dtype=np.int32)
+        else:   # out-of-range types count as undefined
+            lut = np.append(_TYPE_TO_ATTR, TokenAttr.UNDEFINED)
+            self._attr = lut[np.clip(token_types, 0, len(_TYPE_TO_ATTR))]
+        default_ids = self._init_encoder(model, scores, merges, pre)
+        fim = self._read_flags_and_ids(metadata or {}, *default_ids)
+        self._find_special_by_text(fim)
+        self._pieces: dict[bool, list[bytes | None]] = {}
+        self._special_lists: dict[bool, list[tuple[int, str]]] = {}
+        self._special_groups: dict[bool, dict[str, _SpecialGroup]] = {}
 
-        # --- vocabulary kind and its defaults (llama.cpp's load()) ---
+    def _init_encoder(self, model: str, scores: Any, merges: Iterable[str] | None,
+                      pre: str) -> tuple[int | None, int | None, int | None]:
+        """The encoder and llama.cpp's defaults for the vocabulary kind; returns the
+        default (bos, eos, unk) ids."""
+        n = self.n_vocab
         if model == "llama":
-            bos, eos, unk = 1, 2, 0
+            self.pre = "default"
             self.add_space_prefix, self.add_bos, self.add_eos = True, True, False
             self.clean_spaces = False
-            self.pre = "default"
-            if scores is None:
-                scores_list = [0.0] * n
-            else:
-                s = np.asarray(scores)
-                if len(s) < n:
-                    raise TokenizerError(
-                        f"tokenizer.ggml.scores has {len(s)} entries for {n} tokens")
-                scores_list = s[:n].astype(np.float32).tolist()
+            scores_list = [0.0] * n
+            if scores is not None:
+                arr = np.asarray(scores)
+                if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number) or len(arr) < n:
+                    raise TokenizerError(f"tokenizer.ggml.scores must be {n} numbers, got "
+                                         f"{arr.dtype} with shape {arr.shape}")
+                scores_list = arr[:n].astype(np.float32).tolist()
             self._spm: SpmEncoder | None = SpmEncoder(self._token_to_id, scores_list)
             self._bpe: BpeEncoder | None = None
-        elif model == "gpt2":
-            bos, eos, unk = 11, 11, None
-            self.pre = pre or "default"
+            return 1, 2, 0
+        if model == "gpt2":
             splitter = get_splitter(pre)
+            self.pre = pre or "default"
             self.add_space_prefix, self.add_eos = False, False
             self.add_bos = self.pre in ADD_BOS_DEFAULT
             self.clean_spaces = self.pre not in NO_CLEAN_SPACES
@@ -201,47 +237,48 @@ class Tokenizer:
             self._bpe = BpeEncoder(self._token_to_id, merges, splitter,
                                    ignore_merges=self.pre in IGNORE_MERGES)
             self._spm = None
-        else:
-            raise TokenizerError(
-                f"unsupported tokenizer.ggml.model={model!r}; supported: 'gpt2' (byte-level "
-                "BPE) and 'llama' (SentencePiece)")
+            return 11, 11, None
+        raise TokenizerError(
+            f"unsupported tokenizer.ggml.model={model!r}; supported: 'gpt2' (byte-level "
+            "BPE) and 'llama' (SentencePiece)")
 
-        self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
-                                            self.add_space_prefix))
+    def _read_flags_and_ids(self, md: Mapping[str, Any], bos: int | None, eos: int | None,
+                            unk: int | None) -> dict[str, int | None]:
+        """Flags and special ids from the file over the defaults; returns the FIM ids."""
+        n = self.n_vocab
 
-        def special(key: str, default: int | None) -> int | None:
+        def token_id(key: str, default: int | None) -> int | None:
             if default is not None and default >= n:
                 default = None
             value = md.get(key)
             if value is None:
                 return default
-            value = int(value)
-            return value if 0 <= value < n else default
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise TokenizerError(f"{key} must be an integer, got {value!r}") from None
+            return value if 0 <= value < n else default   # llama.cpp keeps the default
 
-        self.bos_id = special("tokenizer.ggml.bos_token_id", bos)
-        self.eos_id = special("tokenizer.ggml.eos_token_id", eos)
-        self.unk_id = special("tokenizer.ggml.unknown_token_id", unk)
-        self.eot_id = special("tokenizer.ggml.eot_token_id", None)
-        self.eom_id = special("tokenizer.ggml.eom_token_id", None)
-        self.pad_id = special("tokenizer.ggml.padding_token_id", None)
+        self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
+                                            self.add_space_prefix))
         self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.add_bos))
         self.add_eos = bool(md.get("tokenizer.ggml.add_eos_token", self.add_eos))
-        if self.add_bos and self.bos_id is None:
-            raise TokenizerError("tokenizer.ggml.add_bos_token is true, but "
-                                 "tokenizer.ggml.bos_token_id is not set")
-        if self.add_eos and self.eos_id is None:
-            raise TokenizerError("tokenizer.ggml.add_eos_token is true, but "
-                                 "tokenizer.ggml.eos_token_id is not set")
+        self.bos_id = token_id("tokenizer.ggml.bos_token_id", bos)
+        self.eos_id = token_id("tokenizer.ggml.eos_token_id", eos)
+        self.unk_id = token_id("tokenizer.ggml.unknown_token_id", unk)
+        self.eot_id = token_id("tokenizer.ggml.eot_token_id", None)
+        self.eom_id = token_id("tokenizer.ggml.eom_token_id", None)
+        self.pad_id = token_id("tokenizer.ggml.padding_token_id", None)
+        for flag, tid, what in ((self.add_bos, self.bos_id, "bos"),
+                                (self.add_eos, self.eos_id, "eos")):
+            if flag and tid is None:
+                raise TokenizerError(f"tokenizer.ggml.add_{what}_token is true, but "
+                                     f"tokenizer.ggml.{what}_token_id is not set")
         fim: dict[str, int | None] = {}
         for name, keys in _FIM_KEYS.items():
-            fim[name] = None
-            for key in keys:
-                if fim[name] is None:
-                    fim[name] = special(key, None)
-        self._find_special_by_text(fim)
-        self._pieces: dict[bool, list[bytes | None]] = {}
-        self._special_lists: dict[bool, list[tuple[int, str]]] = {}
-        self._special_groups: dict[bool, dict[str, list[int]]] = {}
+            fim[name] = next((i for i in (token_id(k, None) for k in keys) if i is not None),
+                             None)
+        return fim
 
     # --- construction ---
 
@@ -294,23 +331,21 @@ class Tokenizer:
         def mark_control(tid: int) -> None:
             attr[tid] |= TokenAttr.CONTROL
 
+        # only ids found by their text are marked; ids the file names keep their type
         if self.eot_id is None:
             found = sorted(t2i[t] for t in _EOT_TEXTS if t in t2i)
             if found:
                 self.eot_id = found[0]
-        if self.eot_id is not None:
-            mark_control(self.eot_id)
+                mark_control(self.eot_id)
         if self.eom_id is None and "<|eom_id|>" in t2i:
             self.eom_id = t2i["<|eom_id|>"]
-        if self.eom_id is not None:
             mark_control(self.eom_id)
         for name, texts in _FIM_TEXTS.items():
             if fim[name] is None:
                 found = sorted(t2i[t] for t in texts if t in t2i)
                 if found:
                     fim[name] = found[0]
-            if fim[name] is not None:
-                mark_control(fim[name])
+                    mark_control(fim[name])
         self.fim_ids = fim
 
         eog: set[int] = {fim[k] for k in ("fim_pad", "fim_rep", "fim_sep") if fim[k] is not None}
@@ -454,10 +489,11 @@ class Tokenizer:
             lst = [(i, self._tokens[i]) for i in ids]
             lst.sort(key=lambda it: -len(it[1].encode("utf-8")))   # stable: id order on ties
             self._special_lists[parse_special] = lst
-            groups: dict[str, list[int]] = {}
+            members: dict[str, list[int]] = {}
             for k, (_, t) in enumerate(lst):
-                groups.setdefault(t[:2], []).append(k)
-            self._special_groups[parse_special] = groups
+                members.setdefault(t[:2], []).append(k)
+            self._special_groups[parse_special] = {
+                prefix: _SpecialGroup(ks, lst) for prefix, ks in members.items()}
         return lst
 
     def _partition(self, text: str, parse_special: bool) -> list[str | int]:
@@ -467,11 +503,10 @@ class Tokenizer:
         if not text:
             return []
         lst = self._special_list(parse_special)
-        groups = self._special_groups[parse_special]
         hits: list[int] = []
-        for prefix, members in groups.items():
+        for prefix, group in self._special_groups[parse_special].items():
             if prefix in text:
-                hits.extend(k for k in members if lst[k][1] in text)
+                group.find_in(text, prefix, hits)
         if not hits:
             return [text]
         hits.sort()
@@ -558,7 +593,28 @@ class StreamDecoder:
         ready = max(self._sent, len(cleaned) - self._CLEAN_HOLDBACK)
         out = self._utf8.decode(cleaned[self._sent:ready])
         self._sent = ready
+        if len(self._raw) > self._TRIM_ABOVE:
+            self._trim()
         return out
+
+    _TRIM_ABOVE = 1024
+
+    def _trim(self) -> None:
+        """Forget raw bytes whose cleaned text is already sent, so each push stays O(1).
+
+        The clean-up looks at most 3 bytes around a space or apostrophe, so the raw text
+        can be cut where the 4 bytes before the cut hold neither: cleaning the two parts
+        separately then gives the same bytes as cleaning the whole."""
+        raw = self._raw
+        cut = len(raw) - 64
+        while cut >= 4 and (b" " in raw[cut - 4:cut] or b"'" in raw[cut - 4:cut]):
+            cut -= 1
+        if cut < 4:
+            return
+        head = _clean_spaces(bytes(raw[:cut]))
+        if len(head) <= self._sent:
+            del raw[:cut]
+            self._sent -= len(head)
 
     def flush(self) -> str:
         """Text still held back (a trailing incomplete character becomes U+FFFD)."""

@@ -65,6 +65,31 @@ def test_tokenize_matches_llama_cpp(tokenizers, name, index):
         assert got == want, f"{case['text']!r} add_special={add_special} parse_special={parse_special}"
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_random_strings_match_llama_cpp(tokenizers, name):
+    """300 seeded random mixes of scripts, whitespace, digits, emoji and special-token
+    fragments (tests/tools/record_tokens.py: random_corpus)."""
+    tok = tokenizers[name]
+    bad = []
+    for case in DATA["models"][name]["random_cases"]:
+        for key, want in case["ids"].items():
+            add_special, parse_special = FLAGS[key]
+            if tok.tokenize(case["text"], add_special, parse_special) != want:
+                bad.append((key, case["text"]))
+    assert not bad, f"{len(bad)} mismatches, first: {bad[:3]!r}"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_long_text_matches_llama_cpp(tokenizers, name):
+    case = DATA["models"][name]["long_case"]
+    tok = tokenizers[name]
+    ids = tok.tokenize(case["text"])
+    assert len(ids) > 10_000 and ids == case["ids"]["10"]
+    # SentencePiece reads a literal "▁" as a space, so it comes back as one
+    want = case["text"].replace("\u2581", " ") if tok.model == "llama" else case["text"]
+    assert tok.detokenize(ids, skip_special=True) == want
+
+
 @pytest.mark.parametrize("name,index", _case_params())
 def test_detokenize_matches_llama_cpp(tokenizers, name, index):
     tok = tokenizers[name]
@@ -205,6 +230,15 @@ def test_metadata_errors_name_the_problem():
     md["tokenizer.ggml.token_type"] = md["tokenizer.ggml.token_type"][:10]
     with pytest.raises(TokenizerError, match="token_type has 10 entries"):
         Tokenizer.from_metadata(md)
+    with pytest.raises(TokenizerError, match=r"tokenizer.ggml.tokens\[1\] is int"):
+        Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a", 5]})
+    with pytest.raises(TokenizerError, match="scores must be 2 numbers"):
+        Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a", "b"],
+                                 "tokenizer.ggml.scores": ["x", "y"]})
+    md = _byte_level_metadata("gpt2")
+    md["tokenizer.ggml.eos_token_id"] = "two"
+    with pytest.raises(TokenizerError, match="eos_token_id must be an integer"):
+        Tokenizer.from_metadata(md)
     # SentencePiece defaults to BOS id 1, which a one-token vocabulary does not have
     with pytest.raises(TokenizerError, match="bos_token_id is not set"):
         Tokenizer.from_metadata({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a"],
@@ -239,9 +273,64 @@ def test_byte_level_merges_and_clean_spaces():
     assert "".join(_stream(tok, ids, False)) == tok.detokenize(ids)
 
 
+def test_stream_decoder_long_clean_spaces_stream():
+    tok = Tokenizer.from_metadata(_byte_level_metadata("gpt2", merges=["\u0120 w"]))
+    text = "".join(f"word{i} , it 's {i} ' x ' ! y . " if i % 3 else f"é😀{i}  \n"
+                   for i in range(600))
+    ids = tok.tokenize(text)
+    dec = StreamDecoder(tok)
+    out = []
+    for i in ids:
+        out.append(dec.push(i))
+        assert len(dec._raw) < 2 * StreamDecoder._TRIM_ABOVE     # bounded work per push
+    out.append(dec.flush())
+    assert "".join(out) == tok.detokenize(ids)
+
+
 def test_gpt2_byte_level_emoji_stream():
     tok = Tokenizer.from_metadata(_byte_level_metadata("smollm"))
     ids = tok.tokenize("é😀")
     assert len(ids) == 6                                     # one token per byte, no merges
     pieces = _stream(tok, ids, False)
     assert pieces == ["", "é", "", "", "", "😀", ""]
+
+
+# --- vocabulary variants: other pre-tokenizers and flags, recorded from llama.cpp ---
+
+VARIANTS = json.loads((Path(__file__).parent / "data" / "tokenizer_variants.json")
+                      .read_text("utf-8"))["variants"]
+
+
+@pytest.fixture(scope="module")
+def base_metadata(smollm2_path, gemma3_path) -> dict[str, dict]:
+    out = {}
+    for name, path in {"smollm2-135m": smollm2_path, "gemma3-270m": gemma3_path}.items():
+        with open_gguf(path) as f:
+            out[name] = dict(f.metadata)
+    return out
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_matches_llama_cpp(base_metadata, variant):
+    """The real vocabularies with `tokenizer.ggml.pre` (gpt-2, llama-bpe, qwen2, default,
+    starcoder) or the SentencePiece flags changed; tests/tools/record_variants.py."""
+    v = VARIANTS[variant]
+    md = dict(base_metadata[v["base"]])
+    md.update(v["set"])
+    for key in v["delete"]:
+        md.pop(key, None)
+    tok = Tokenizer.from_metadata(md)
+    assert (tok.add_bos, tok.add_eos) == (v["vocab"]["add_bos"], v["vocab"]["add_eos"])
+    assert tok.eog_ids == frozenset(v["vocab"]["eog_ids"])
+    bad = []
+    for case in v["cases"]:
+        for key, want in case["ids"].items():
+            if tok.tokenize(case["text"], *FLAGS[key]) != want:
+                bad.append(("ids", key, case["text"]))
+        ids = case["ids"]["11"]
+        for skip, field in ((False, "detok_special"), (True, "detok_plain")):
+            if tok.detokenize_bytes(ids, skip_special=skip) != case[field].encode("latin-1"):
+                bad.append(("detokenize", skip, case["text"]))
+            if "".join(_stream(tok, ids, skip)) != tok.detokenize(ids, skip_special=skip):
+                bad.append(("stream", skip, case["text"]))
+    assert not bad, f"{len(bad)} mismatches, first: {bad[:3]!r}"

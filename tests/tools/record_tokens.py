@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -104,6 +105,40 @@ CORPUS: list[str] = [
 
 FLAG_SETS = [(True, False), (True, True), (False, False)]
 
+# Building blocks of the seeded random strings: scripts, whitespace of every kind,
+# digits, contractions, pieces of special tokens, emoji with modifiers and joiners.
+ATOMS = [
+    "the", " quick", "Brown", " fox", "'s", "'T", "'re", "'LL", "'d", "don't", "I'm",
+    " ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", "\v", "\f", "\x85", "\xa0", "\u2003", "\u3000",
+    "0", "7", "42", "123", "2024", "3.14", "1,000,000", "٣", "५", "½", "²", "①",
+    ".", ",", "!", "?", "...", "(", ")", "[", "]", "{", "}", "<", ">", "|", "/", "\\", "-", "_",
+    "=", "+", "*", "&", "#", "@", "$", "%", "^", "~", "`", '"', "'", ":", ";",
+    "é", "ñ", "ü", "ß", "Ø", "ç", "e\u0301", "a\u0308", "\u0301",
+    "日本", "中文", "漢字", "の", "カタカナ", "한국어", "ㄱ", "Привет", "мир", "Ё",
+    "مرحبا", "سلام", "नमस्ते", "क्ष", "्", "ि", "ไทย", "ελληνικά", "Ω", "שלום",
+    "😀", "👍🏽", "👩\u200d💻", "🏳️\u200d🌈", "❤️", "\ufe0f", "\u200d", "\u200b", "🇫🇷",
+    "𝔘", "𓀀", "🂡", "\U0001fae8", "\ue000", "\u0378", "\U000e0001", "\x00", "\x1b", "\x7f",
+    "▁", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<start_of_turn>", "<end_of_turn>",
+    "<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "</s>", "<div>", "</div>", "[multimodal]",
+    "<unused12>", "<0x41>", "<|im_", "start|>", "http://", "www.", ".com", "def", "():", "    ",
+]
+
+
+def random_corpus(n: int, seed: int = 20261122) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(ATOMS) for _ in range(rng.randint(1, 12))) for _ in range(n)]
+
+
+def long_text() -> str:
+    """About 30 KB of varied text for one long exact comparison (and speed figures)."""
+    rng = random.Random(7)
+    parts = []
+    for i in range(60):
+        parts.append(PARAGRAPH)
+        parts.append(CORPUS[1 + i % (len(CORPUS) - 1)])
+        parts.append(" ".join(rng.choice(ATOMS[:60]) for _ in range(40)))
+    return "\n\n".join(parts)
+
 
 def detokenize(vocab, ids: list[int], unparse_special: bool) -> bytes:
     arr = (llama_cpp.llama_token * max(1, len(ids)))(*ids)
@@ -116,7 +151,7 @@ def detokenize(vocab, ids: list[int], unparse_special: bool) -> bytes:
         size = -n + 16
 
 
-def record_model(name: str, path: Path) -> dict:
+def record_model(name: str, path: Path, extended: bool = True) -> dict:
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -141,7 +176,19 @@ def record_model(name: str, path: Path) -> dict:
         case["detok_special"] = detokenize(vocab, ids, True).decode("latin-1")
         case["detok_plain"] = detokenize(vocab, ids, False).decode("latin-1")
         cases.append(case)
-    return {"path": path.name, "vocab": info, "cases": cases}
+    if not extended:
+        return {"path": path.name, "vocab": info, "cases": cases}
+    random_cases = []
+    for text in random_corpus(300):
+        raw = text.encode("utf-8")
+        random_cases.append({"text": text, "ids": {
+            "10": llm.tokenize(raw, add_bos=True, special=False),
+            "11": llm.tokenize(raw, add_bos=True, special=True)}})
+    text = long_text()
+    long_case = {"text": text, "ids": {"10": llm.tokenize(text.encode("utf-8"), add_bos=True,
+                                                          special=False)}}
+    return {"path": path.name, "vocab": info, "cases": cases, "random_cases": random_cases,
+            "long_case": long_case}
 
 
 def main() -> int:
@@ -151,7 +198,7 @@ def main() -> int:
                 "detok_* are llama_detokenize bytes (remove_special=false) stored as latin-1 text",
         "models": {name: record_model(name, path) for name, path in MODELS.items()},
     }
-    OUT.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    OUT.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"wrote {OUT} ({len(CORPUS)} strings x {len(MODELS)} models)")
     return 0
 
