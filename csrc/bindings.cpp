@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -100,6 +101,34 @@ static void bind_sampling(py::module_& m) {
       py::arg("logits"), py::arg("k"),
       "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
       "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
+  m.def(
+      "top_p_indices",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, double p) {
+        if (logits.ndim() != 1) {
+          throw py::value_error("top_p_indices: logits must be 1-D, got " +
+                                std::to_string(logits.ndim()) + " dimensions");
+        }
+        if (!(p > 0.0 && p <= 1.0)) {
+          throw py::value_error("top_p_indices: p must be in (0, 1], got " + std::to_string(p));
+        }
+        const int64_t n = logits.shape(0);
+        if (n > std::numeric_limits<int32_t>::max()) {
+          throw py::value_error("top_p_indices: vocabulary too large for int32 ids");
+        }
+        std::vector<int32_t> ids(static_cast<size_t>(n));  // [n] capacity
+        const float* src = logits.data();
+        int64_t count = 0;
+        {
+          py::gil_scoped_release release;
+          count = llamalite::top_p_indices(src, n, p, ids.data());
+        }
+        py::array_t<int32_t> out(count);
+        std::copy(ids.begin(), ids.begin() + count, out.mutable_data());
+        return out;
+      },
+      py::arg("logits"), py::arg("p"),
+      "The top-p set over all logits (float32 [n_vocab]): the fewest ids, best first, whose "
+      "softmax mass reaches p; grouped coarsely best first, not sorted. Returns int32 [count].");
 }
 
 // --- model ---

@@ -9,8 +9,8 @@ logits (ties go to the lowest id); the filters do not change an argmax.
 
 Each step touches the whole vocabulary only a few times (a copy when penalties or
 a bias apply, one C++ top-k pass, an argmax); everything after top-k works on the
-few surviving candidates. Top-p with top-k switched off grows its candidate set
-geometrically instead of sorting the vocabulary.
+few surviving candidates. Top-p with top-k switched off selects its set in C++ by
+logit buckets instead of sorting the vocabulary.
 
 Logprobs (``SamplingParams.logprobs = n``) are those of the distribution the token
 is drawn from: the kept candidates, renormalised, at the sampling temperature. For
@@ -26,7 +26,6 @@ vocabulary (temperature 1).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -177,20 +176,18 @@ class Sampler:
         x = self._penalised(np.asarray(logits, dtype=np.float32), history)
         if self.params.temperature <= 0:
             return self._greedy(x)
-        ids, vals, lse = self._candidates(x)          # best first, float64 logits
-        ids, vals = self._top_p(ids, vals, lse)
-        ids, vals = self._min_p(ids, vals)
+        ids, vals = self._filtered(x)                 # the kept candidates, float64 logits
         scaled = vals / self.params.temperature
-        probs = np.exp(scaled - scaled[0])
-        cdf = np.cumsum(probs)
+        top = float(scaled.max())
+        cdf = np.cumsum(np.exp(scaled - top))
         pick = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
         pick = min(pick, len(ids) - 1)
         if self.params.logprobs is None:
             return SampleResult(int(ids[pick]))
-        lps = scaled - scaled[0] - math.log(cdf[-1])
-        n = self.params.logprobs
+        lps = scaled - top - math.log(cdf[-1])
+        best = _core.top_k_indices(lps.astype(np.float32), self.params.logprobs)
         return SampleResult(int(ids[pick]), float(lps[pick]),
-                            [(int(i), float(lp)) for i, lp in zip(ids[:n], lps[:n])])
+                            [(int(ids[i]), float(lps[i])) for i in best])
 
     def _penalised(self, x: np.ndarray, history: Sequence[int]) -> np.ndarray:
         """Repeat/presence/frequency penalties then logit_bias, on a copy when any applies."""
@@ -202,11 +199,10 @@ class Sampler:
             return x
         x = x.copy()
         if use_penalties:
-            counts = Counter(int(t) for t in history[len(history) - last_n:])
-            ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            ids_ok = (ids >= 0) & (ids < self.n_vocab)
-            ids = ids[ids_ok]
-            n = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))[ids_ok]
+            recent = np.asarray(history[len(history) - last_n:], dtype=np.int64)
+            recent = recent[(recent >= 0) & (recent < self.n_vocab)]
+            ids, counts = np.unique(recent, return_counts=True)
+            n = counts.astype(np.float32)
             v = x[ids]
             v = np.where(v <= 0, v * p.repeat_penalty, v / p.repeat_penalty)
             x[ids] = v - n * p.frequency_penalty - p.presence_penalty
@@ -224,61 +220,35 @@ class Sampler:
         top = _core.top_k_indices(x, self.params.logprobs)
         return SampleResult(tok, float(x[tok]) - lse, [(int(i), float(x[i]) - lse) for i in top])
 
-    def _candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """The candidates best first, their logits (float64), and the log-normaliser top-p uses.
+    def _filtered(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k, then top-p, then min-p: the surviving ids and their logits (float64).
 
-        After top-k the candidates are normalised among themselves (as llama.cpp
-        does); without top-k they are a best-first prefix of the whole vocabulary,
-        long enough for top-p (and min-p), normalised over the whole vocabulary.
+        After top-k, top-p renormalises over the k candidates (as llama.cpp does);
+        with top-k off it is over the whole vocabulary (C++ bucket selection, no
+        sort of the vocabulary). The result is not necessarily sorted.
         """
         p = self.params
-        v = self.n_vocab
-        full_lse = None
-        if 0 < p.top_k < v:
-            ids = _core.top_k_indices(x, p.top_k)
+        if 0 < p.top_k < self.n_vocab:
+            ids = _core.top_k_indices(x, p.top_k)     # best first
+            vals = x[ids].astype(np.float64)
+            vals_ok = vals > -np.inf
+            ids, vals = ids[vals_ok], vals[vals_ok]
+            if p.top_p < 1.0 and len(ids):
+                cum = np.cumsum(np.exp(vals - vals[0]))
+                n_keep = int(np.searchsorted(cum, p.top_p * cum[-1], side="left")) + 1
+                ids, vals = ids[:n_keep], vals[:n_keep]
         elif p.top_p < 1.0:
-            # Grow the prefix geometrically instead of sorting 262k logits.
-            full_lse = _log_sum_exp(x)
-            k = 64
-            while True:
-                ids = _core.top_k_indices(x, min(k, v))
-                mass = np.exp(x[ids].astype(np.float64) - full_lse).sum()
-                if mass >= p.top_p or len(ids) == v:
-                    break
-                k *= 8
-        elif p.min_p > 0.0:
-            keep = np.flatnonzero(x >= x.max() + math.log(p.min_p))
-            ids = keep[np.lexsort((keep, -x[keep]))]
+            ids = _core.top_p_indices(x, p.top_p)
+            vals = x[ids].astype(np.float64)
         else:
-            ids = np.lexsort((np.arange(v), -x))
-        vals = x[ids].astype(np.float64)
-        finite = vals > -np.inf
-        if not finite[0]:
+            ids = np.arange(self.n_vocab)
+            vals = x.astype(np.float64)
+        if len(ids) == 0 or not vals.max() > -np.inf:
             raise ValueError("every token has logit -inf (all banned by logit_bias?)")
-        if not finite.all():
-            ids, vals = ids[finite], vals[finite]
-        if full_lse is None:
-            full_lse = _log_sum_exp(vals)
-        return ids, vals, full_lse
-
-    def _top_p(self, ids: np.ndarray, vals: np.ndarray,
-               lse: float) -> tuple[np.ndarray, np.ndarray]:
-        """Keep the shortest best-first prefix whose probability mass reaches top_p."""
-        top_p = self.params.top_p
-        if top_p >= 1.0:
-            return ids, vals
-        cum = np.cumsum(np.exp(vals - lse))
-        n_keep = min(int(np.searchsorted(cum, top_p, side="left")) + 1, len(ids))
-        return ids[:n_keep], vals[:n_keep]
-
-    def _min_p(self, ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keep the candidates whose probability is >= min_p times the best one's."""
-        min_p = self.params.min_p
-        if min_p <= 0.0:
-            return ids, vals
-        n_keep = int(np.count_nonzero(vals >= vals[0] + math.log(min_p)))
-        n_keep = max(n_keep, 1)
-        return ids[:n_keep], vals[:n_keep]
+        if p.min_p > 0.0:
+            keep = vals >= vals.max() + math.log(p.min_p)
+            ids, vals = ids[keep], vals[keep]
+        return ids, vals
 
 
 def _log_sum_exp(x: np.ndarray) -> float:

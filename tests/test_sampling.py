@@ -51,6 +51,32 @@ def test_top_k_indices_nan_counts_as_minus_inf_and_bad_input():
         _core.top_k_indices(x, -1)
 
 
+def top_p_reference(x: np.ndarray, p: float) -> list[int]:
+    order = np.lexsort((np.arange(len(x)), -x))
+    probs = np.exp(x[order].astype(np.float64) - x.max())
+    cum = np.cumsum(probs)
+    return order[: int(np.searchsorted(cum, p * cum[-1], side="left")) + 1].tolist()
+
+
+@pytest.mark.parametrize("scale,p", [(3.0, 0.9), (0.3, 0.5), (10.0, 0.95), (1.0, 1.0), (5.0, 1e-9)])
+def test_top_p_indices_is_the_exact_nucleus(scale, p):
+    rng = np.random.default_rng(int(scale * 10))
+    x = (scale * rng.standard_normal(20_000)).astype(np.float32)
+    got = _core.top_p_indices(x, p).tolist()
+    assert sorted(got) == sorted(top_p_reference(x, p))
+    assert x[got[0]] >= x[got[-1]] - 0.011             # coarsely best first
+
+
+def test_top_p_indices_ties_nan_and_inf():
+    x = f32(1.0, 2.0, 2.0, np.nan, -np.inf, 2.0)
+    # three equal best tokens of 0.3189 each: p = 0.5 needs two, the lower ids
+    assert sorted(_core.top_p_indices(x, 0.5).tolist()) == [1, 2]
+    assert sorted(_core.top_p_indices(x, 1.0).tolist()) == [0, 1, 2, 5]
+    assert _core.top_p_indices(f32(-np.inf, np.nan), 0.5).tolist() == []
+    with pytest.raises(ValueError, match="p must be"):
+        _core.top_p_indices(x, 0.0)
+
+
 # --- greedy ---
 
 def test_greedy_takes_argmax_ties_to_lowest_id():

@@ -1,0 +1,24 @@
+"""llamalite/_core.pyi names every binding of csrc/bindings.cpp, and nothing that is not one."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import llamalite
+from llamalite import _core
+
+
+def stub_names() -> set[str]:
+    tree = ast.parse((Path(llamalite.__file__).parent / "_core.pyi").read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_stub_matches_the_module():
+    bound = {n for n in dir(_core) if not n.startswith("_")} | {"__version__"}
+    assert stub_names() == bound
