@@ -80,6 +80,7 @@ def main() -> None:
 # Command modules register on `app` (one import line each).
 from . import run  # noqa: E402,F401
 from . import serve  # noqa: E402,F401
+from . import info  # noqa: E402,F401
 
 if __name__ == "__main__":
     # `python -m llamalite.cli.main` runs this file as __main__, a second copy of

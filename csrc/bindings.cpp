@@ -31,10 +31,11 @@ namespace py = pybind11;
 
 // --- gguf ---
 
-// gguf_scan_strings(buffer, pos, count): scan a GGUF string array.
+// gguf_scan_strings(buffer, pos, count): read a GGUF string array.
 // Success: (True, end_pos, blob: bytes, offsets: int64[count + 1]) where string i
 // is blob[offsets[i]:offsets[i + 1]]. Failure: (False, bad_index, bad_pos,
-// bad_length, length_cut) for the Python loader to turn into a GGUFError.
+// bad_length, length_cut) for the Python loader to turn into a GGUFError; a
+// bad_index of -1 means the buffer changed between the two passes.
 static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t count) {
   py::buffer_info info = buffer.request();
   if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
@@ -42,28 +43,28 @@ static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t 
   const auto* data = static_cast<const uint8_t*>(info.ptr);
   const uint64_t size = static_cast<uint64_t>(info.shape[0]);
 
-  std::vector<uint64_t> starts, lengths;
   llamalite::StringScanResult r;
   {
     py::gil_scoped_release release;
-    r = llamalite::scan_gguf_strings(data, size, pos, count, starts, lengths);
+    r = llamalite::scan_gguf_strings(data, size, pos, count);
   }
   if (!r.ok)
     return py::make_tuple(false, r.bad_index, r.bad_pos, r.bad_length, r.length_cut);
 
+  // count <= (size - pos) / 8 and total_bytes <= size - pos - 8 * count, so these two
+  // allocations together stay within the array's bytes in the file plus 8.
   py::array_t<int64_t> offsets(static_cast<py::ssize_t>(count + 1));  // [count + 1]
-  int64_t* off = offsets.mutable_data();
   PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(r.total_bytes));
   if (raw == nullptr) throw py::error_already_set();
-  py::bytes blob = py::reinterpret_steal<py::bytes>(raw);
-  char* dst = PyBytes_AS_STRING(raw);
-  uint64_t at = 0;
-  for (uint64_t i = 0; i < count; ++i) {
-    off[i] = static_cast<int64_t>(at);
-    std::memcpy(dst + at, data + starts[i], lengths[i]);
-    at += lengths[i];
+  py::bytes blob = py::reinterpret_steal<py::bytes>(raw);  // [total_bytes]
+  bool same;
+  {
+    py::gil_scoped_release release;
+    same = llamalite::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
+                                          reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(raw)),
+                                          r.total_bytes);
   }
-  off[count] = static_cast<int64_t>(at);
+  if (!same) return py::make_tuple(false, -1, pos, 0, false);
   return py::make_tuple(true, r.end, blob, offsets);
 }
 

@@ -1,6 +1,8 @@
 // gguf_scan.cpp - bounds-checked scanning of GGUF string arrays (see gguf_scan.h).
 #include "gguf_scan.h"
 
+#include <cstring>
+
 namespace llamalite {
 
 // Little-endian uint64 at p (portable: no alignment or host-endianness assumption).
@@ -11,17 +13,13 @@ static uint64_t read_u64_le(const uint8_t* p) {
 }
 
 StringScanResult scan_gguf_strings(const uint8_t* data, uint64_t size, uint64_t pos,
-                                   uint64_t count, std::vector<uint64_t>& starts,
-                                   std::vector<uint64_t>& lengths) {
+                                   uint64_t count) {
   StringScanResult r;
   if (pos > size || count > (size - pos) / 8) {  // each string needs its 8-byte length
-    r.bad_index = 0;
     r.bad_pos = pos;
     r.length_cut = true;
     return r;
   }
-  starts.resize(count);   // [count]
-  lengths.resize(count);  // [count]
   uint64_t total = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (size - pos < 8) {  // pos <= size holds on every iteration
@@ -37,15 +35,29 @@ StringScanResult scan_gguf_strings(const uint8_t* data, uint64_t size, uint64_t 
       r.bad_length = len;
       return r;
     }
-    starts[i] = pos + 8;
-    lengths[i] = len;
     pos += 8 + len;
-    total += len;  // <= size, cannot overflow
+    total += len;  // <= size: cannot overflow
   }
   r.ok = true;
   r.end = pos;
   r.total_bytes = total;
   return r;
+}
+
+bool gather_gguf_strings(const uint8_t* data, uint64_t size, uint64_t pos, uint64_t count,
+                         int64_t* offsets, uint8_t* blob, uint64_t blob_size) {
+  uint64_t at = 0;  // bytes written to blob
+  for (uint64_t i = 0; i < count; ++i) {
+    if (pos > size || size - pos < 8) return false;
+    const uint64_t len = read_u64_le(data + pos);
+    if (len > size - pos - 8 || len > blob_size - at) return false;
+    offsets[i] = static_cast<int64_t>(at);
+    if (len) std::memcpy(blob + at, data + pos + 8, len);
+    at += len;
+    pos += 8 + len;
+  }
+  offsets[count] = static_cast<int64_t>(at);
+  return at == blob_size;
 }
 
 }  // namespace llamalite

@@ -23,6 +23,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Union
 
@@ -43,9 +44,14 @@ SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4
 MAX_ARRAY_NESTING = 8          # arrays of arrays deeper than this are refused
-MAX_KV = 1 << 16               # more keys than any real model has by two orders
-MAX_TENSORS = 1 << 16          # ~30x the largest released models
-MAX_NESTED_ELEMENTS = 1 << 16  # sub-arrays per nested array (each is a Python object)
+# Python objects cost more than their bytes in the file. So that no file makes the
+# loader allocate more than its own size (plus a fixed allowance), each key-value,
+# tensor info and sub-array of a nested array is charged an upper bound of its
+# Python cost before it is read; real models use a few KB of the allowance.
+PY_COST_KV = 256
+PY_COST_TENSOR = 512
+PY_COST_SUBARRAY = 320
+PY_OBJECT_ALLOWANCE = 1 << 20
 INT64_MAX = (1 << 63) - 1
 
 
@@ -262,6 +268,7 @@ class _Reader:
         self.size = size
         self.pos = 0
         self.file_desc = file_desc
+        self.object_budget = size + PY_OBJECT_ALLOWANCE  # bytes of Python objects allowed
 
     def remaining(self) -> int:
         return self.size - self.pos
@@ -364,10 +371,12 @@ def _read_array(r: _Reader, what: str, depth: int) -> tuple[Any, tuple]:
     if etype == GGUFValueType.STRING:
         return _read_string_array(r, count, what), (GGUFValueType.ARRAY, etype)
     # Arrays of arrays: a list of sub-arrays (rare; never a vocabulary).
-    if count > MAX_NESTED_ELEMENTS:
+    cost = count * PY_COST_SUBARRAY
+    if cost > r.object_budget:
         raise GGUFValueError(
-            f"{what}: nested array of {_fmt(count)} sub-arrays; llamalite reads at most "
-            f"{_fmt(MAX_NESTED_ELEMENTS)} (corrupt header?)")
+            f"{what}: nested array of {_fmt(count)} sub-arrays is more than a file of "
+            f"{_fmt(r.size)} bytes can plausibly hold (corrupt header?)")
+    r.object_budget -= cost
     items, types = [], (GGUFValueType.ARRAY, GGUFValueType.ARRAY)
     for i in range(count):
         v, t = _read_array(r, f"{what}[{i}]", depth + 1)
@@ -381,6 +390,10 @@ def _read_string_array(r: _Reader, count: int, what: str) -> StringArray:
     res = _core.gguf_scan_strings(r.buf, r.pos, count)
     if not res[0]:
         _, idx, pos, length, cut = res
+        if idx == -1:
+            raise GGUFTruncatedError(
+                f"{what}: the file changed while it was being read (another process writing "
+                f"it?); open it again once it is complete")
         if cut:
             raise GGUFTruncatedError(
                 f"{what}: string {_fmt(idx)} of {_fmt(count)} starts at offset {_fmt(pos)} but "
@@ -435,12 +448,12 @@ def _parse_header(r: _Reader) -> tuple[int, int, int]:
             f"n_kv {_fmt(n_kv)} and n_tensors {_fmt(n_tensors)} need at least "
             f"{_fmt(n_kv * 13 + n_tensors * 32)} bytes but the file has {_fmt(left)} after the "
             f"header (corrupt header or truncated download?)")
-    if n_kv > MAX_KV:
-        raise GGUFValueError(f"n_kv is {_fmt(n_kv)}; llamalite reads at most {_fmt(MAX_KV)} "
-                             f"metadata keys (corrupt header?)")
-    if n_tensors > MAX_TENSORS:
-        raise GGUFTensorError(f"n_tensors is {_fmt(n_tensors)}; llamalite reads at most "
-                              f"{_fmt(MAX_TENSORS)} tensors (corrupt header?)")
+    cost = n_kv * PY_COST_KV + n_tensors * PY_COST_TENSOR
+    if cost > r.object_budget:
+        raise GGUFValueError(
+            f"n_kv {_fmt(n_kv)} and n_tensors {_fmt(n_tensors)} are more entries than a file of "
+            f"{_fmt(r.size)} bytes can plausibly hold (corrupt header?)")
+    r.object_budget -= cost
     return version, n_tensors, n_kv
 
 
@@ -622,8 +635,8 @@ class GGUFFile:
         self.alignment = alignment
         self.file_size = file_size
         self.data_offset = data_offset
-        self.metadata: Mapping[str, Any] = metadata
-        self.metadata_types: Mapping[str, tuple] = metadata_types
+        self.metadata: Mapping[str, Any] = MappingProxyType(metadata)      # read-only
+        self.metadata_types: Mapping[str, tuple] = MappingProxyType(metadata_types)
         self.tensors = tensors
         self.data = data     # read-only uint8 view of the whole file
         self._mmap = mm

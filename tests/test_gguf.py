@@ -99,6 +99,8 @@ def test_every_value_type(synthetic):
         assert [a.tolist() for a in nested] == [[1, 2], [3, 4, 5]]
         assert t["t.nested"][:2] == (GGUFValueType.ARRAY, GGUFValueType.ARRAY)
         assert not m["t.arr_i32"].flags.writeable  # metadata is immutable
+        with pytest.raises(TypeError):
+            m["t.u8"] = 1  # type: ignore[index]
 
 
 def test_metadata_and_types_match_gguf_reader(synthetic):

@@ -21,6 +21,8 @@ import pytest
 
 import llamalite
 from llamalite.gguf import GGUFError
+from gguf_builder import (ARR, BOOL, F32, F64, I8, I16, I32, I64, STR, U8, U16, U32, U64,
+                          arch_kv, gguf_bytes, kv, tensor_info)
 
 SEED = int(os.environ.get("LLAMALITE_FUZZ_SEED", "20261122"))
 CASES_PER_MODEL = int(os.environ.get("LLAMALITE_FUZZ_CASES", "1000"))
@@ -107,5 +109,53 @@ def test_fuzzed_headers_succeed_or_raise_gguf_error(model, tmp_path):
                 os.ftruncate(fd, file_size)
     finally:
         os.close(fd)
+    print(f"{model}: {outcomes}")  # shown with pytest -s
     # The mutations must exercise both outcomes, or the fuzzer is not testing anything.
+    assert outcomes["ok"] > 0 and outcomes["error"] > CASES_PER_MODEL // 4, outcomes
+
+
+def _every_type_file() -> bytes:
+    """A small valid file using every value type, nested arrays, a vocabulary and 3 tensors."""
+    kvs = [arch_kv("llama"), kv("general.alignment", U32, 64)]
+    kvs += [kv(f"x.{t}", t, v) for t, v in ((U8, 1), (I8, -1), (U16, 2), (I16, -2), (U32, 3),
+                                            (I32, -3), (F32, 0.5), (BOOL, 1), (U64, 4),
+                                            (I64, -4), (F64, 0.25), (STR, "hi"))]
+    kvs += [kv("x.nested", ARR, (ARR, [(U8, [1, 2]), (STR, ["a", "bc"]), (ARR, [(I32, [7])])])),
+            kv("tokenizer.ggml.tokens", ARR, (STR, ["<s>", "a", "b", "ab"])),
+            kv("tokenizer.ggml.scores", ARR, (F32, [0.0, -1.0, -2.0, -3.0])),
+            kv("tokenizer.ggml.token_type", ARR, (I32, [3, 1, 1, 1])),
+            kv("tokenizer.ggml.merges", ARR, (STR, ["a b"])),
+            kv("llama.vocab_size", U32, 4)]
+    tensors = [tensor_info("a", [8], 0, 0), tensor_info("q", [256, 2], 12, 64),
+               tensor_info("h", [4, 2, 2, 2], 1, 384)]
+    return gguf_bytes(kvs, tensors, b"\1" * (384 + 64), alignment=64)
+
+
+def test_fuzzed_synthetic_file_with_every_value_type():
+    """Mutations anywhere in a small file that uses every value type (buffer input)."""
+    base = _every_type_file()
+    with llamalite.open_gguf(base) as g:
+        assert len(g.tensors) == 3 and g.alignment == 64
+    rng = random.Random(f"{SEED}-synthetic")
+    outcomes = {"ok": 0, "error": 0}
+    for case in range(CASES_PER_MODEL):
+        data = bytearray(base)
+        kind = rng.choice(("flip", "overwrite", "truncate"))
+        if kind == "truncate":
+            data = data[:rng.randrange(len(data))]
+        else:
+            for _ in range(rng.choice((1, 2, 4))):
+                pos = rng.randrange(len(data))
+                if kind == "flip":
+                    data[pos] ^= 1 << rng.randrange(8)
+                else:
+                    data[pos] = rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)))
+        try:
+            llamalite.open_gguf(bytes(data)).close()
+            outcomes["ok"] += 1
+        except GGUFError:
+            outcomes["error"] += 1
+        except Exception as e:
+            pytest.fail(f"synthetic case {case} (seed {SEED}, {kind}): {type(e).__name__}: {e}")
+    print(f"synthetic: {outcomes}")  # shown with pytest -s
     assert outcomes["ok"] > 0 and outcomes["error"] > CASES_PER_MODEL // 4, outcomes

@@ -330,3 +330,57 @@ def test_consistent_vocab_is_accepted(tmp_path):
         assert g.metadata["tokenizer.ggml.tokens"].tolist() == ["t0", "t1", "t2"]
         assert g.metadata["tokenizer.ggml.scores"].tolist() == [0.0, -1.0, -2.0]
         assert g.metadata["x.flag"] is True and g.metadata["x.big"] == 1 << 63
+
+
+# --- memory: nothing allocates more than the file's size (plus a fixed allowance) ----
+
+def _open_peak(data: bytes) -> int:
+    tracemalloc.start()
+    try:
+        with llamalite.open_gguf(data):
+            return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_too_many_entries_for_the_file_size(tmp_path):
+    data = gguf_bytes([arch_kv()] + [kv(f"k{i}", U8, 0) for i in range(20000)], alignment=1)
+    expect_error(tmp_path, data, GGUFValueError, "n_kv 20,001",
+                 "more entries than a file of")
+
+
+def test_too_many_nested_sub_arrays_for_the_file_size(tmp_path):
+    data = gguf_bytes([arch_kv(), kv("x.nest", ARR, (ARR, [(U8, [])] * 10000))], alignment=1)
+    expect_error(tmp_path, data, GGUFValueError, "'x.nest'", "nested array of 10,000")
+
+
+@pytest.mark.parametrize("case", ["kvs", "empty_strings", "nested"])
+def test_dense_valid_files_stay_within_memory_bound(case):
+    """Files packed with the smallest possible entries still open within size + 1 MiB."""
+    if case == "kvs":
+        data = gguf_bytes([arch_kv()] + [kv(f"k{i}", U32, i) for i in range(3000)], alignment=1)
+    elif case == "empty_strings":
+        data = gguf_bytes([arch_kv(), kv("x.s", ARR, (STR, [""] * 200_000))], alignment=1)
+    else:
+        data = gguf_bytes([arch_kv(), kv("x.n", ARR, (ARR, [(U8, [])] * 3000))], alignment=1)
+    assert _open_peak(data) <= len(data) + (1 << 20) + SLACK
+
+
+def test_core_string_scanner_checks_bounds():
+    """The C++ scanner on its own: every way out of the buffer is refused, not read."""
+    from llamalite import _core
+    two = struct.pack("<Q", 1) + b"a" + struct.pack("<Q", 2) + b"bc"
+    ok, end, blob, offsets = _core.gguf_scan_strings(two, 0, 2)
+    assert ok and end == len(two) and blob == b"abc" and offsets.tolist() == [0, 1, 3]
+    assert _core.gguf_scan_strings(two, 0, 3)[0] is False          # count beyond the data
+    assert _core.gguf_scan_strings(two, len(two) + 1, 0)[0] is False  # start past the end
+    assert _core.gguf_scan_strings(two, 0, 1 << 62)[0] is False
+    res = _core.gguf_scan_strings(struct.pack("<Q", (1 << 64) - 1) + b"x" * 8, 0, 1)
+    assert res == (False, 0, 0, (1 << 64) - 1, False)              # length overflows
+    res = _core.gguf_scan_strings(two[:-1], 0, 2)
+    assert res == (False, 1, 9, 2, False)
+    ok, end, blob, offsets = _core.gguf_scan_strings(b"", 0, 0)
+    assert ok and blob == b"" and offsets.tolist() == [0]
+    import numpy as np
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.gguf_scan_strings(np.zeros(16, np.uint8)[::2], 0, 0)
