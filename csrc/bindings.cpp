@@ -332,6 +332,40 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   return Y;
 }
 
+// Several weights times one X, quantized once (ll::quantize_acts +
+// ll::matmul_prepared): the pattern of Q/K/V and gate/up projections.
+std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std::vector<U8Array> Ws, F32Array X,
+                                                 py::object n_threads) {
+  if (types.empty() || types.size() != Ws.size()) {
+    throw std::invalid_argument("matmul_shared: give one type per weight matrix (and at least one)");
+  }
+  if (X.ndim() != 2) throw std::invalid_argument("matmul_shared: X must be a 2-D float32 array [M, K]");
+  const int64_t M = X.shape(0), K = X.shape(1);
+  for (size_t i = 0; i < Ws.size(); i++) {
+    const ll::TypeTraits& t = ll::type_traits(types[i]);
+    if (!t.can_matmul) throw std::invalid_argument(std::string("matmul_shared: ") + t.name + " cannot be a weight type");
+    if (Ws[i].ndim() != 2 || (size_t)Ws[i].shape(1) != ll::row_bytes(types[i], K)) {
+      throw std::invalid_argument("matmul_shared: weight " + std::to_string(i) + " must be uint8 [N, row_bytes(type, K)]");
+    }
+  }
+  const int nt = resolve_threads(n_threads);
+  std::vector<py::array_t<float>> out;
+  for (auto& W : Ws) out.emplace_back(std::vector<py::ssize_t>{(py::ssize_t)M, (py::ssize_t)W.shape(0)});
+  std::vector<float*> ys;
+  for (auto& y : out) ys.push_back(y.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(g_pool_mu);
+    ll::ThreadPool& pool = pool_of_size(nt);
+    ll::QuantizedActs xq;
+    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq);
+    for (size_t i = 0; i < Ws.size(); i++) {
+      ll::matmul_prepared(pool, types[i], Ws[i].data(), Ws[i].shape(0), xq, ys[i], Ws[i].shape(0));
+    }
+  }
+  return out;
+}
+
 // X [M, K] quantized for weight_type, as the bytes matmul's kernels read.
 py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
   if (X.ndim() != 2) throw std::invalid_argument("quantize_activations: X must be a 2-D float32 array [M, K]");
@@ -372,6 +406,9 @@ void bind_kernels(py::module_& m) {
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+  m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
+        py::arg("n_threads") = py::none(),
+        "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),

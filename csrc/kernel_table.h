@@ -40,6 +40,7 @@ struct KernelTable {
   QuantizeRowFn quantize_q8k = nullptr;
   ReadBytesFn read_bytes = nullptr;
   Int8PeakFn int8_peak = nullptr;
+  Int8PeakFn int8_peak_alt = nullptr;  // another vector width, where the ISA has one
 };
 
 // Each fills the entries it implements; the caller starts from the generic table.

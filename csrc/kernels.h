@@ -73,6 +73,18 @@ void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy,
 void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K,
             const float* X, int64_t M, float* Y);
 
+// The two halves of matmul(), for callers that multiply one X by several
+// weights of the same activation type (Q, K and V; gate and up): quantize once,
+// then run each weight on the pool. Results are bit-identical to matmul().
+// X [M, K] with row stride ldx floats -> xq (prepare()d here for weight_type).
+void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_t ldx, int64_t M,
+                   int64_t K, QuantizedActs& xq);
+// Y[m * ldy + n] for n in [0, N). weight_type may differ from the type xq was
+// prepared for when both pair with the same activation type (Q4_0 and Q8_0, say);
+// std::invalid_argument otherwise.
+void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N,
+                     const QuantizedActs& xq, float* Y, int64_t ldy);
+
 // --- instruction sets -----------------------------------------------------------
 enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2 };
 const char* isa_name(ISA isa);

@@ -70,9 +70,9 @@ void quantize_acts_rows(const float* X, int64_t ldx, QuantizedActs& xq, int64_t 
   }
 }
 
-void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0, int64_t n1) {
+static void matmul_range_typed(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
+                               int64_t n1) {
   const KernelTable& kt = active_kernels();
-  const int32_t wt = xq.weight_type;
   const TypeTraits& t = type_traits(wt);
   MatmulFn fn = kt.matmul[wt];
   if (!fn) throw std::invalid_argument(std::string("matmul: no kernel for ") + t.name);
@@ -80,28 +80,45 @@ void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy,
   fn((const uint8_t*)W, row_bytes(wt, xq.K), xq.data, xq.row_bytes, xq.M, xq.K / t.block_size, Y, ldy, n0, n1);
 }
 
-void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,
-            float* Y) {
-  thread_local QuantizedActs xq;
+void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0, int64_t n1) {
+  matmul_range_typed(xq.weight_type, W, xq, Y, ldy, n0, n1);
+}
+
+// Work is handed out in chunks claimed dynamically (ThreadPool::run_chunks), so
+// a worker the OS has descheduled does not stall the step. Every output is
+// computed the same way whichever thread takes its chunk (batch invariance).
+void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_t ldx, int64_t M, int64_t K,
+                   QuantizedActs& xq) {
   xq.prepare(weight_type, M, K);
-  if (N <= 0 || M <= 0) return;
-  QuantizedActs* xqp = &xq;
-  // Work is handed out in chunks claimed dynamically (ThreadPool::run_chunks),
-  // so a worker the OS has descheduled does not stall the step. Every output is
-  // computed the same way whichever thread takes its chunk (batch invariance).
-  const int64_t rows_per_qchunk = 16;
-  pool.run_chunks((M + rows_per_qchunk - 1) / rows_per_qchunk, [&](int64_t c) {
-    const int64_t m0 = c * rows_per_qchunk, m1 = m0 + rows_per_qchunk < M ? m0 + rows_per_qchunk : M;
-    quantize_acts_rows(X, K, *xqp, m0, m1);
+  const int64_t rows_per_chunk = 16;
+  pool.run_chunks((M + rows_per_chunk - 1) / rows_per_chunk, [&](int64_t c) {
+    const int64_t m0 = c * rows_per_chunk, m1 = m0 + rows_per_chunk < M ? m0 + rows_per_chunk : M;
+    quantize_acts_rows(X, ldx, xq, m0, m1);
   });
+}
+
+void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, const QuantizedActs& xq,
+                     float* Y, int64_t ldy) {
+  if (act_type_for(weight_type) != xq.act_type || xq.K % type_traits(weight_type).block_size != 0) {
+    throw std::invalid_argument(std::string("matmul: activations prepared for ") + type_traits(xq.weight_type).name +
+                                " cannot be used with " + type_traits(weight_type).name + " weights");
+  }
+  if (N <= 0 || xq.M <= 0) return;
   // About 8 chunks per thread, each a multiple of 8 weight rows.
   int64_t chunk = (N + 8 * pool.size() - 1) / (8 * pool.size());
   chunk = ((chunk + 7) / 8) * 8;
   if (chunk < 16) chunk = 16;
   pool.run_chunks((N + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
-    matmul_range(W, *xqp, Y, N, n0, n1);
+    matmul_range_typed(weight_type, W, xq, Y, ldy, n0, n1);
   });
+}
+
+void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,
+            float* Y) {
+  thread_local QuantizedActs xq;
+  quantize_acts(pool, weight_type, X, K, M, K, xq);
+  matmul_prepared(pool, weight_type, W, N, xq, Y, N);
 }
 
 }  // namespace ll

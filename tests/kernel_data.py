@@ -6,6 +6,9 @@ fields are overwritten with finite values of a sensible size.
 """
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import GGML_QUANT_SIZES
@@ -43,3 +46,18 @@ def make_weights(qtype: T, n_rows: int, k: int, rng: np.random.Generator) -> np.
         q = quantize(w, qtype)
         return np.ascontiguousarray(q).view(np.uint8).reshape(n_rows, -1)
     return random_blocks(qtype, n_rows, k, rng)
+
+
+@functools.lru_cache(maxsize=None)
+def real_model_tensors(path: Path) -> tuple:
+    """(name, type, absolute offset, n_bytes, shape [rows, row_len]) of every tensor of a
+    GGUF file, read once per test session with gguf.GGUFReader (the oracle, slow)."""
+    from gguf import GGUFReader
+    reader = GGUFReader(str(path))
+    out = []
+    for t in reader.tensors:
+        dims = [int(d) for d in t.shape]  # ggml order: row length first
+        row_len = dims[0]
+        out.append((t.name, T(int(t.tensor_type)), int(t.data_offset), int(t.n_bytes),
+                    (int(t.n_elements) // row_len, row_len)))
+    return tuple(out)

@@ -11,7 +11,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from gguf import GGML_QUANT_SIZES
 from gguf.quants import dequantize
-from kernel_data import DEQUANT_TYPES, GGUF_QUANTIZABLE, _FP16_FIELDS, make_weights, random_blocks
+from kernel_data import DEQUANT_TYPES, GGUF_QUANTIZABLE, _FP16_FIELDS, make_weights, random_blocks, real_model_tensors
 
 from llamalite import _core
 
@@ -74,21 +74,14 @@ def test_dequant_bad_input():
         _core.dequantize(4, raw, 32)
 
 
-def _tensors_of(path):
-    """(name, type, absolute offset, n_bytes, n_elements) of every tensor, via GGUFReader."""
-    from gguf import GGUFReader
-    reader = GGUFReader(str(path))
-    return [(t.name, T(int(t.tensor_type)), int(t.data_offset), int(t.n_bytes), int(t.n_elements))
-            for t in reader.tensors]
-
-
 @pytest.mark.slow
 def test_dequant_every_tensor_of_real_models(real_model_path):
     """Every tensor of both real models, core vs gguf.quants.dequantize, bit for bit."""
     data = np.memmap(real_model_path, dtype=np.uint8, mode="r")
-    tensors = _tensors_of(real_model_path)
+    tensors = real_model_tensors(real_model_path)
     assert tensors
-    for name, qtype, off, n_bytes, n_el in tensors:
+    for name, qtype, off, n_bytes, (rows, row_len) in tensors:
+        n_el = rows * row_len
         raw = np.asarray(data[off:off + n_bytes])
         block_size, type_size = GGML_QUANT_SIZES[qtype]
         ref = dequantize(raw.reshape(-1, type_size * 16 if n_el % (16 * block_size) == 0 else type_size), qtype)

@@ -178,3 +178,40 @@ def test_matmul_from_two_python_threads():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_matmul_shared_activations_match_matmul():
+    """Quantizing X once for several weights (Q4_0, Q8_0, Q5_0 share Q8A rows)
+    gives the same bits as separate matmuls; mismatched types are refused."""
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((9, 512)).astype(np.float32)
+    types = [T.Q4_0, T.Q8_0, T.Q5_0]
+    Ws = [make_weights(t, 24 + 8 * i, 512, rng) for i, t in enumerate(types)]
+    outs = _core.matmul_shared([int(t) for t in types], Ws, X, 2)
+    for t, W, Y in zip(types, Ws, outs):
+        assert np.array_equal(Y.view(np.uint32), _core.matmul(int(t), W, X, 2).view(np.uint32)), t.name
+    with pytest.raises(ValueError, match="prepared for Q4_0 cannot be used with Q4_K"):
+        _core.matmul_shared([int(T.Q4_0), int(T.Q4_K)], [Ws[0], make_weights(T.Q4_K, 8, 512, rng)], X)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+def test_matmul_real_model_weights(real_model_path, isa):
+    """For every weight type in each real model: the first 64 rows of one tensor of
+    that type times random activations, against the float64 reference."""
+    from kernel_data import real_model_tensors
+    data = np.memmap(real_model_path, dtype=np.uint8, mode="r")
+    seen = set()
+    rng = np.random.default_rng(5)
+    for name, qtype, off, n_bytes, (rows, row_len) in real_model_tensors(real_model_path):
+        if qtype in seen or rows < 64:
+            continue
+        seen.add(qtype)
+        rb = n_bytes // rows
+        W = np.array(data[off:off + 64 * rb]).reshape(64, rb)
+        X = rng.standard_normal((7, row_len)).astype(np.float32)
+        ref = X.astype(np.float64) @ dequantize(W, qtype).reshape(64, row_len).astype(np.float64).T
+        tol = 1e-10 if qtype in FLOAT_TYPES else 1e-3
+        err = nmse(_core.matmul(int(qtype), W, X, 2), ref)
+        assert err < tol, f"{real_model_path.name}:{name} ({qtype.name}) {isa}: NMSE {err:.3g}"
+    assert len(seen) >= 2
