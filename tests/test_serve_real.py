@@ -51,7 +51,7 @@ def greedy(n: int = N_TOKENS) -> SamplingParams:
 
 def test_batch_invariance_eight_prompts(real):
     """At temperature 0 each of 8 different prompts gives the same 32 tokens alone and
-    beside the 7 others (and llama.cpp's tokens up to the first near-tie)."""
+    beside the 7 others (and llama.cpp's tokens up to its first top-2 gap under 0.3 logits)."""
     name, model, tok = real
     golden = GOLDEN["models"][name]
     prompts = [c["prompt_ids"] for c in golden]
@@ -64,13 +64,14 @@ def test_batch_invariance_eight_prompts(real):
         alone = [eng.generate(p, greedy()).token_ids for p in prompts]
     assert together == alone
     for case, ids in zip(golden, together):
-        sure = next((i for i, gap in enumerate(case["top1_gap"]) if gap < 0.1), N_TOKENS)
+        sure = next((i for i, gap in enumerate(case["top1_gap"]) if gap < 0.3), N_TOKENS)
         assert ids[:sure] == case["ids"][:sure], case["prompt"]
 
 
 def test_prefix_cache_reuses_a_long_system_prompt_exactly(real):
     name, model, tok = real
-    system = tok.tokenize("You are a careful assistant. " * 60, add_special=True)[:500]
+    system = tok.tokenize("You are a careful assistant. " * 120, add_special=True)[:500]
+    assert len(system) == 500
     q1 = system + tok.tokenize(" Question: what is 2+2?", add_special=False)
     q2 = system + tok.tokenize(" Question: name a planet.", add_special=False)
     with Engine(model, tok, n_parallel=2, ctx_size=1024) as eng:
@@ -95,12 +96,11 @@ def test_llamalite_serve_end_to_end_with_openai(smollm2_path):
     import openai
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as cwd:
+    with tempfile.TemporaryDirectory() as cwd, open(Path(cwd) / "log", "wb+") as log:
         proc = subprocess.Popen([sys.executable, "-m", "llamalite.cli.main", "serve",
                                  str(smollm2_path), "--port", str(port), "--parallel", "2",
                                  "--ctx-size", "1024", "--api-key", "k", "--log-level", "warning"],
-                                cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**os.environ})
+                                cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         try:
             for _ in range(600):
                 try:
@@ -108,7 +108,7 @@ def test_llamalite_serve_end_to_end_with_openai(smollm2_path):
                         break
                 except httpx.TransportError:
                     pass
-                assert proc.poll() is None, proc.stdout.read().decode()
+                assert proc.poll() is None, (Path(cwd) / "log").read_text()
                 time.sleep(0.1)
             client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
             model_id = client.models.list().data[0].id
