@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -378,3 +379,37 @@ def test_serve_cli_rejects_bad_options():
     assert r.returncode == 1 and "--parallel must be at least 1" in r.stderr
     r = run_cli("serve", "smollm2-135m", "--parallel", "8", "--batch-tokens", "4")
     assert r.returncode == 1 and "--batch-tokens" in r.stderr
+
+
+# --- UTF-8 across token boundaries ----------------------------------------------------------
+
+class ScriptModel(FakeModel):
+    """Emits the UTF-8 bytes of SCRIPT one token per position, whatever the prompt."""
+
+    SCRIPT = "héllo wörld ✓ 日本語 ".encode()
+
+    def forward(self, kv, tokens, positions, seq_ids, block_tables, logit_rows):
+        out = np.full((len(logit_rows), self.n_vocab), -10.0, dtype=np.float32)
+        for r, i in enumerate(logit_rows):
+            out[r, self.SCRIPT[(int(positions[i]) + 1) % len(self.SCRIPT)]] = 10.0
+        return out
+
+
+def test_stream_chunks_are_whole_utf8_characters():
+    s = serve(Settings(model="m.gguf", ctx_size=512), model=ScriptModel())
+    try:
+        n = len(ScriptModel.SCRIPT)
+        body = {"prompt": [BOS] + [65] * (n - 1), "max_tokens": 2 * n, "temperature": 0}
+        whole = httpx.post(s.url + "/v1/completions", json=body).json()["choices"][0]["text"]
+        assert whole == ScriptModel.SCRIPT.decode() * 2
+        with httpx.stream("POST", s.url + "/v1/completions", json={**body, "stream": True}) as r:
+            raw = r.read()
+        texts = []
+        for event in raw.split(b"\n\n"):
+            if event and event != b"data: [DONE]":
+                texts.append(json.loads(event[6:].decode("utf-8", errors="strict"))
+                             ["choices"][0]["text"])
+        assert "".join(texts) == whole
+        assert any(len(t.encode()) > 1 for t in texts) and "\ufffd" not in whole
+    finally:
+        s.stop()
