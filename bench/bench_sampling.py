@@ -2,8 +2,10 @@
 
     python bench/bench_sampling.py [--steps 300]
 
-Logits are random normal * 3 (a spread like a real model's); the history is 256
-tokens. Each configuration calls Sampler.sample once per step, as the decode loop does.
+Logits are random normal * 3 (flat: a worst case for top-p, whose nucleus then
+holds a large part of the vocabulary), or with --real the models' own log-probs
+on tests/data/english.txt (peaked, as in generation). The history is 256 tokens.
+Each configuration calls Sampler.sample once per step, as the decode loop does.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from llamalite.sampling import Sampler, SamplingParams
 
-VOCABS = {"smollm2 (49,152)": 49_152, "gemma3 (262,144)": 262_144}
+VOCABS = {"smollm2 (49,152)": (49_152, "smollm2-135m"), "gemma3 (262,144)": (262_144, "gemma3-270m")}
 CONFIGS = {
     "greedy": dict(temperature=0.0),
     "default (top_k 40, top_p .95, min_p .05)": dict(),
@@ -30,10 +32,20 @@ CONFIGS = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--real", action="store_true", help="the real models' logits on English text")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    for vname, n_vocab in VOCABS.items():
-        logits = [(3 * rng.standard_normal(n_vocab)).astype(np.float32) for _ in range(8)]
+    for vname, (n_vocab, model) in VOCABS.items():
+        if args.real:
+            from pathlib import Path
+
+            import llamalite
+            llm = llamalite.LLM(model, n_ctx=256, n_threads=1)
+            text = (Path(__file__).parent.parent / "tests/data/english.txt").read_text()
+            rows = llm.logits(llm.tokenize(text)[:64])
+            logits = [np.ascontiguousarray(rows[i]) for i in range(8, 64, 7)]
+        else:
+            logits = [(3 * rng.standard_normal(n_vocab)).astype(np.float32) for _ in range(8)]
         history = rng.integers(0, n_vocab, 256).tolist()
         print(f"vocabulary {vname}")
         for cname, kw in CONFIGS.items():

@@ -78,12 +78,12 @@ def main() -> None:
 
 
 # Command modules register on `app` (one import line each).
+from . import info  # noqa: E402,F401
 from . import run  # noqa: E402,F401
 from . import serve  # noqa: E402,F401
-from . import info  # noqa: E402,F401
 
 if __name__ == "__main__":
-    # `python -m llamalite.cli.main` runs this file as __main__, a second copy of
-    # the module: run the app of the imported one, where the commands registered.
+    # Under `python -m llamalite.cli.main` this file runs as __main__, but the command
+    # modules register on `app` of the importable llamalite.cli.main: run that one.
     from llamalite.cli.main import main as _main
     _main()

@@ -27,16 +27,16 @@ void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
   attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
   rmsnorm_rows(m, s.proj.data(), L.post_attn_norm, s.proj.data(), n, E);
-  add_into(s.x.data(), s.proj.data(), n * E);
+  add_into(m, s.x.data(), s.proj.data(), n * E);
 
   // --- feed-forward (GELU-gated) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
   linear(m, L.ffn_gate, s.xb.data(), n, s.gate.data());           // gate [n, n_ff]
   linear(m, L.ffn_up, s.xb.data(), n, s.up.data());               // up   [n, n_ff]
-  gelu_mul(s.gate.data(), s.up.data(), n * hp.n_ff);
+  gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, true);
   linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
   rmsnorm_rows(m, s.proj.data(), L.post_ffn_norm, s.proj.data(), n, E);
-  add_into(s.x.data(), s.proj.data(), n * E);
+  add_into(m, s.x.data(), s.proj.data(), n * E);
 }
 
 }  // namespace ll

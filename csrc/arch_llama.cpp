@@ -22,15 +22,15 @@ void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
   rope_qk(m, b, L.rope_base);
   attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
-  add_into(s.x.data(), s.proj.data(), n * E);
+  add_into(m, s.x.data(), s.proj.data(), n * E);
 
   // --- feed-forward (SwiGLU) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
   linear(m, L.ffn_gate, s.xb.data(), n, s.gate.data());           // gate [n, n_ff]
   linear(m, L.ffn_up, s.xb.data(), n, s.up.data());               // up   [n, n_ff]
-  silu_mul(s.gate.data(), s.up.data(), n * hp.n_ff);
+  gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, false);
   linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
-  add_into(s.x.data(), s.proj.data(), n * E);
+  add_into(m, s.x.data(), s.proj.data(), n * E);
 }
 
 }  // namespace ll

@@ -4,28 +4,25 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <vector>
-
-#include "gguf_scan.h"
-#include "sampling.h"
-#include <cstdlib>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bench_core.h"
+#include "gguf_scan.h"
 #include "kernels.h"
-#include "threadpool.h"
-
-#include <climits>
-#include <map>
-
 #include "kv_cache.h"
 #include "model.h"
+#include "sampling.h"
+#include "threadpool.h"
 
 namespace py = pybind11;
 
@@ -135,7 +132,7 @@ static void bind_sampling(py::module_& m) {
 // --- model ---
 // _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
 // holds pointers into `buffer` (the mmapped file), kept alive with the Model.
-// _core.KVCache(model, n_blocks, block_size) is the paged K/V pool (float32).
+// _core.KVCache(model, n_blocks, block_size, dtype='f16'|'f32') is the paged K/V pool.
 // Model.forward(kv, tokens, positions, seq_ids, block_tables, logit_rows) runs one
 // step with the GIL released and returns float32 logits [len(logit_rows), n_vocab].
 
@@ -232,12 +229,18 @@ static void bind_model(py::module_& m) {
            py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
            "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].");
   py::class_<ll::KVCache>(m, "KVCache")
-      .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size) {
-             return std::make_unique<ll::KVCache>(model.hp.n_layer, n_blocks, block_size,
-                                                  model.hp.n_head_kv, model.hp.head_dim,
-                                                  model.hp.head_dim_v);
+      .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size,
+                       const std::string& dtype) {
+             if (dtype != "f16" && dtype != "f32")
+               throw py::value_error("KV cache dtype must be 'f16' or 'f32', got '" + dtype + "'");
+             return std::make_unique<ll::KVCache>(
+                 model.hp.n_layer, n_blocks, block_size, model.hp.n_head_kv, model.hp.head_dim,
+                 model.hp.head_dim_v, dtype == "f16" ? ll::KVType::f16 : ll::KVType::f32);
            }),
-           py::arg("model"), py::arg("n_blocks"), py::arg("block_size"))
+           py::arg("model"), py::arg("n_blocks"), py::arg("block_size"), py::arg("dtype") = "f16")
+      .def_property_readonly("dtype", [](const ll::KVCache& kv) {
+        return std::string(kv.type == ll::KVType::f16 ? "f16" : "f32");
+      })
       .def_readonly("n_blocks", &ll::KVCache::n_blocks)
       .def_readonly("block_size", &ll::KVCache::block_size)
       .def_property_readonly("nbytes", &ll::KVCache::nbytes)
@@ -332,40 +335,6 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   return Y;
 }
 
-// Several weights times one X, quantized once (ll::quantize_acts +
-// ll::matmul_prepared): the pattern of Q/K/V and gate/up projections.
-std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std::vector<U8Array> Ws, F32Array X,
-                                                 py::object n_threads) {
-  if (types.empty() || types.size() != Ws.size()) {
-    throw std::invalid_argument("matmul_shared: give one type per weight matrix (and at least one)");
-  }
-  if (X.ndim() != 2) throw std::invalid_argument("matmul_shared: X must be a 2-D float32 array [M, K]");
-  const int64_t M = X.shape(0), K = X.shape(1);
-  for (size_t i = 0; i < Ws.size(); i++) {
-    const ll::TypeTraits& t = ll::type_traits(types[i]);
-    if (!t.can_matmul) throw std::invalid_argument(std::string("matmul_shared: ") + t.name + " cannot be a weight type");
-    if (Ws[i].ndim() != 2 || (size_t)Ws[i].shape(1) != ll::row_bytes(types[i], K)) {
-      throw std::invalid_argument("matmul_shared: weight " + std::to_string(i) + " must be uint8 [N, row_bytes(type, K)]");
-    }
-  }
-  const int nt = resolve_threads(n_threads);
-  std::vector<py::array_t<float>> out;
-  for (auto& W : Ws) out.emplace_back(std::vector<py::ssize_t>{(py::ssize_t)M, (py::ssize_t)W.shape(0)});
-  std::vector<float*> ys;
-  for (auto& y : out) ys.push_back(y.mutable_data());
-  {
-    py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(g_pool_mu);
-    ll::ThreadPool& pool = pool_of_size(nt);
-    ll::QuantizedActs xq;
-    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq);
-    for (size_t i = 0; i < Ws.size(); i++) {
-      ll::matmul_prepared(pool, types[i], Ws[i].data(), Ws[i].shape(0), xq, ys[i], Ws[i].shape(0));
-    }
-  }
-  return out;
-}
-
 // X [M, K] quantized for weight_type, as the bytes matmul's kernels read.
 py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
   if (X.ndim() != 2) throw std::invalid_argument("quantize_activations: X must be a 2-D float32 array [M, K]");
@@ -406,9 +375,6 @@ void bind_kernels(py::module_& m) {
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
-  m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
-        py::arg("n_threads") = py::none(),
-        "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),

@@ -5,12 +5,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
 #include "ops.h"
 
 namespace ll {
+
+// Work (roughly, in multiply-adds) below which an element-wise op runs on the
+// calling thread: waking the pool costs more than the op.
+constexpr int64_t kInlineWork = 16384;
 
 namespace {
 
@@ -180,9 +185,7 @@ void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d) {
   const float* wf = reinterpret_cast<const float*>(w.data);
   const float eps = m.hp.eps;
-  m.pool->run([&](int ith, int nth) {
-    int64_t r0, r1;
-    split_range(n, ith, nth, &r0, &r1);
+  parallel_for(m, n, 2 * d, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) rmsnorm_row(X + r * d, wf, Y + r * d, d, eps);
   });
 }
@@ -195,9 +198,7 @@ void rope_qk(Model& m, const Batch& b, float base) {
   const HParams& hp = m.hp;
   Scratch& s = m.s;
   const int64_t n_rot = hp.n_rot, hd = hp.head_dim;
-  m.pool->run([&](int ith, int nth) {
-    int64_t t0, t1;
-    split_range(b.n_tokens, ith, nth, &t0, &t1);
+  parallel_for(m, b.n_tokens, n_rot * 16 + (hp.n_head + hp.n_head_kv) * n_rot, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* cs = s.rope_cs.data() + t * n_rot;
       rope_angles(b.positions[t], base, n_rot, cs);
@@ -217,8 +218,7 @@ void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t w
   for (int32_t t = 0; t < b.n_tokens; ++t) {   // K/V of every token into its block
     const int32_t pos = b.positions[t];
     const int32_t blk = b.block_tables[(int64_t)b.seq_ids[t] * b.max_blocks + pos / bs];
-    std::memcpy(kv.k_at(il, blk, pos % bs), s.k.data() + t * kd, kd * sizeof(float));
-    std::memcpy(kv.v_at(il, blk, pos % bs), s.v.data() + t * vd, vd * sizeof(float));
+    kv.write(il, blk, pos % bs, s.k.data() + t * kd, s.v.data() + t * vd);
   }
   const int64_t max_pos = (int64_t)b.max_blocks * bs;
   const int32_t group = hp.n_head / hp.n_head_kv;
@@ -240,8 +240,33 @@ void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t w
   });
 }
 
-void add_into(float* X, const float* Y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) X[i] += Y[i];
+void parallel_for(Model& m, int64_t n, int64_t cost_per_item,
+                  const std::function<void(int64_t, int64_t)>& fn) {
+  if (n * cost_per_item < kInlineWork || m.pool->size() == 1) {
+    fn(0, n);
+    return;
+  }
+  m.pool->run([&](int ith, int nth) {
+    int64_t i0, i1;
+    split_range(n, ith, nth, &i0, &i1);
+    if (i0 < i1) fn(i0, i1);
+  });
+}
+
+void add_into(Model& m, float* X, const float* Y, int64_t n) {
+  parallel_for(m, n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) X[i] += Y[i];
+  });
+}
+
+void gated_activation(Model& m, float* gate, const float* up, int64_t n, bool gelu) {
+  parallel_for(m, n, 16, [&](int64_t i0, int64_t i1) {
+    if (gelu) {
+      gelu_mul(gate + i0, up + i0, i1 - i0);
+    } else {
+      silu_mul(gate + i0, up + i0, i1 - i0);
+    }
+  });
 }
 
 // --- the step ----------------------------------------------------------------------------
@@ -269,9 +294,7 @@ void embed(Model& m, const Batch& b) {
   const int64_t E = m.hp.n_embd;
   const size_t rb = row_bytes(m.tok_embd.type, E);
   const float scale = m.hp.embd_scale;
-  m.pool->run([&](int ith, int nth) {
-    int64_t t0, t1;
-    split_range(b.n_tokens, ith, nth, &t0, &t1);
+  parallel_for(m, b.n_tokens, 4 * E, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* x = m.s.x.data() + t * E;
       dequantize_row(m.tok_embd.type, m.tok_embd.data + (size_t)b.tokens[t] * rb, x, E);

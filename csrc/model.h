@@ -9,6 +9,7 @@
 // own sequence's positions <= its own (and > pos - window on sliding layers).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -124,8 +125,13 @@ void rmsnorm_heads(Model& m, float* X, const Weight& w, int64_t n, int64_t n_hea
 void rope_qk(Model& m, const Batch& b, float base);
 // Writes s.k / s.v into the cache, then s.att = attention of every token and head.
 void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t window);
+// fn(i0, i1) over [0, n) split across the pool, or inline when n * cost_per_item is small.
+void parallel_for(Model& m, int64_t n, int64_t cost_per_item,
+                  const std::function<void(int64_t, int64_t)>& fn);
 // X[i] += Y[i] for n values.
-void add_into(float* X, const float* Y, int64_t n);
+void add_into(Model& m, float* X, const float* Y, int64_t n);
+// gate[i] = act(gate[i]) * up[i] for n values; act = gelu_tanh or silu.
+void gated_activation(Model& m, float* gate, const float* up, int64_t n, bool gelu);
 
 // The per-layer graphs (arch_llama.cpp, arch_gemma3.cpp): update s.x in place.
 void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);

@@ -4,9 +4,69 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels.h"
 #include "kv_cache.h"
+#include "ops_simd.h"
+#include "scalar_util.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define LL_OPS_X86 1
+#endif
 
 namespace ll {
+
+// --- vector primitives: generic versions and the per-ISA table ---------------------
+namespace {
+
+// Eight independent partial sums: the same order on every machine, and easy for
+// the compiler to keep in vector registers.
+float dot_generic(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void axpy_generic(float* y, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+float dot_f16_generic(const float* a, const uint16_t* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * fp16_to_fp32(b[i + j]);
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * fp16_to_fp32(b[i]);
+  return s;
+}
+
+void axpy_f16_generic(float* y, float a, const uint16_t* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32(x[i]);
+}
+
+struct AttnTables {
+  AttnFns t[3];
+  AttnTables() {
+    for (AttnFns& f : t) f = AttnFns{dot_generic, axpy_generic, dot_f16_generic, axpy_f16_generic};
+#ifdef LL_OPS_X86
+    if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
+    if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
+#endif
+  }
+};
+
+}  // namespace
+
+const AttnFns& attn_fns() {
+  static const AttnTables tables;
+  return tables.t[(int)active_isa()];
+}
 
 // --- norms ---------------------------------------------------------------------
 void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps) {
@@ -67,20 +127,26 @@ void softmax(float* x, int64_t n) {
 void attend_one(const KVCache& kv, int32_t layer, int32_t kv_head, const float* q,
                 const int32_t* table, int32_t p0, int32_t p1, float scale,
                 float* scores, float* out) {
+  const AttnFns& f = attn_fns();
+  const bool f16 = kv.type == KVType::f16;
   const int32_t bs = kv.block_size, d = kv.head_dim, dv = kv.head_dim_v;
+  const size_t k_off = (size_t)kv_head * d * kv.elem_size, v_off = (size_t)kv_head * dv * kv.elem_size;
   const int32_t n = p1 - p0 + 1;
   for (int32_t p = p0; p <= p1; ++p) {                // scores[j] = q . k[p] * scale
-    const float* k = kv.k_at(layer, table[p / bs], p % bs) + (int64_t)kv_head * d;
-    float dot = 0.0f;
-    for (int32_t i = 0; i < d; ++i) dot += q[i] * k[i];
+    const uint8_t* k = kv.k_at(layer, table[p / bs], p % bs) + k_off;
+    const float dot = f16 ? f.dot_f16(q, reinterpret_cast<const uint16_t*>(k), d)
+                          : f.dot(q, reinterpret_cast<const float*>(k), d);
     scores[p - p0] = dot * scale;
   }
   softmax(scores, n);
   for (int32_t i = 0; i < dv; ++i) out[i] = 0.0f;     // out = sum_j scores[j] * v[p]
   for (int32_t p = p0; p <= p1; ++p) {
-    const float* v = kv.v_at(layer, table[p / bs], p % bs) + (int64_t)kv_head * dv;
-    const float w = scores[p - p0];
-    for (int32_t i = 0; i < dv; ++i) out[i] += w * v[i];
+    const uint8_t* v = kv.v_at(layer, table[p / bs], p % bs) + v_off;
+    if (f16) {
+      f.axpy_f16(out, scores[p - p0], reinterpret_cast<const uint16_t*>(v), dv);
+    } else {
+      f.axpy(out, scores[p - p0], reinterpret_cast<const float*>(v), dv);
+    }
   }
 }
 

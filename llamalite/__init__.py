@@ -12,6 +12,7 @@ from .errors import GGUFError, LlamaliteError, RegistryError
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
 from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
+from .model import HParams, KVCache, Model
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
 from .system import system_info
@@ -28,9 +29,12 @@ __all__ = [
     "GGUFTokenizerError",
     "GGUFTruncatedError",
     "GGUFValueError",
+    "HParams",
+    "KVCache",
     "LLM",
     "LlamaliteError",
     "MODELS",
+    "Model",
     "RegistryError",
     "SampleResult",
     "Sampler",

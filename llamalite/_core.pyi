@@ -1,17 +1,23 @@
-"""Type stub of llamalite._core, the C++ core (csrc/bindings.cpp). One entry per binding."""
+"""Type stub of llamalite._core, the C++ core (csrc/bindings.cpp). One entry per binding.
+
+tests/test_core_stub.py checks that this file names exactly the module's bindings.
+"""
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
 
+_Buffer = Union[bytes, bytearray, memoryview, npt.NDArray[np.uint8], Any]
+_I32 = npt.ArrayLike   # converted to a 1-D or 2-D int32 array
+
 # --- gguf ---
 
 def gguf_scan_strings(
-    buffer: Union[bytes, bytearray, memoryview, npt.NDArray[np.uint8]], pos: int, count: int
+    buffer: _Buffer, pos: int, count: int
 ) -> Union[tuple[bool, int, bytes, npt.NDArray[np.int64]], tuple[bool, int, int, int, bool]]:
     """Scan `count` GGUF strings at byte `pos`, bounds-checked.
 
@@ -19,6 +25,88 @@ def gguf_scan_strings(
     blob[offsets[i]:offsets[i + 1]], or (False, bad_index, bad_pos, bad_length,
     length_cut) describing the first string that does not fit.
     """
+
+# --- kernels: block formats, matmul, instruction sets, thread count ---
+
+def type_traits(type: int) -> dict[str, Any]:
+    """Traits of a GGML type id: name, block_size, type_size, can_matmul (ValueError if unknown)."""
+
+def row_bytes(type: int, n: int) -> int:
+    """Bytes of a row of n values of the type."""
+
+def dequantize(type: int, raw: npt.NDArray[np.uint8], n: int) -> npt.NDArray[np.float32]:
+    """Dequantize n values of the given type from raw bytes into float32 [n]."""
+
+def matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
+           n_threads: Optional[int] = None) -> npt.NDArray[np.float32]:
+    """Y [M, N] = X [M, K] . W [N, K]^T with W quantized (uint8 [N, row_bytes]); GIL released."""
+
+def quantize_activations(weight_type: int, X: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    """X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes]."""
+
+def set_isa(name: str) -> None:
+    """Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it)."""
+
+def active_isa() -> str:
+    """The instruction set the kernels use now."""
+
+def best_isa() -> str:
+    """The best instruction set this CPU supports."""
+
+def supported_isas() -> list[str]:
+    """Every instruction set this CPU can run, e.g. ['generic', 'avx2', 'avx512']."""
+
+def cpu_features() -> str:
+    """The CPU features found by cpuid/xgetbv, as text."""
+
+def default_thread_count() -> int:
+    """The default number of worker threads (the physical cores)."""
+
+def bench_read_bandwidth(nbytes: int, n_threads: Optional[int] = None, reps: int = 3,
+                         copies: int = 1) -> float:
+    """Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes."""
+
+def bench_int8_peak(n_threads: Optional[int] = None) -> float:
+    """int8 dot-product peak in GMAC/s."""
+
+def bench_matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
+                 n_threads: Optional[int] = None, iters: int = 10, copies: int = 1) -> float:
+    """Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices."""
+
+# --- model: forward pass over a paged KV cache ---
+
+class Model:
+    """The weights of a GGUF file (pointers into its memory map) and the thread pool."""
+
+    def __init__(self, buffer: _Buffer, hparams: dict[str, Any],
+                 tensors: dict[str, tuple[int, int, int, int]], n_threads: int) -> None:
+        """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1)}."""
+    @property
+    def n_threads(self) -> int: ...
+    @property
+    def n_vocab(self) -> int: ...
+    def forward(self, kv: KVCache, tokens: _I32, positions: _I32, seq_ids: _I32,
+                block_tables: _I32, logit_rows: _I32) -> npt.NDArray[np.float32]:
+        """One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].
+
+        tokens, positions, seq_ids: int32 [n]; block_tables: int32 [n_seqs, max_blocks];
+        logit_rows: int32 [r], indices into the n tokens.
+        """
+
+class KVCache:
+    """Paged K/V pool (f16 or f32): [n_layer, n_blocks, block_size, n_head_kv, head_dim]."""
+
+    def __init__(self, model: Model, n_blocks: int, block_size: int, dtype: str = "f16") -> None: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def n_blocks(self) -> int: ...
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    def copy_block(self, src: int, dst: int) -> None:
+        """Copy every layer's K/V of block src into block dst."""
 
 # --- sampling ---
 

@@ -538,7 +538,9 @@ class LLM:
                 raise RuntimeError("another generation started on this LLM while this stream "
                                    "was being read; consume one stream at a time")
             logits = self._forward([result.token], len(history) - 1, np.array([0]))[0]
-        tail = stops.push(decoder.flush())[0] + stops.flush() if finish == "length" else ""
+        # Text held back (a partial character, a possible stop-string start) is
+        # released unless a stop string ended the generation.
+        tail = "" if stops.stopped else stops.push(decoder.flush())[0] + stops.flush()
         timings.generated_tokens = n_generated
         timings.generate_s = time.perf_counter() - t_gen
         if self.verbose:

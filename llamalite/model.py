@@ -117,14 +117,15 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
 
 class KVCache:
     """The paged K/V pool of one model: `n_blocks` blocks of `block_size` positions, every
-    layer, stored as float32 (exact). The engine owns the block tables."""
+    layer. dtype "f16" (default, like llama.cpp: half the memory) or "f32" (exact).
+    The engine owns the block tables."""
 
     def __init__(self, native: Any, model: "Model") -> None:
         self._native = native
         self.model = model
         self.n_blocks: int = native.n_blocks
         self.block_size: int = native.block_size
-        self.dtype = np.float32
+        self.dtype: str = native.dtype
 
     @property
     def nbytes(self) -> int:
@@ -135,7 +136,7 @@ class KVCache:
         self._native.copy_block(int(src), int(dst))
 
     def __repr__(self) -> str:
-        return (f"KVCache({self.n_blocks} blocks x {self.block_size} positions, float32, "
+        return (f"KVCache({self.n_blocks} blocks x {self.block_size} positions, {self.dtype}, "
                 f"{self.nbytes / 2**20:.1f} MiB)")
 
 
@@ -200,12 +201,17 @@ class Model:
             raise GGUFError(f"{g.path.name}: {e}") from None
         return cls(g, hp, native)
 
-    def new_kv_cache(self, n_blocks: int, block_size: int = 16) -> KVCache:
-        """A KV pool of n_blocks x block_size positions for every layer (float32)."""
+    def new_kv_cache(self, n_blocks: int, block_size: int = 16, *, dtype: str = "f16") -> KVCache:
+        """A KV pool of n_blocks x block_size positions for every layer.
+
+        dtype "f16" (default; llama.cpp's default too) or "f32" (exact, twice the memory).
+        Bytes: 2 * n_layer * n_blocks * block_size * n_head_kv * head_dim * (2 or 4)."""
         for name, v in (("n_blocks", n_blocks), ("block_size", block_size)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < v < 2**31:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        return KVCache(_core.KVCache(self._native, int(n_blocks), int(block_size)), self)
+        if dtype not in ("f16", "f32"):
+            raise ValueError(f"KV cache dtype must be 'f16' or 'f32', got {dtype!r}")
+        return KVCache(_core.KVCache(self._native, int(n_blocks), int(block_size), dtype), self)
 
     def forward(self, kv: KVCache, tokens: Any, positions: Any, seq_ids: Any,
                 block_tables: Any, logit_rows: Any) -> np.ndarray:

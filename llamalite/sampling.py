@@ -9,8 +9,9 @@ logits (ties go to the lowest id); the filters do not change an argmax.
 
 Each step touches the whole vocabulary only a few times (a copy when penalties or
 a bias apply, one C++ top-k pass, an argmax); everything after top-k works on the
-few surviving candidates. Top-p with top-k switched off selects its set in C++ by
-logit buckets instead of sorting the vocabulary.
+few surviving candidates. Top-p with top-k switched off checks the best 64, then
+512 against the whole vocabulary's mass, and only for a flat distribution falls
+back to a C++ selection by logit buckets; the vocabulary is never sorted.
 
 Logprobs (``SamplingParams.logprobs = n``) are those of the distribution the token
 is drawn from: the kept candidates, renormalised, at the sampling temperature. For
@@ -238,7 +239,7 @@ class Sampler:
                 n_keep = int(np.searchsorted(cum, p.top_p * cum[-1], side="left")) + 1
                 ids, vals = ids[:n_keep], vals[:n_keep]
         elif p.top_p < 1.0:
-            ids = _core.top_p_indices(x, p.top_p)
+            ids = self._nucleus(x, p.top_p)
             vals = x[ids].astype(np.float64)
         else:
             ids = np.arange(self.n_vocab)
@@ -249,6 +250,24 @@ class Sampler:
             keep = vals >= vals.max() + math.log(p.min_p)
             ids, vals = ids[keep], vals[keep]
         return ids, vals
+
+    @staticmethod
+    def _nucleus(x: np.ndarray, top_p: float) -> np.ndarray:
+        """Top-p over the whole vocabulary: the fewest best ids whose mass reaches top_p.
+
+        The nucleus of a real model is usually small: the best 64 or 512 (C++ top-k)
+        are checked against the whole-vocabulary mass first; a flat distribution
+        falls back to the C++ bucket selection.
+        """
+        lse = _log_sum_exp(x)
+        for k in (64, 512):
+            if k >= len(x):
+                break
+            ids = _core.top_k_indices(x, k)
+            cum = np.cumsum(np.exp(x[ids].astype(np.float64) - lse))
+            if cum[-1] >= top_p:
+                return ids[: int(np.searchsorted(cum, top_p, side="left")) + 1]
+        return _core.top_p_indices(x, top_p)
 
 
 def _log_sum_exp(x: np.ndarray) -> float:

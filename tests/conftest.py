@@ -1,7 +1,12 @@
 """Shared fixtures: the real models (pulled once into the user cache) and paths."""
 from __future__ import annotations
 
+import os
 import sys
+
+# numpy's OpenBLAS spins a thread per core; on this shared 2-core machine those spinning
+# threads make the numpy reference forward pass ~6x slower. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from pathlib import Path
 
 import pytest

@@ -58,10 +58,11 @@ def _tables(n_seqs: int, n_blocks_each: int) -> np.ndarray:
     return np.arange(n_seqs * n_blocks_each, dtype=np.int32).reshape(n_seqs, n_blocks_each)
 
 
-def run_one(model: Model, tokens: np.ndarray, start: int = 0, kv=None, rows=None) -> np.ndarray:
+def run_one(model: Model, tokens: np.ndarray, start: int = 0, kv=None, rows=None,
+            dtype: str = "f16") -> np.ndarray:
     """Teacher-forced logits of one sequence placed at positions start.. (block table row 0)."""
     n = len(tokens)
-    kv = kv if kv is not None else model.new_kv_cache(32, BLOCK)
+    kv = kv if kv is not None else model.new_kv_cache(32, BLOCK, dtype=dtype)
     rows = np.arange(n) if rows is None else rows
     return model.forward(kv, tokens, np.arange(start, start + n), np.zeros(n, np.int32),
                          _tables(1, 32), rows)
@@ -87,7 +88,7 @@ class Case:
     @property
     def ref(self) -> np.ndarray:     # [n, n_vocab]
         if self._ref is None:
-            self._ref = reference_logits(self.model.gguf, self.tokens)
+            self._ref = reference_logits(self.model.gguf, self.tokens, kv_f16=True)
         return self._ref
 
 
@@ -112,6 +113,18 @@ def test_matches_numpy_reference(case: Case) -> None:
     near_tie_exceptions(cpp, ref.argmax(1), top2[:, 1] - top2[:, 0])
     diff = np.abs(cpp - ref)
     assert diff.max() < REF_MAX[case.name] and diff.mean() < REF_MEAN[case.name]
+
+
+def test_f32_kv_cache_matches_numpy_reference(case: Case) -> None:
+    """The exact float32 cache against the reference without float16 K/V rounding."""
+    n = 128
+    cpp = run_one(case.model, case.tokens[:n], dtype="f32")
+    ref = reference_logits(case.model.gguf, case.tokens[:n], kv_f16=False)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    near_tie_exceptions(cpp, ref.argmax(1), top2[:, 1] - top2[:, 0])
+    diff = np.abs(cpp - ref)
+    assert diff.max() < REF_MAX[case.name] and diff.mean() < REF_MEAN[case.name]
+    assert not np.array_equal(cpp, case.cpp[:n])          # the f16 cache really rounds
 
 
 def test_matches_llama_cpp(case: Case, recorded) -> None:
@@ -170,6 +183,21 @@ def test_decode_step_with_prefill_chunk_of_another_sequence(case: Case) -> None:
     np.testing.assert_array_equal(step[1], case.cpp[11])
 
 
+def test_shared_prefix_blocks_and_copy_block(case: Case) -> None:
+    """Sequence 1 reuses sequence 0's two full prefix blocks (prefix caching) and only
+    computes its own continuation; a copied block serves as well as the original."""
+    m, t = case.model, case.tokens
+    kv = m.new_kv_cache(16, BLOCK)
+    tables = np.array([[0, 1, 2, 3], [0, 1, 5, 6]], np.int32)     # blocks 0, 1 shared
+    m.forward(kv, t[:32], np.arange(32), np.zeros(32, np.int32), tables, [])
+    got = m.forward(kv, t[32:40], np.arange(32, 40), np.ones(8, np.int32), tables, np.arange(8))
+    np.testing.assert_array_equal(got, case.cpp[32:40])
+    kv.copy_block(1, 9)
+    tables = np.array([[0, 9, 10, 11]], np.int32)
+    got = m.forward(kv, t[32:34], [32, 33], [0, 0], tables, [0, 1])
+    np.testing.assert_array_equal(got, case.cpp[32:34])
+
+
 def test_logit_rows_select_rows(case: Case) -> None:
     rows = np.array([5, 0, 5, 31])
     got = run_one(case.model, case.tokens[:32], rows=rows)
@@ -195,7 +223,8 @@ def test_gemma3_sliding_window_matches_reference(gemma3_path, recorded) -> None:
     m = Model.load(gemma3_path, n_threads=2, hparams_overrides={"sliding_window": 8})
     assert [m.hparams.is_sliding(il) for il in range(6)] == [True] * 5 + [False]
     got = run_one(m, tokens)[8:]
-    dist = {w: np.abs(got - reference_logits(m.gguf, tokens, sliding_window=w)[8:]).mean()
+    dist = {w: np.abs(got - reference_logits(m.gguf, tokens, sliding_window=w,
+                                             kv_f16=True)[8:]).mean()
             for w in (7, 8, 9)}
     assert dist[8] < REF_MEAN["gemma3"] * 1.5
     assert dist[8] * 2.5 < min(dist[7], dist[9]), dist
@@ -257,6 +286,12 @@ def test_kv_cache_of_another_model_is_refused(small, gemma3_path) -> None:
         m.forward(other.new_kv_cache(2), [1], [0], [0], [[0]], [0])
     with pytest.raises(ValueError, match="n_blocks"):
         m.new_kv_cache(0)
+    with pytest.raises(ValueError, match="dtype"):
+        m.new_kv_cache(2, dtype="q8")
+    assert m.new_kv_cache(2, 16).dtype == "f16"
+    kv32 = m.new_kv_cache(2, 16, dtype="f32")
+    h = m.hparams
+    assert kv32.nbytes == 2 * h.n_layer * 2 * 16 * h.n_head_kv * h.head_dim * 4
 
 
 def test_unsupported_architecture_is_refused(tmp_path) -> None:

@@ -16,9 +16,13 @@ import llamalite
 DATA = Path(__file__).parent / "data"
 PERPLEXITY = json.loads((DATA / "perplexity.json").read_text())["models"]
 GOLDEN = json.loads((DATA / "golden.json").read_text())["models"]
-# A greedy step whose top-2 logits are closer than this in llama.cpp may flip
-# under rounding differences (a near-tie); past it the continuations may differ.
-NEAR_TIE = 0.1
+# A greedy step whose top-2 logits are closer than this in llama.cpp is a
+# near-tie that rounding may flip; past it the continuations may differ. The
+# figures are llama.cpp's own noise: its logits for the first 64 tokens of
+# english.txt evaluated in one batch and one token at a time differ by 0.53
+# (SmolLM2) and 0.73 (Gemma 3) per row on average (max |delta| over the vocabulary),
+# the same size as llamalite's difference from llama.cpp (0.5 to 1.0).
+NEAR_TIE = {"smollm2-135m": 0.5, "gemma3-270m": 0.7}
 
 
 @pytest.fixture(scope="module", params=["smollm2-135m", "gemma3-270m"])
@@ -61,10 +65,24 @@ def test_greedy_continuations_match_llama_cpp(llm, case):
     i = first_divergence(ours, g["ids"])
     if i is not None:
         # Only a near-tie in llama.cpp's own logits may flip; everything before must match.
-        assert i < len(g["top1_gap"]) and g["top1_gap"][i] < NEAR_TIE, (
+        near_tie = NEAR_TIE[llm.registry_name]
+        assert i < len(g["top1_gap"]) and g["top1_gap"][i] < near_tie, (
             f"token {i} differs: ours {ours[i:i + 4]} llama.cpp {g['ids'][i:i + 4]}, "
             f"llama.cpp's top-2 gap there is {g['top1_gap'][i] if i < len(g['top1_gap']) else None}")
     assert out.text == llm.detokenize(out.token_ids)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_teacher_forced_argmax_matches_llama_cpp_away_from_near_ties(llm, case):
+    # On llama.cpp's own greedy tokens every step is checked, not only those
+    # before the first divergence.
+    g = GOLDEN[llm.registry_name][case]
+    n_prompt = len(g["prompt_ids"])
+    lp = llm.logits(g["prompt_ids"] + g["ids"][:-1])
+    ours = lp[n_prompt - 1:].argmax(axis=1).tolist()
+    checked = [i for i, gap in enumerate(g["top1_gap"]) if gap >= NEAR_TIE[llm.registry_name]]
+    assert len(checked) >= len(g["ids"]) // 2
+    assert [ours[i] for i in checked] == [g["ids"][i] for i in checked]
 
 
 def test_reused_cache_prefix_gives_the_same_tokens_as_a_fresh_cache(llm):

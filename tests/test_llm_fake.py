@@ -33,6 +33,16 @@ def test_stop_strings_and_stop_token_ids():
     assert (out.text, out.finish_reason) == (" world", "stop")
 
 
+def test_held_back_text_is_released_at_eos_and_at_the_length_limit():
+    llm = fake_llm("Hello wor#")
+    out = llm.generate("Hello", temperature=0, stop=["###"])
+    assert (out.text, out.finish_reason) == (" wor#", "stop")
+    out = llm.generate("Hello", temperature=0, stop=["###"], max_tokens=5)
+    assert (out.text, out.finish_reason) == (" wor#", "length")
+    out = fake_llm("Hello ✓").generate("Hello", temperature=0, max_tokens=3)
+    assert (out.text, out.finish_reason) == (" \ufffd", "length")   # a cut character
+
+
 def test_ignore_eos_runs_to_max_tokens():
     out = fake_llm(TEXT).generate("Hello", temperature=0, ignore_eos=True, max_tokens=20)
     assert out.finish_reason == "length" and out.usage.completion_tokens == 20

@@ -121,6 +121,16 @@ def test_top_p_without_top_k_on_a_big_vocabulary_uses_the_whole_mass():
     assert sorted(d) == sorted(order[:n_want].tolist())
 
 
+@pytest.mark.parametrize("n_peak,p", [(20, 0.9), (300, 0.9), (3000, 0.95)])
+def test_top_p_without_top_k_small_and_large_nuclei(n_peak, p):
+    # The nucleus lies in the best 64, the best 512, or beyond (the C++ fallback).
+    rng = np.random.default_rng(n_peak)
+    x = rng.standard_normal(20_000).astype(np.float32)
+    x[rng.choice(20_000, n_peak, replace=False)] += 12.0
+    d = kept(SamplingParams(top_k=0, top_p=p, min_p=0.0, temperature=1.0), x)
+    assert sorted(d) == sorted(top_p_reference(x, p))
+
+
 def test_min_p_keeps_tokens_at_least_min_p_of_the_best():
     base = dict(top_k=0, top_p=1.0, temperature=1.0)
     # p_i / p_0 = exp(l_i - 2): 1, 0.368, 0.135, 0.0498, 0.0067

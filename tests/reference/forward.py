@@ -52,6 +52,7 @@ class RefHParams:
     attn_scale: float
     final_softcap: float   # 0: none
     act_quant: bool = True # round activations to 8-bit blocks before quantized matmuls
+    kv_f16: bool = False   # round cached K and V to float16 (llama.cpp's default cache)
 
 
 def hparams_of(w: RefWeights) -> RefHParams:
@@ -193,6 +194,8 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     base = hp.rope_base_swa if sliding else hp.rope_base
     q = rope(q, positions, hp.n_rot, base, hp.rope_neox)
     k = rope(k, positions, hp.n_rot, base, hp.rope_neox)
+    if hp.kv_f16:
+        k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
     att = attention(q, k, v, positions, hp.attn_scale, hp.sliding_window if sliding else 0)
     out = linear(w, hp, p + "attn_output.weight", att)                    # [n, n_embd]
     if hp.arch == "gemma3":
