@@ -1,11 +1,12 @@
 """Kernel benchmark: matmul throughput beside roofs measured in the same run.
 
 For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
-- M = 1: GB/s of weights read, beside the read bandwidth of the same number of
-  bytes (`_core.bench_read_bandwidth`). "hot": the same weight matrix every
-  call (it stays in cache when it fits); "cold": calls cycle through enough
-  copies (>= 96 MB) that weights come from DRAM, as they do in a real forward
-  pass of a model bigger than the L3 cache. The roof is measured the same way.
+- M = 1: GB/s of weights read, beside the read bandwidth of the same bytes
+  (`_core.bench_matmul_vs_read`: rounds of one matmul, then one pass of the
+  roof's read loop over the same weights, so both see the same machine).
+  "hot": the same weight matrix every call (it stays in cache when it fits);
+  "cold": calls cycle through enough copies (>= 96 MB) that weights come from
+  DRAM, as they do in a real forward pass of a model bigger than the L3 cache.
 - M = 512: GMAC/s beside the int8 dot-product peak (`_core.bench_int8_peak`:
   vpdpbusd or maddubs chains in registers).
 Every number is the median of several interleaved repetitions; all timing
@@ -62,10 +63,14 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
     X512 = rng.standard_normal((512, k)).astype(np.float32) if do_512 else None
     hot, hot_roof, cold, cold_roof, gmacs, peak = [], [], [], [], [], []
     for _ in range(reps):  # interleaved: each repetition measures everything once
-        hot_roof.append(_core.bench_read_bandwidth(nbytes, threads, reps=3, copies=1))
-        hot.append(nbytes / time_matmul(type_id, W1, X1, threads, 1, 0.03) / 1e9)
-        cold_roof.append(_core.bench_read_bandwidth(nbytes, threads, reps=1, copies=copies))
-        cold.append(nbytes / time_matmul(type_id, Wc, X1, threads, copies, 0.05) / 1e9)
+        # M = 1: each round is one matmul then one read pass over the same weights
+        for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
+            W = W1 if copies_ == 1 else Wc
+            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_)
+            iters = max(3, min(20000, int(budget / max(mm_s + rd_s, 1e-7))))
+            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_)
+            out.append(nbytes / mm_s / 1e9)
+            roof.append(nbytes / rd_s / 1e9)
         if do_512:
             peak.append(_core.bench_int8_peak(threads))
             gmacs.append(512 * n * k / time_matmul(type_id, W1, X512, threads, 1, 0.1) / 1e9)

@@ -17,6 +17,19 @@ static double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// One read pass over n bytes on the pool, 64 KB chunks claimed dynamically
+// (the same scheduling as matmul).
+static uint64_t read_pass(ThreadPool& pool, ReadBytesFn read, const uint8_t* p, size_t nbytes) {
+  std::atomic<uint64_t> sink{0};
+  const size_t chunk = 64 * 1024;
+  const int64_t n_chunks = (int64_t)((nbytes + chunk - 1) / chunk);
+  pool.run_chunks(n_chunks, [&](int64_t ci) {
+    const size_t b0 = (size_t)ci * chunk, b1 = b0 + chunk < nbytes ? b0 + chunk : nbytes;
+    sink.fetch_add(read(p + b0, b1 - b0), std::memory_order_relaxed);
+  });
+  return sink.load();
+}
+
 double bench_read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int reps) {
   if (n_copies < 1) n_copies = 1;
   if (reps < 1) reps = 1;
@@ -26,25 +39,16 @@ double bench_read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int r
   for (size_t i = 0; i < total; i++) buf[i] = (uint8_t)(i * 131 + 7);
   const ReadBytesFn read = active_kernels().read_bytes;
   std::atomic<uint64_t> sink{0};
-  double best = 0.0;
-  for (int rep = 0; rep < reps + 1; rep++) {  // the first pass warms up
-    const double t0 = now_s();
-    for (int c = 0; c < n_copies; c++) {
-      const uint8_t* p = buf + (size_t)c * nbytes;
-      // the same scheduling as matmul: 64 KB chunks claimed dynamically
-      const size_t chunk = 64 * 1024;
-      const int64_t n_chunks = (int64_t)((nbytes + chunk - 1) / chunk);
-      pool.run_chunks(n_chunks, [&](int64_t ci) {
-        const size_t b0 = (size_t)ci * chunk, b1 = b0 + chunk < nbytes ? b0 + chunk : nbytes;
-        sink.fetch_add(read(p + b0, b1 - b0), std::memory_order_relaxed);
-      });
-    }
-    const double dt = now_s() - t0;
-    const double gbs = (double)total / dt / 1e9;
-    if (rep > 0 && gbs > best) best = gbs;
+  // One warm-up pass, then the mean over `reps` passes: timed like
+  // bench_matmul (a mean over many calls), so both see the same machine.
+  double t0 = 0.0;
+  for (int rep = 0; rep < reps + 1; rep++) {
+    if (rep == 1) t0 = now_s();
+    for (int c = 0; c < n_copies; c++) sink.fetch_add(read_pass(pool, read, buf + (size_t)c * nbytes, nbytes));
   }
+  const double gbs = (double)total * reps / (now_s() - t0) / 1e9;
   std::free(buf);
-  return sink.load() == 42 ? best + 1e-12 : best;
+  return sink.load() == 42 ? gbs + 1e-12 : gbs;
 }
 
 static double int8_peak_of(ThreadPool& pool, Int8PeakFn peak) {
@@ -88,6 +92,29 @@ double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copi
     matmul(pool, type, W + (size_t)(i % n_copies) * wbytes, N, K, X, M, Y);
   }
   return (now_s() - t0) / iters;
+}
+
+void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
+                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s) {
+  const size_t wbytes = row_bytes(type, K) * (size_t)N;
+  const ReadBytesFn read = active_kernels().read_bytes;
+  uint64_t sink = 0;
+  matmul(pool, type, W, N, K, X, M, Y);  // warm-up
+  sink += read_pass(pool, read, W, wbytes);
+  double mm = 0.0, rd = 0.0;
+  for (int i = 0; i < iters; i++) {
+    const uint8_t* w = W + (size_t)(i % n_copies) * wbytes;
+    // with several copies the read goes to one the matmul has not just touched
+    const uint8_t* r = n_copies == 1 ? w : W + (size_t)((i + n_copies / 2) % n_copies) * wbytes;
+    const double t0 = now_s();
+    matmul(pool, type, w, N, K, X, M, Y);
+    const double t1 = now_s();
+    sink += read_pass(pool, read, r, wbytes);
+    rd += now_s() - t1;
+    mm += t1 - t0;
+  }
+  *matmul_s = mm / iters;
+  *read_s = rd / iters + (sink == 42 ? 1e-15 : 0.0);
 }
 
 }  // namespace ll

@@ -10,7 +10,8 @@ namespace ll {
 class ThreadPool;
 
 // GB/s reading n_copies buffers of nbytes each, one after the other, split
-// between the pool's threads (n_copies > 1 puts the data out of cache).
+// between the pool's threads (n_copies > 1 puts the data out of cache): the
+// mean over reps passes after one warm-up pass.
 double bench_read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int reps);
 
 // GMAC/s of int8 dot-product instructions on registers, every pool thread busy.
@@ -20,5 +21,13 @@ double bench_int8_peak(ThreadPool& pool);
 // weight matrices (each N x row_bytes, back to back at W).
 double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
                     const float* X, int64_t M, float* Y, int iters);
+
+// Paired measurement for M = 1 style runs: iters rounds of (one matmul on
+// weight copy i % n_copies, then one read pass with the roof's read loop over
+// the same copy when n_copies is 1, else over the copy furthest from it, not
+// in cache), so both see the same machine at a fine time scale.
+// *matmul_s and *read_s receive the mean seconds of each.
+void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
+                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s);
 
 }  // namespace ll

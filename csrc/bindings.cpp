@@ -2,7 +2,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -23,6 +22,7 @@
 #include "model.h"
 #include "sampling.h"
 #include "threadpool.h"
+#include "ops_simd.h"
 
 namespace py = pybind11;
 
@@ -218,7 +218,24 @@ static py::array_t<float> model_forward(ll::Model& m, ll::KVCache& kv, const I32
   return logits;
 }
 
+// gated_activation(kind, x, up): kind "silu" or "gelu"; act(x) * up with the active
+// ISA's kernel (for tests of the SIMD exp against numpy).
+static py::array_t<float> gated_activation_py(const std::string& kind,
+                                              py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                                              py::array_t<float, py::array::c_style | py::array::forcecast> up) {
+  if (kind != "silu" && kind != "gelu") throw py::value_error("kind must be 'silu' or 'gelu'");
+  if (x.ndim() != 1 || up.ndim() != 1 || x.shape(0) != up.shape(0))
+    throw py::value_error("x and up must be 1-D arrays of the same length");
+  py::array_t<float> out(x.shape(0));
+  std::memcpy(out.mutable_data(), x.data(), sizeof(float) * (size_t)x.shape(0));
+  const ll::AttnFns& f = ll::attn_fns();
+  (kind == "gelu" ? f.gelu_mul : f.silu_mul)(out.mutable_data(), up.data(), x.shape(0));
+  return out;
+}
+
 static void bind_model(py::module_& m) {
+  m.def("gated_activation", &gated_activation_py, py::arg("kind"), py::arg("x"), py::arg("up"),
+        "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
   py::class_<ll::Model>(m, "Model")
       .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
            py::arg("n_threads"), py::keep_alive<1, 2>(),
@@ -335,6 +352,40 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   return Y;
 }
 
+// Several weights times one X, quantized once (ll::quantize_acts +
+// ll::matmul_prepared): the pattern of Q/K/V and gate/up projections.
+std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std::vector<U8Array> Ws, F32Array X,
+                                                 py::object n_threads) {
+  if (types.empty() || types.size() != Ws.size()) {
+    throw std::invalid_argument("matmul_shared: give one type per weight matrix (and at least one)");
+  }
+  if (X.ndim() != 2) throw std::invalid_argument("matmul_shared: X must be a 2-D float32 array [M, K]");
+  const int64_t M = X.shape(0), K = X.shape(1);
+  for (size_t i = 0; i < Ws.size(); i++) {
+    const ll::TypeTraits& t = ll::type_traits(types[i]);
+    if (!t.can_matmul) throw std::invalid_argument(std::string("matmul_shared: ") + t.name + " cannot be a weight type");
+    if (Ws[i].ndim() != 2 || (size_t)Ws[i].shape(1) != ll::row_bytes(types[i], K)) {
+      throw std::invalid_argument("matmul_shared: weight " + std::to_string(i) + " must be uint8 [N, row_bytes(type, K)]");
+    }
+  }
+  const int nt = resolve_threads(n_threads);
+  std::vector<py::array_t<float>> out;
+  for (auto& W : Ws) out.emplace_back(std::vector<py::ssize_t>{(py::ssize_t)M, (py::ssize_t)W.shape(0)});
+  std::vector<float*> ys;
+  for (auto& y : out) ys.push_back(y.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(g_pool_mu);
+    ll::ThreadPool& pool = pool_of_size(nt);
+    ll::QuantizedActs xq;
+    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq);
+    for (size_t i = 0; i < Ws.size(); i++) {
+      ll::matmul_prepared(pool, types[i], Ws[i].data(), Ws[i].shape(0), xq, ys[i], Ws[i].shape(0));
+    }
+  }
+  return out;
+}
+
 // X [M, K] quantized for weight_type, as the bytes matmul's kernels read.
 py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
   if (X.ndim() != 2) throw std::invalid_argument("quantize_activations: X must be a 2-D float32 array [M, K]");
@@ -375,6 +426,9 @@ void bind_kernels(py::module_& m) {
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+  m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
+        py::arg("n_threads") = py::none(),
+        "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
@@ -396,7 +450,7 @@ void bind_kernels(py::module_& m) {
         return ll::bench_read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
       },
       py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
-      "Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes, active ISA, on the pool.");
+      "Read bandwidth in GB/s (mean of reps passes after a warm-up) over `copies` buffers of nbytes, on the pool.");
   m.def(
       "bench_int8_peak",
       [](py::object n_threads) {
@@ -406,6 +460,33 @@ void bind_kernels(py::module_& m) {
         return ll::bench_int8_peak(pool_of_size(nt));
       },
       py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
+  m.def(
+      "bench_matmul_vs_read",
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+        const ll::TypeTraits& t = ll::type_traits(type);
+        if (!t.can_matmul) throw std::invalid_argument(std::string("bench: ") + t.name + " cannot be a weight type");
+        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench: W and X must be 2-D");
+        if (copies < 1 || iters < 1) throw std::invalid_argument("bench: iters and copies must be positive");
+        const int64_t M = X.shape(0), K = X.shape(1);
+        if ((size_t)W.shape(1) != ll::row_bytes(type, K) || W.shape(0) % copies != 0) {
+          throw std::invalid_argument("bench: W must be [copies * N, row_bytes(type, K)]");
+        }
+        const int64_t N = W.shape(0) / copies;
+        const int nt = resolve_threads(n_threads);
+        std::vector<float> Y((size_t)(M * N));
+        const uint8_t* w = W.data();
+        const float* x = X.data();
+        double mm = 0.0, rd = 0.0;
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(g_pool_mu);
+          ll::bench_matmul_vs_read(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, &mm, &rd);
+        }
+        return py::make_tuple(mm, rd);
+      },
+      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
+      py::arg("copies") = 1,
+      "(matmul seconds, read seconds): means over iters rounds of one matmul then one read pass over the same weights.");
   m.def(
       "bench_matmul",
       [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {

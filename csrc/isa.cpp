@@ -56,6 +56,26 @@ CpuFeatures detect() {
     }
   }
 #endif
+  // Test hook: LLAMALITE_DISABLE_FEATURES="avx512vnni,avx2" makes the core act
+  // as if the CPU lacked those features (to test fallback and error messages).
+  if (const char* env = std::getenv("LLAMALITE_DISABLE_FEATURES")) {
+    const std::string list = "," + std::string(env) + ",";
+    auto off = [&list](bool& flag, const char* name) {
+      if (list.find("," + std::string(name) + ",") != std::string::npos) flag = false;
+    };
+    off(f.avx, "avx");
+    off(f.avx2, "avx2");
+    off(f.fma, "fma");
+    off(f.f16c, "f16c");
+    off(f.bmi2, "bmi2");
+    off(f.avx512f, "avx512f");
+    off(f.avx512bw, "avx512bw");
+    off(f.avx512vl, "avx512vl");
+    off(f.avx512dq, "avx512dq");
+    off(f.avx512vnni, "avx512vnni");
+    off(f.avx512bf16, "avx512bf16");
+    off(f.avxvnni, "avxvnni");
+  }
   return f;
 }
 

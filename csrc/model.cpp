@@ -10,6 +10,7 @@
 #include <string>
 
 #include "ops.h"
+#include "ops_simd.h"
 
 namespace ll {
 
@@ -260,11 +261,12 @@ void add_into(Model& m, float* X, const float* Y, int64_t n) {
 }
 
 void gated_activation(Model& m, float* gate, const float* up, int64_t n, bool gelu) {
+  const AttnFns& f = attn_fns();
   parallel_for(m, n, 16, [&](int64_t i0, int64_t i1) {
     if (gelu) {
-      gelu_mul(gate + i0, up + i0, i1 - i0);
+      f.gelu_mul(gate + i0, up + i0, i1 - i0);
     } else {
-      silu_mul(gate + i0, up + i0, i1 - i0);
+      f.silu_mul(gate + i0, up + i0, i1 - i0);
     }
   });
 }

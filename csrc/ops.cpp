@@ -53,7 +53,7 @@ void axpy_f16_generic(float* y, float a, const uint16_t* x, int64_t n) {
 struct AttnTables {
   AttnFns t[3];
   AttnTables() {
-    for (AttnFns& f : t) f = AttnFns{dot_generic, axpy_generic, dot_f16_generic, axpy_f16_generic};
+    for (AttnFns& f : t) f = AttnFns{dot_generic, axpy_generic, dot_f16_generic, axpy_f16_generic, silu_mul, gelu_mul};
 #ifdef LL_OPS_X86
     if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
     if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
@@ -102,12 +102,14 @@ void silu_mul(float* x, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
 }
 
+// gelu_tanh(v) = 0.5 v (1 + tanh(u)) = v / (1 + e^(-2u)), u = sqrt(2/pi) (v + 0.044715 v^3);
+// the second form has no cancellation for negative v and is what the SIMD kernels use.
 void gelu_mul(float* x, const float* up, int64_t n) {
   const float sqrt_2_over_pi = 0.79788456080286535588f;
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
-    const float g = 0.5f * v * (1.0f + std::tanh(sqrt_2_over_pi * v * (1.0f + 0.044715f * v * v)));
-    x[i] = g * up[i];
+    const float u = sqrt_2_over_pi * (v + 0.044715f * v * v * v);
+    x[i] = v / (1.0f + std::exp(-2.0f * u)) * up[i];
   }
 }
 

@@ -66,4 +66,8 @@ static_assert(sizeof(BlockQ8A) == 40, "activation block size");
 // The 16 signed levels of IQ4_NL / IQ4_XS.
 extern const int8_t kIQ4NLValues[16];
 
+// fp16 bit pattern -> float32 for all 65,536 patterns, exact; filled at load
+// time (types.cpp). Kernels broadcast scales straight from it.
+extern float g_fp16_to_fp32[65536];
+
 }  // namespace ll

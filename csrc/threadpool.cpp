@@ -210,7 +210,7 @@ void ThreadPool::barrier() {
   }
 }
 
-int default_thread_count() {
+static int count_physical_cores() {
   // Count distinct (package, core) pairs among the CPUs this process may use.
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -231,6 +231,11 @@ int default_thread_count() {
   if (n < 1) n = n_allowed;
   if (n < 1) n = (int)std::thread::hardware_concurrency();
   return n < 1 ? 1 : n;
+}
+
+int default_thread_count() {
+  static const int n = count_physical_cores();  // sysfs is read once
+  return n;
 }
 
 }  // namespace ll

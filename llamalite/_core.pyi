@@ -73,7 +73,20 @@ def bench_matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
                  n_threads: Optional[int] = None, iters: int = 10, copies: int = 1) -> float:
     """Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices."""
 
+def bench_matmul_vs_read(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
+                         n_threads: Optional[int] = None, iters: int = 10,
+                         copies: int = 1) -> tuple[float, float]:
+    """(matmul seconds, read seconds): means over iters rounds of one matmul then one read
+    pass over the same weights."""
+
+def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.ArrayLike,
+                  n_threads: Optional[int] = None) -> list[npt.NDArray[np.float32]]:
+    """[X . W_i^T for each W_i], X quantized once for all (their types share an activation type)."""
+
 # --- model: forward pass over a paged KV cache ---
+
+def gated_activation(kind: str, x: npt.ArrayLike, up: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh form)."""
 
 class Model:
     """The weights of a GGUF file (pointers into its memory map) and the thread pool."""

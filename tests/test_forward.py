@@ -307,3 +307,29 @@ def test_unsupported_architecture_is_refused(tmp_path) -> None:
     w.close()
     with pytest.raises(GGUFError, match=r"'gpt2' is not supported \(supported: llama, gemma3\)"):
         Model.load(path)
+
+
+@pytest.mark.parametrize("kind", ["silu", "gelu"])
+def test_gated_activation_kernels_every_isa(kind) -> None:
+    """The SIMD exp behind silu/gelu against float64 numpy, under every ISA the CPU has."""
+    from llamalite import _core
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(997) * 4, [0.0, -0.0, 1e-30, 50, -50, 120, -120]])
+    x = x.astype(np.float32)
+    up = rng.standard_normal(x.size).astype(np.float32)
+    x64 = x.astype(np.float64)
+    if kind == "silu":
+        act = x64 / (1 + np.exp(-x64))
+    else:
+        act = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3)))
+    want = act * up
+    before = _core.active_isa()
+    try:
+        for isa in _core.supported_isas():
+            _core.set_isa(isa)
+            for n in (x.size, 13, 1):                       # vector bodies and tails
+                got = _core.gated_activation(kind, x[:n], up[:n])
+                err = np.abs(got - want[:n])
+                assert (err <= 2e-6 * np.abs(want[:n]) + 1e-7 * np.abs(x64[:n] * up[:n])).all(), isa
+    finally:
+        _core.set_isa(before)

@@ -67,3 +67,30 @@ def test_system_info():
     assert isinstance(info["cpu_features"], list)
     assert info["default_threads"] >= 1
     assert info["version"] == llamalite.__version__
+
+
+def _run_masked(code: str, isa: str | None, disabled: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("LLAMALITE_ISA", None)
+    env["LLAMALITE_DISABLE_FEATURES"] = disabled
+    if isa is not None:
+        env["LLAMALITE_ISA"] = isa
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env,
+                          cwd="/", timeout=120)
+
+
+@pytest.mark.skipif("avx2" not in _core.supported_isas(), reason="needs an AVX2 machine to mask features")
+def test_fallback_when_features_are_missing():
+    """With features masked (test hook), the best ISA falls back and forcing a
+    missing one names what is missing."""
+    code = "from llamalite import _core; print(_core.active_isa(), ','.join(_core.supported_isas()))"
+    r = _run_masked(code, None, "avx512vnni")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["avx2", "generic,avx2"]
+    r = _run_masked(code, None, "avx2,fma")
+    assert r.stdout.split() == ["generic", "generic"]
+    r = _run_masked("import llamalite", "avx512", "avx512vnni,avx512bw")
+    assert r.returncode != 0
+    assert "LLAMALITE_ISA=avx512" in r.stderr and "missing avx512bw avx512vnni" in r.stderr
+    r = _run_masked("import llamalite", "avx2", "fma")
+    assert "'avx2' is not available on this CPU: missing fma" in r.stderr
