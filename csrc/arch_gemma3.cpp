@@ -18,12 +18,12 @@ void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- attention ---
   rmsnorm_rows(m, s.x.data(), L.attn_norm, s.xb.data(), n, E);   // xb [n, E]
-  linear(m, L.wq, s.xb.data(), n, s.q.data());                    // q  [n, n_head * hd]
-  linear(m, L.wk, s.xb.data(), n, s.k.data());                    // k  [n, n_head_kv * hd]
-  linear(m, L.wv, s.xb.data(), n, s.v.data());                    // v  [n, n_head_kv * hdv]
+  const Weight* qkv[3] = {&L.wq, &L.wk, &L.wv};
+  float* qkv_out[3] = {s.q.data(), s.k.data(), s.v.data()};       // [n, n_head * hd], [n, n_head_kv * hd],
+  linear_shared(m, qkv, qkv_out, 3, s.xb.data(), n);              // [n, n_head_kv * hdv]
   rmsnorm_heads(m, s.q.data(), L.q_norm, n, hp.n_head, hp.head_dim);
   rmsnorm_heads(m, s.k.data(), L.k_norm, n, hp.n_head_kv, hp.head_dim);
-  rope_qk(m, b, L.rope_base);
+  rope_qk(m, b, L);
   attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
   rmsnorm_rows(m, s.proj.data(), L.post_attn_norm, s.proj.data(), n, E);
@@ -31,8 +31,9 @@ void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- feed-forward (GELU-gated) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
-  linear(m, L.ffn_gate, s.xb.data(), n, s.gate.data());           // gate [n, n_ff]
-  linear(m, L.ffn_up, s.xb.data(), n, s.up.data());               // up   [n, n_ff]
+  const Weight* gate_up[2] = {&L.ffn_gate, &L.ffn_up};
+  float* gate_up_out[2] = {s.gate.data(), s.up.data()};           // gate, up [n, n_ff]
+  linear_shared(m, gate_up, gate_up_out, 2, s.xb.data(), n);
   gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, true);
   linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
   rmsnorm_rows(m, s.proj.data(), L.post_ffn_norm, s.proj.data(), n, E);

@@ -158,6 +158,7 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
   hp.eps = get("eps").cast<float>();
   hp.rope_base = get("rope_base").cast<float>();
   hp.rope_base_swa = get("rope_base_swa").cast<float>();
+  hp.rope_freq_scale = get("rope_freq_scale").cast<float>();
   hp.rope_neox = get("rope_neox").cast<bool>();
   hp.sliding_window = get("sliding_window").cast<int32_t>();
   hp.swa_pattern = get("swa_pattern").cast<int32_t>();

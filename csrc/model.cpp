@@ -79,8 +79,9 @@ void check_hparams(const HParams& hp) {
     fail("rope dimension " + std::to_string(hp.n_rot) + " must be even and in (0, head_dim=" +
          std::to_string(hp.head_dim) + "]");
   }
-  if (!(hp.eps > 0.0f) || !(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f)) {
-    fail("eps and rope bases must be positive");
+  if (!(hp.eps > 0.0f) || !(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f) ||
+      !(hp.rope_freq_scale > 0.0f)) {
+    fail("eps, rope bases and rope_freq_scale must be positive");
   }
   if (hp.sliding_window < 0 || hp.swa_pattern <= 0) fail("bad sliding window parameters");
 }
@@ -107,6 +108,9 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
   output_norm = bind_weight(*this, tensors, "output_norm.weight", E, 1, true);
   output = tensors.count("output.weight") ? bind_weight(*this, tensors, "output.weight", E, hp.n_vocab, false)
                                           : tok_embd;
+  if (tensors.count("rope_freqs.weight")) {
+    rope_freqs = bind_weight(*this, tensors, "rope_freqs.weight", hp.n_rot / 2, 1, true);
+  }
   const bool gemma = arch == Arch::gemma3;
   layers.resize(hp.n_layer);
   for (int32_t il = 0; il < hp.n_layer; ++il) {
@@ -129,6 +133,8 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     }
     L.sliding = hp.sliding_window > 0 && il % hp.swa_pattern < hp.swa_pattern - 1;
     L.rope_base = L.sliding ? hp.rope_base_swa : hp.rope_base;
+    L.rope_freq_scale = L.sliding ? 1.0f : hp.rope_freq_scale;
+    L.rope_factors = rope_freqs.data ? reinterpret_cast<const float*>(rope_freqs.data) : nullptr;
   }
   pool = std::make_unique<ThreadPool>(n_threads);
 }
@@ -183,6 +189,33 @@ void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
   matmul(*m.pool, W.type, W.data, W.N, W.K, X, n, Y);
 }
 
+namespace {
+// The activation block family a weight type's dot product uses (see kernels.h):
+// weights in one family can share one quantization of X.
+int32_t act_family(int32_t weight_type) {
+  switch (weight_type) {
+    case TYPE_F32: case TYPE_F16: case TYPE_BF16: return TYPE_F32;
+    case TYPE_Q2_K: case TYPE_Q3_K: case TYPE_Q4_K: case TYPE_Q5_K: case TYPE_Q6_K:
+    case TYPE_IQ4_XS: return TYPE_Q8_K;
+    default: return TYPE_Q8_0;
+  }
+}
+}  // namespace
+
+void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
+                   const float* X, int64_t n) {
+  thread_local QuantizedActs xq;
+  int32_t prepared_family = -1;
+  for (int32_t i = 0; i < count; ++i) {
+    const Weight& W = *Ws[i];
+    if (act_family(W.type) != prepared_family) {
+      quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq);
+      prepared_family = act_family(W.type);
+    }
+    matmul_prepared(*m.pool, W.type, W.data, W.N, xq, Ys[i], W.N);
+  }
+}
+
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d) {
   const float* wf = reinterpret_cast<const float*>(w.data);
   const float eps = m.hp.eps;
@@ -195,14 +228,14 @@ void rmsnorm_heads(Model& m, float* X, const Weight& w, int64_t n, int64_t n_hea
   rmsnorm_rows(m, X, w, X, n * n_heads, d);
 }
 
-void rope_qk(Model& m, const Batch& b, float base) {
+void rope_qk(Model& m, const Batch& b, const LayerWeights& L) {
   const HParams& hp = m.hp;
   Scratch& s = m.s;
   const int64_t n_rot = hp.n_rot, hd = hp.head_dim;
   parallel_for(m, b.n_tokens, n_rot * 16 + (hp.n_head + hp.n_head_kv) * n_rot, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* cs = s.rope_cs.data() + t * n_rot;
-      rope_angles(b.positions[t], base, n_rot, cs);
+      rope_angles(b.positions[t], L.rope_base, L.rope_freq_scale, L.rope_factors, n_rot, cs);
       float* q = s.q.data() + t * hp.n_head * hd;
       for (int32_t h = 0; h < hp.n_head; ++h) rope_apply(q + h * hd, cs, n_rot, hp.rope_neox);
       float* k = s.k.data() + t * hp.n_head_kv * hd;
@@ -221,13 +254,16 @@ void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t w
     const int32_t blk = b.block_tables[(int64_t)b.seq_ids[t] * b.max_blocks + pos / bs];
     kv.write(il, blk, pos % bs, s.k.data() + t * kd, s.v.data() + t * vd);
   }
-  const int64_t max_pos = (int64_t)b.max_blocks * bs;
   const int32_t group = hp.n_head / hp.n_head_kv;
   const int64_t n_tasks = (int64_t)b.n_tokens * hp.n_head;
-  m.pool->run([&](int ith, int nth) {
-    int64_t j0, j1;
-    split_range(n_tasks, ith, nth, &j0, &j1);
-    float* scores = s.scores.data() + (int64_t)ith * max_pos;
+  int32_t longest = 0;
+  for (int32_t t = 0; t < b.n_tokens; ++t) longest = std::max(longest, b.positions[t] + 1);
+  const int64_t cost = (int64_t)(window > 0 ? std::min(window, longest) : longest) *
+                       (hp.head_dim + hp.head_dim_v);
+  parallel_for(m, n_tasks, cost, [&](int64_t j0, int64_t j1) {
+    thread_local std::vector<float> scores_buf;
+    if ((int32_t)scores_buf.size() < longest) scores_buf.resize(longest);
+    float* scores = scores_buf.data();
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t t = j / hp.n_head;
       const int32_t h = (int32_t)(j % hp.n_head);
@@ -274,7 +310,7 @@ void gated_activation(Model& m, float* gate, const float* up, int64_t n, bool ge
 // --- the step ----------------------------------------------------------------------------
 namespace {
 
-void size_scratch(Model& m, const Batch& b, int64_t max_pos) {
+void size_scratch(Model& m, const Batch& b) {
   const HParams& hp = m.hp;
   Scratch& s = m.s;
   const int64_t n = b.n_tokens;
@@ -288,7 +324,6 @@ void size_scratch(Model& m, const Batch& b, int64_t max_pos) {
   s.gate.resize(n * hp.n_ff);
   s.up.resize(n * hp.n_ff);
   s.rope_cs.resize(n * hp.n_rot);
-  s.scores.resize((int64_t)m.pool->size() * max_pos);
   s.out_x.resize((int64_t)b.n_logit_rows * hp.n_embd);
 }
 
@@ -325,7 +360,7 @@ void output_logits(Model& m, const Batch& b, float* logits) {
 void forward(Model& m, KVCache& kv, const Batch& b, float* logits) {
   std::lock_guard<std::mutex> lock(m.busy);
   validate_batch(m, kv, b);
-  size_scratch(m, b, (int64_t)b.max_blocks * kv.block_size);
+  size_scratch(m, b);
   embed(m, b);
   for (int32_t il = 0; il < m.hp.n_layer; ++il) {
     if (m.arch == Arch::llama) {

@@ -30,6 +30,7 @@ struct HParams {
   int32_t n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0, n_rot = 0, n_ff = 0;
   float eps = 1e-5f;
   float rope_base = 10000.0f, rope_base_swa = 10000.0f;
+  float rope_freq_scale = 1.0f;   // global layers: positions scaled by this (linear scaling)
   bool rope_neox = false;
   int32_t sliding_window = 0;   // 0: no sliding-window layers
   int32_t swa_pattern = 1;      // layer il slides when il % swa_pattern < swa_pattern - 1
@@ -58,6 +59,8 @@ struct LayerWeights {
   Weight ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
   bool sliding = false;
   float rope_base = 10000.0f;
+  float rope_freq_scale = 1.0f;
+  const float* rope_factors = nullptr;   // [n_rot/2] or null
 };
 
 // Per-step activations, sized to the batch (capacity reused between steps).
@@ -72,7 +75,6 @@ struct Scratch {
   std::vector<float> gate;   // [n, n_ff]
   std::vector<float> up;     // [n, n_ff]
   std::vector<float> rope_cs;      // [n, n_rot]  cos/sin for the current RoPE base
-  std::vector<float> scores;       // [n_threads, max positions]
   std::vector<float> out_x;        // [r, n_embd]  rows that need logits
 };
 
@@ -94,6 +96,7 @@ struct Model {
   const uint8_t* file = nullptr;   // the mmapped GGUF file (owned by Python)
   uint64_t file_size = 0;
   Weight tok_embd, output_norm, output;
+  Weight rope_freqs;               // optional F32 [n_rot/2]: per-pair frequency divisors (Llama 3)
   std::vector<LayerWeights> layers;
   std::unique_ptr<ThreadPool> pool;
   Scratch s;
@@ -117,12 +120,16 @@ void forward(Model& m, KVCache& kv, const Batch& b, float* logits);
 // --- shared pieces of the per-architecture graphs (model.cpp) ------------------
 // Y[n, W.N] = X[n, W.K] . W^T on the model's pool.
 void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y);
+// Ys[i][n, Ws[i].N] = X . Ws[i]^T for weights of the same K (Q, K, V; gate, up):
+// X is quantized once per activation family. Bit-identical to linear() each.
+void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
+                   const float* X, int64_t n);
 // Row-wise RMSNorm of X [n, d] (row stride d) by F32 weight w into Y.
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d);
 // Per-head RMSNorm in place: X [n, n_heads, d] with one F32 weight w [d].
 void rmsnorm_heads(Model& m, float* X, const Weight& w, int64_t n, int64_t n_heads, int64_t d);
 // RoPE on s.q and s.k at the batch's positions with the given base.
-void rope_qk(Model& m, const Batch& b, float base);
+void rope_qk(Model& m, const Batch& b, const LayerWeights& L);
 // Writes s.k / s.v into the cache, then s.att = attention of every token and head.
 void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t window);
 // fn(i0, i1) over [0, n) split across the pool, or inline when n * cost_per_item is small.

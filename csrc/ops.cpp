@@ -77,9 +77,12 @@ void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps)
 }
 
 // --- rotary position embedding -------------------------------------------------
-void rope_angles(int32_t pos, float base, int64_t n_rot, float* cs) {
+void rope_angles(int32_t pos, float base, float freq_scale, const float* factors, int64_t n_rot,
+                 float* cs) {
   for (int64_t i = 0; i < n_rot / 2; ++i) {
-    const double theta = (double)pos * std::pow((double)base, -2.0 * (double)i / (double)n_rot);
+    double theta = (double)freq_scale * (double)pos *
+                   std::pow((double)base, -2.0 * (double)i / (double)n_rot);
+    if (factors) theta /= (double)factors[i];
     cs[2 * i] = (float)std::cos(theta);
     cs[2 * i + 1] = (float)std::sin(theta);
   }

@@ -19,8 +19,10 @@ void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps)
 // neox=false: pairs (2i, 2i+1) (llama.cpp "normal" mode); neox=true: (i, i + n_rot/2).
 void rope_apply(float* x, const float* cs, int64_t n_rot, bool neox);
 
-// cs[2i], cs[2i+1] = cos, sin of pos * base^(-2i/n_rot) for i < n_rot/2.
-void rope_angles(int32_t pos, float base, int64_t n_rot, float* cs);
+// cs[2i], cs[2i+1] = cos, sin of freq_scale * pos * base^(-2i/n_rot) / factors[i]
+// for i < n_rot/2 (factors may be null: all 1).
+void rope_angles(int32_t pos, float base, float freq_scale, const float* factors, int64_t n_rot,
+                 float* cs);
 
 // In place: x[i] = x[i] * sigmoid(x[i]) * up[i]   (SwiGLU), n values.
 void silu_mul(float* x, const float* up, int64_t n);

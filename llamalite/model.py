@@ -45,6 +45,7 @@ class HParams:
     eps: float             # RMSNorm epsilon
     rope_base: float       # RoPE base of global layers
     rope_base_swa: float   # RoPE base of sliding-window layers
+    rope_freq_scale: float # global layers: positions scaled by this (1 / linear scaling factor)
     rope_neox: bool        # pairs (i, i + n_rot/2) instead of (2i, 2i+1)
     sliding_window: int    # 0: every layer is global
     swa_pattern: int       # layer il slides when il % swa_pattern < swa_pattern - 1
@@ -91,6 +92,12 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
     tokens = g.metadata.get("tokenizer.ggml.tokens")
     n_vocab = _positive_int(g, arch, "vocab_size", len(tokens) if tokens is not None else emb.shape[1])
     eps = float(_meta(g, arch, "attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5))
+    scaling = g.metadata.get(f"{arch}.rope.scaling.type", "none")
+    if scaling not in ("none", "linear"):
+        raise GGUFError(f"{g.path.name}: RoPE scaling {scaling!r} is not supported "
+                        f"(supported: none, linear)")
+    factor = float(g.metadata.get(f"{arch}.rope.scaling.factor", 0.0) or 0.0)
+    freq_scale = 1.0 / factor if scaling == "linear" and factor > 0 else 1.0
     return HParams(
         arch=arch,
         n_vocab=n_vocab,
@@ -106,6 +113,7 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
         eps=eps,
         rope_base=float(_meta(g, arch, "rope.freq_base", 10000.0)),
         rope_base_swa=10000.0,                      # llama.cpp: fixed for gemma3's local layers
+        rope_freq_scale=freq_scale,                 # local layers are never scaled
         rope_neox=gemma,                            # llama: "normal" adjacent pairs
         sliding_window=int(_meta(g, arch, "attention.sliding_window", 0)) if gemma else 0,
         swa_pattern=6 if gemma else 1,              # gemma3: 5 local layers, then 1 global

@@ -31,19 +31,22 @@ BLOCK = 16
 # bounds are on max and mean |logit difference| over all positions and the whole vocab.
 REF_MAX = {"smollm2": 1.5, "gemma3": 2.5}
 REF_MEAN = {"smollm2": 0.25, "gemma3": 0.3}
-# vs llama.cpp over its top-32 logits at every position (llama.cpp also keeps K/V in f16
-# and rounds attention inputs to f16):
-LLAMA_CPP_MAX = {"smollm2": 1.25, "gemma3": 1.6}
-LLAMA_CPP_MEAN = 0.25
+# llama.cpp is no steadier: the recorded data holds how far llama.cpp's own logits move
+# when the same text is evaluated one token at a time instead of in one batch
+# (SmolLM2: top-1 216/226, max 1.18, mean 0.13; Gemma 3: 217/225, 0.89, 0.19 over the
+# top-32 logits). The core must stay within 1.5x of that yardstick.
+SELF_SLACK = 1.5
 NEAR_TIE = 0.35
 
 
-def near_tie_exceptions(got: np.ndarray, want_top1: np.ndarray, want_margin: np.ndarray):
+def near_tie_exceptions(got: np.ndarray, want_top1: np.ndarray, want_margin: np.ndarray,
+                        max_differ: int | None = None):
     """Positions whose top-1 differs; asserts each is a near tie in the expected logits."""
     differ = np.nonzero(got.argmax(1) != want_top1)[0]
+    max_differ = len(want_top1) // 10 if max_differ is None else max_differ
     assert (want_margin[differ] < NEAR_TIE).all(), \
         f"top-1 differs at {differ.tolist()} with margins {want_margin[differ]}"
-    assert differ.size <= len(want_top1) // 10, f"too many top-1 differences: {differ.tolist()}"
+    assert differ.size <= max_differ, f"too many top-1 differences: {differ.tolist()}"
     return differ
 
 
@@ -128,16 +131,20 @@ def test_f32_kv_cache_matches_numpy_reference(case: Case) -> None:
 
 
 def test_matches_llama_cpp(case: Case, recorded) -> None:
-    cpp = case.cpp
+    cpp, n = case.cpp, len(case.tokens)
     top_ids, top_vals = recorded[f"{case.name}_top_ids"], recorded[f"{case.name}_top_vals"]
+    np.testing.assert_array_equal(case.tokens, recorded[f"{case.name}_tokens"])
     diff = np.abs(np.take_along_axis(cpp, top_ids, axis=1) - top_vals)
-    assert diff.max() < LLAMA_CPP_MAX[case.name] and diff.mean() < LLAMA_CPP_MEAN
-    near_tie_exceptions(cpp, recorded[f"{case.name}_argmax"], top_vals[:, 0] - top_vals[:, 1])
+    assert diff.max() < SELF_SLACK * recorded[f"{case.name}_self_max"]
+    assert diff.mean() < SELF_SLACK * recorded[f"{case.name}_self_mean"]
+    self_differ = n - int(recorded[f"{case.name}_self_top1"])
+    near_tie_exceptions(cpp, recorded[f"{case.name}_argmax"], top_vals[:, 0] - top_vals[:, 1],
+                        max_differ=2 * self_differ + 2)
     # the whole distribution: log-sum-exp per position
     c64 = cpp.astype(np.float64)
     mx = c64.max(1)
     lse = mx + np.log(np.exp(c64 - mx[:, None]).sum(1))
-    assert np.abs(lse - recorded[f"{case.name}_lse"]).max() < LLAMA_CPP_MAX[case.name]
+    assert np.abs(lse - recorded[f"{case.name}_lse"]).max() < SELF_SLACK * recorded[f"{case.name}_self_max"]
 
 
 # --- the KV cache and batching ----------------------------------------------------------

@@ -46,6 +46,7 @@ class RefHParams:
     eps: float
     rope_base: float
     rope_base_swa: float
+    rope_freq_scale: float # global layers: positions scaled by this (1 / linear factor)
     rope_neox: bool
     sliding_window: int    # 0: no sliding-window layers
     swa_pattern: int       # layer il is sliding when il % swa_pattern < swa_pattern - 1
@@ -77,6 +78,8 @@ def hparams_of(w: RefWeights) -> RefHParams:
         eps=float(w.get("attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5)),
         rope_base=float(w.get("rope.freq_base", 10000.0)),
         rope_base_swa=10000.0,
+        rope_freq_scale=(1.0 / float(w.get("rope.scaling.factor"))
+                         if w.get("rope.scaling.type") == "linear" else 1.0),
         rope_neox=gemma,
         sliding_window=int(w.get("attention.sliding_window", 0)) if gemma else 0,
         swa_pattern=6 if gemma else 1,
@@ -97,13 +100,16 @@ def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return (x64 * scale * weight).astype(np.float32)
 
 
-def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool) -> np.ndarray:
+def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool,
+         freq_scale: float = 1.0, factors: np.ndarray | None = None) -> np.ndarray:
     """x [n, heads, d], positions [n]: rotate the first n_rot dims of every head.
 
-    pair i (0 <= i < n_rot/2) turns by angle pos * base^(-2i/n_rot); "normal" mode pairs
-    dims (2i, 2i+1), NEOX mode pairs (i, i + n_rot/2)."""
+    pair i (0 <= i < n_rot/2) turns by angle freq_scale * pos * base^(-2i/n_rot) / factors[i];
+    "normal" mode pairs dims (2i, 2i+1), NEOX mode pairs (i, i + n_rot/2)."""
     half = n_rot // 2
-    inv_freq = base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)     # [half]
+    inv_freq = freq_scale * base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)  # [half]
+    if factors is not None:
+        inv_freq = inv_freq / factors.astype(np.float64)
     angle = positions.astype(np.float64)[:, None] * inv_freq[None, :]          # [n, half]
     cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]           # [n, 1, half]
     out = x.astype(np.float64).copy()
@@ -192,8 +198,10 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
         q = rmsnorm(q, w.tensor(p + "attn_q_norm.weight"), hp.eps)
         k = rmsnorm(k, w.tensor(p + "attn_k_norm.weight"), hp.eps)
     base = hp.rope_base_swa if sliding else hp.rope_base
-    q = rope(q, positions, hp.n_rot, base, hp.rope_neox)
-    k = rope(k, positions, hp.n_rot, base, hp.rope_neox)
+    scale = 1.0 if sliding else hp.rope_freq_scale
+    factors = w.tensor("rope_freqs.weight") if "rope_freqs.weight" in w.names else None
+    q = rope(q, positions, hp.n_rot, base, hp.rope_neox, scale, factors)
+    k = rope(k, positions, hp.n_rot, base, hp.rope_neox, scale, factors)
     if hp.kv_f16:
         k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
     att = attention(q, k, v, positions, hp.attn_scale, hp.sliding_window if sliding else 0)

@@ -12,6 +12,9 @@ tests/data/forward_reference.npz, per model key prefix `<name>_`:
     top_ids  int32 [n, 32]   the 32 highest-scoring token ids at each position (descending)
     top_vals f32   [n, 32]   their logits
     lse      f64   [n]       log-sum-exp of the full logit row (checks the whole distribution)
+    self_top1, self_max, self_mean   llama.cpp's own consistency: the same text evaluated one
+             token at a time on 1 thread vs the batch above (top-1 agreements, max and mean
+             |logit difference| over the top 32), the yardstick for "close to llama.cpp"
 """
 from __future__ import annotations
 
@@ -44,7 +47,18 @@ def record(name: str, path: Path, text: str) -> dict[str, np.ndarray]:
     mx = s64.max(axis=1, keepdims=True)
     lse = (mx[:, 0] + np.log(np.exp(s64 - mx).sum(axis=1)))
     print(f"{name}: {len(tokens)} tokens, vocab {scores.shape[1]}")
+    one = llama_cpp.Llama(str(path), n_ctx=512, n_batch=1, n_ubatch=1, logits_all=True,
+                          n_threads=1, verbose=False)
+    one.eval(tokens)
+    seq = np.asarray(one.scores[: len(tokens)], dtype=np.float32)
+    self_diff = np.abs(np.take_along_axis(seq, top_ids, axis=1) - top_vals)
+    self_top1 = int((seq.argmax(axis=1) == scores.argmax(axis=1)).sum())
+    print(f"  llama.cpp token-by-token vs batched: top-1 {self_top1}/{len(tokens)}, "
+          f"max {self_diff.max():.3f}, mean {self_diff.mean():.3f}")
     return {
+        f"{name}_self_top1": np.int32(self_top1),
+        f"{name}_self_max": np.float32(self_diff.max()),
+        f"{name}_self_mean": np.float32(self_diff.mean()),
         f"{name}_tokens": np.asarray(tokens, dtype=np.int32),
         f"{name}_argmax": scores.argmax(axis=1).astype(np.int32),
         f"{name}_top_ids": top_ids,
