@@ -2,13 +2,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -16,118 +15,23 @@
 #include <vector>
 
 #include "bench_core.h"
-#include "gguf_scan.h"
 #include "kernels.h"
+#include "threadpool.h"
+
+#include <climits>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf_scan.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "sampling.h"
-#include "threadpool.h"
 #include "ops_simd.h"
 
 namespace py = pybind11;
-
-// --- gguf ---
-
-// gguf_scan_strings(buffer, pos, count): read a GGUF string array.
-// Success: (True, end_pos, blob: bytes, offsets: int64[count + 1]) where string i
-// is blob[offsets[i]:offsets[i + 1]]. Failure: (False, bad_index, bad_pos,
-// bad_length, length_cut) for the Python loader to turn into a GGUFError; a
-// bad_index of -1 means the buffer changed between the two passes.
-static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t count) {
-  py::buffer_info info = buffer.request();
-  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
-    throw py::value_error("gguf_scan_strings: expected a contiguous 1-D byte buffer");
-  const auto* data = static_cast<const uint8_t*>(info.ptr);
-  const uint64_t size = static_cast<uint64_t>(info.shape[0]);
-
-  llamalite::StringScanResult r;
-  {
-    py::gil_scoped_release release;
-    r = llamalite::scan_gguf_strings(data, size, pos, count);
-  }
-  if (!r.ok)
-    return py::make_tuple(false, r.bad_index, r.bad_pos, r.bad_length, r.length_cut);
-
-  // count <= (size - pos) / 8 and total_bytes <= size - pos - 8 * count, so these two
-  // allocations together stay within the array's bytes in the file plus 8.
-  py::array_t<int64_t> offsets(static_cast<py::ssize_t>(count + 1));  // [count + 1]
-  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(r.total_bytes));
-  if (raw == nullptr) throw py::error_already_set();
-  py::bytes blob = py::reinterpret_steal<py::bytes>(raw);  // [total_bytes]
-  bool same;
-  {
-    py::gil_scoped_release release;
-    same = llamalite::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
-                                          reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(raw)),
-                                          r.total_bytes);
-  }
-  if (!same) return py::make_tuple(false, -1, pos, 0, false);
-  return py::make_tuple(true, r.end, blob, offsets);
-}
-
-static void bind_gguf(py::module_& m) {
-  m.def("gguf_scan_strings", &gguf_scan_strings_py, py::arg("buffer"), py::arg("pos"),
-        py::arg("count"),
-        "Scan `count` GGUF strings at byte `pos` of a 1-D byte buffer, bounds-checked.\n"
-        "Returns (True, end, blob, offsets) or (False, bad_index, bad_pos, bad_length, length_cut).");
-}
-
-// --- sampling ---
-static void bind_sampling(py::module_& m) {
-  m.def(
-      "top_k_indices",
-      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int64_t k) {
-        if (logits.ndim() != 1) {
-          throw py::value_error("top_k_indices: logits must be 1-D, got " +
-                                std::to_string(logits.ndim()) + " dimensions");
-        }
-        if (k < 0) throw py::value_error("top_k_indices: k must be >= 0, got " + std::to_string(k));
-        const int64_t n = logits.shape(0);
-        if (n > std::numeric_limits<int32_t>::max()) {
-          throw py::value_error("top_k_indices: vocabulary too large for int32 ids");
-        }
-        const int64_t count = k < n ? k : n;
-        py::array_t<int32_t> out(count);
-        const float* src = logits.data();
-        int32_t* dst = out.mutable_data();
-        {
-          py::gil_scoped_release release;
-          llamalite::top_k_indices(src, n, count, dst);
-        }
-        return out;
-      },
-      py::arg("logits"), py::arg("k"),
-      "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
-      "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
-  m.def(
-      "top_p_indices",
-      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, double p) {
-        if (logits.ndim() != 1) {
-          throw py::value_error("top_p_indices: logits must be 1-D, got " +
-                                std::to_string(logits.ndim()) + " dimensions");
-        }
-        if (!(p > 0.0 && p <= 1.0)) {
-          throw py::value_error("top_p_indices: p must be in (0, 1], got " + std::to_string(p));
-        }
-        const int64_t n = logits.shape(0);
-        if (n > std::numeric_limits<int32_t>::max()) {
-          throw py::value_error("top_p_indices: vocabulary too large for int32 ids");
-        }
-        std::vector<int32_t> ids(static_cast<size_t>(n));  // [n] capacity
-        const float* src = logits.data();
-        int64_t count = 0;
-        {
-          py::gil_scoped_release release;
-          count = llamalite::top_p_indices(src, n, p, ids.data());
-        }
-        py::array_t<int32_t> out(count);
-        std::copy(ids.begin(), ids.begin() + count, out.mutable_data());
-        return out;
-      },
-      py::arg("logits"), py::arg("p"),
-      "The top-p set over all logits (float32 [n_vocab]): the fewest ids, best first, whose "
-      "softmax mass reaches p; grouped coarsely best first, not sorted. Returns int32 [count].");
-}
 
 // --- model ---
 // _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
@@ -158,7 +62,6 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
   hp.eps = get("eps").cast<float>();
   hp.rope_base = get("rope_base").cast<float>();
   hp.rope_base_swa = get("rope_base_swa").cast<float>();
-  hp.rope_freq_scale = get("rope_freq_scale").cast<float>();
   hp.rope_neox = get("rope_neox").cast<bool>();
   hp.sliding_window = get("sliding_window").cast<int32_t>();
   hp.swa_pattern = get("swa_pattern").cast<int32_t>();
@@ -515,13 +418,116 @@ void bind_kernels(py::module_& m) {
 
 }  // namespace
 
+// --- gguf ---
+
+// gguf_scan_strings(buffer, pos, count): read a GGUF string array.
+// Success: (True, end_pos, blob: bytes, offsets: int64[count + 1]) where string i
+// is blob[offsets[i]:offsets[i + 1]]. Failure: (False, bad_index, bad_pos,
+// bad_length, length_cut) for the Python loader to turn into a GGUFError; a
+// bad_index of -1 means the buffer changed between the two passes.
+static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t count) {
+  py::buffer_info info = buffer.request();
+  if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
+    throw py::value_error("gguf_scan_strings: expected a contiguous 1-D byte buffer");
+  const auto* data = static_cast<const uint8_t*>(info.ptr);
+  const uint64_t size = static_cast<uint64_t>(info.shape[0]);
+
+  llamalite::StringScanResult r;
+  {
+    py::gil_scoped_release release;
+    r = llamalite::scan_gguf_strings(data, size, pos, count);
+  }
+  if (!r.ok)
+    return py::make_tuple(false, r.bad_index, r.bad_pos, r.bad_length, r.length_cut);
+
+  // count <= (size - pos) / 8 and total_bytes <= size - pos - 8 * count, so these two
+  // allocations together stay within the array's bytes in the file plus 8.
+  py::array_t<int64_t> offsets(static_cast<py::ssize_t>(count + 1));  // [count + 1]
+  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(r.total_bytes));
+  if (raw == nullptr) throw py::error_already_set();
+  py::bytes blob = py::reinterpret_steal<py::bytes>(raw);  // [total_bytes]
+  bool same;
+  {
+    py::gil_scoped_release release;
+    same = llamalite::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
+                                          reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(raw)),
+                                          r.total_bytes);
+  }
+  if (!same) return py::make_tuple(false, -1, pos, 0, false);
+  return py::make_tuple(true, r.end, blob, offsets);
+}
+
+static void bind_gguf(py::module_& m) {
+  m.def("gguf_scan_strings", &gguf_scan_strings_py, py::arg("buffer"), py::arg("pos"),
+        py::arg("count"),
+        "Scan `count` GGUF strings at byte `pos` of a 1-D byte buffer, bounds-checked.\n"
+        "Returns (True, end, blob, offsets) or (False, bad_index, bad_pos, bad_length, length_cut).");
+}
+
+// --- sampling ---
+static void bind_sampling(py::module_& m) {
+  m.def(
+      "top_k_indices",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int64_t k) {
+        if (logits.ndim() != 1) {
+          throw py::value_error("top_k_indices: logits must be 1-D, got " +
+                                std::to_string(logits.ndim()) + " dimensions");
+        }
+        if (k < 0) throw py::value_error("top_k_indices: k must be >= 0, got " + std::to_string(k));
+        const int64_t n = logits.shape(0);
+        if (n > std::numeric_limits<int32_t>::max()) {
+          throw py::value_error("top_k_indices: vocabulary too large for int32 ids");
+        }
+        const int64_t count = k < n ? k : n;
+        py::array_t<int32_t> out(count);
+        const float* src = logits.data();
+        int32_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          llamalite::top_k_indices(src, n, count, dst);
+        }
+        return out;
+      },
+      py::arg("logits"), py::arg("k"),
+      "Ids of the k largest logits (float32 [n_vocab]), best first, ties to the lower id; "
+      "NaN counts as -inf. Returns int32 [min(k, n_vocab)].");
+  m.def(
+      "top_p_indices",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, double p) {
+        if (logits.ndim() != 1) {
+          throw py::value_error("top_p_indices: logits must be 1-D, got " +
+                                std::to_string(logits.ndim()) + " dimensions");
+        }
+        if (!(p > 0.0 && p <= 1.0)) {
+          throw py::value_error("top_p_indices: p must be in (0, 1], got " + std::to_string(p));
+        }
+        const int64_t n = logits.shape(0);
+        if (n > std::numeric_limits<int32_t>::max()) {
+          throw py::value_error("top_p_indices: vocabulary too large for int32 ids");
+        }
+        std::vector<int32_t> ids(static_cast<size_t>(n));  // [n] capacity
+        const float* src = logits.data();
+        int64_t count = 0;
+        {
+          py::gil_scoped_release release;
+          count = llamalite::top_p_indices(src, n, p, ids.data());
+        }
+        py::array_t<int32_t> out(count);
+        std::copy(ids.begin(), ids.begin() + count, out.mutable_data());
+        return out;
+      },
+      py::arg("logits"), py::arg("p"),
+      "The top-p set over all logits (float32 [n_vocab]): the fewest ids, best first, whose "
+      "softmax mass reaches p; grouped coarsely best first, not sorted. Returns int32 [count].");
+}
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llamalite C++ core: GGUF block formats, quantized kernels, forward pass";
   m.attr("__version__") = LLAMALITE_VERSION;
-  bind_kernels(m);
   bind_gguf(m);
-  bind_sampling(m);
+  bind_kernels(m);
   bind_model(m);
+  bind_sampling(m);
 }

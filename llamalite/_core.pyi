@@ -41,6 +41,10 @@ def matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
            n_threads: Optional[int] = None) -> npt.NDArray[np.float32]:
     """Y [M, N] = X [M, K] . W [N, K]^T with W quantized (uint8 [N, row_bytes]); GIL released."""
 
+def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.ArrayLike,
+                  n_threads: Optional[int] = None) -> list[npt.NDArray[np.float32]]:
+    """[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type)."""
+
 def quantize_activations(weight_type: int, X: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes]."""
 
@@ -76,12 +80,7 @@ def bench_matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
 def bench_matmul_vs_read(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
                          n_threads: Optional[int] = None, iters: int = 10,
                          copies: int = 1) -> tuple[float, float]:
-    """(matmul seconds, read seconds): means over iters rounds of one matmul then one read
-    pass over the same weights."""
-
-def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.ArrayLike,
-                  n_threads: Optional[int] = None) -> list[npt.NDArray[np.float32]]:
-    """[X . W_i^T for each W_i], X quantized once for all (their types share an activation type)."""
+    """(matmul seconds, read seconds): means over iters rounds of a matmul then a read of the same weights."""
 
 # --- model: forward pass over a paged KV cache ---
 

@@ -138,6 +138,7 @@ class LLM:
         from .model import Model
         from .tokenizer import StreamDecoder, Tokenizer
 
+        _check_n_ctx(n_ctx)
         t0 = time.perf_counter()
         path = resolve_model(model, progress=progress)
         loaded = Model.load(str(path), n_threads=n_threads)
@@ -167,8 +168,7 @@ class LLM:
 
     def _setup(self, model: Any, tokenizer: Any, chat_template: Any, *, n_ctx: int,
                seed: Optional[int], verbose: bool, name: str) -> None:
-        if not isinstance(n_ctx, int) or n_ctx < 1:
-            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        _check_n_ctx(n_ctx)
         self.model = model
         self.tokenizer = tokenizer
         self.chat_template = chat_template
@@ -588,6 +588,11 @@ class LLM:
 
     def __repr__(self) -> str:
         return f"LLM({self.model_name!r}, n_ctx={self.n_ctx}, n_vocab={self.n_vocab})"
+
+
+def _check_n_ctx(n_ctx: object) -> None:
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
+        raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
 
 
 def _collect(chunks: Iterator[CompletionChunk]) -> Completion:
