@@ -185,9 +185,6 @@ void validate_batch(const Model& m, const KVCache& kv, const Batch& b) {
 }
 
 // --- shared graph pieces ----------------------------------------------------------------
-void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
-  matmul(*m.pool, W.type, W.data, W.N, W.K, X, n, Y);
-}
 
 namespace {
 // The activation block family a weight type's dot product uses (see kernels.h):
@@ -202,6 +199,10 @@ int32_t act_family(int32_t weight_type) {
 }
 }  // namespace
 
+// Rows of X at or below which the activations are quantized on the calling thread:
+// a decode step saves a pool dispatch per matmul (the same function either way).
+constexpr int64_t kInlineQuantRows = 8;
+
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n) {
   thread_local QuantizedActs xq;
@@ -209,11 +210,22 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
   for (int32_t i = 0; i < count; ++i) {
     const Weight& W = *Ws[i];
     if (act_family(W.type) != prepared_family) {
-      quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq);
+      if (n <= kInlineQuantRows) {
+        xq.prepare(W.type, n, W.K);
+        quantize_acts_rows(X, W.K, xq, 0, n);
+      } else {
+        quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq);
+      }
       prepared_family = act_family(W.type);
     }
     matmul_prepared(*m.pool, W.type, W.data, W.N, xq, Ys[i], W.N);
   }
+}
+
+void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
+  const Weight* ws[1] = {&W};
+  float* ys[1] = {Y};
+  linear_shared(m, ws, ys, 1, X, n);
 }
 
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d) {

@@ -76,6 +76,14 @@ def _positive_int(g: GGUFFile, arch: str, key: str, default: Any = None) -> int:
     return int(v)
 
 
+def _number(g: GGUFFile, arch: str, key: str, default: float) -> float:
+    v = _meta(g, arch, key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(v)):
+        raise GGUFError(f"{g.path.name}: '{arch}.{key}' must be a finite number, got {v!r}")
+    return float(v)
+
+
 def hparams_from_gguf(g: GGUFFile) -> HParams:
     """Read the hyperparameters; raises GGUFError for an unsupported architecture."""
     arch = g.architecture
@@ -91,12 +99,12 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
     head_dim = _positive_int(g, arch, "attention.key_length", n_embd // n_head)
     tokens = g.metadata.get("tokenizer.ggml.tokens")
     n_vocab = _positive_int(g, arch, "vocab_size", len(tokens) if tokens is not None else emb.shape[1])
-    eps = float(_meta(g, arch, "attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5))
+    eps = _number(g, arch, "attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5)
     scaling = g.metadata.get(f"{arch}.rope.scaling.type", "none")
     if scaling not in ("none", "linear"):
         raise GGUFError(f"{g.path.name}: RoPE scaling {scaling!r} is not supported "
                         f"(supported: none, linear)")
-    factor = float(g.metadata.get(f"{arch}.rope.scaling.factor", 0.0) or 0.0)
+    factor = _number(g, arch, "rope.scaling.factor", 0.0)
     freq_scale = 1.0 / factor if scaling == "linear" and factor > 0 else 1.0
     return HParams(
         arch=arch,
@@ -111,15 +119,15 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
         n_rot=_positive_int(g, arch, "rope.dimension_count", head_dim),
         n_ff=_positive_int(g, arch, "feed_forward_length"),
         eps=eps,
-        rope_base=float(_meta(g, arch, "rope.freq_base", 10000.0)),
+        rope_base=_number(g, arch, "rope.freq_base", 10000.0),
         rope_base_swa=10000.0,                      # llama.cpp: fixed for gemma3's local layers
         rope_freq_scale=freq_scale,                 # local layers are never scaled
         rope_neox=gemma,                            # llama: "normal" adjacent pairs
-        sliding_window=int(_meta(g, arch, "attention.sliding_window", 0)) if gemma else 0,
+        sliding_window=_positive_int(g, arch, "attention.sliding_window") if gemma else 0,
         swa_pattern=6 if gemma else 1,              # gemma3: 5 local layers, then 1 global
         attn_scale=1.0 / math.sqrt(head_dim),
         embd_scale=math.sqrt(n_embd) if gemma else 1.0,
-        final_softcap=float(_meta(g, arch, "final_logit_softcapping", 0.0)) if gemma else 0.0,
+        final_softcap=_number(g, arch, "final_logit_softcapping", 0.0) if gemma else 0.0,
     )
 
 

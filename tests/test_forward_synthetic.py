@@ -169,3 +169,33 @@ def test_synthetic_every_isa(synthetic) -> None:
                 assert np.abs(got - ref).max() < TOL[dt], (isa, dt)
     finally:
         _core.set_isa(before)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("llama.rope.scaling.type", "yarn", "RoPE scaling 'yarn' is not supported"),
+    ("llama.rope.freq_base", "fast", "must be a finite number"),
+    ("llama.attention.head_count", 0, "must be a positive integer"),
+])
+def test_bad_hyperparameters_are_refused(tmp_path, key, value, message) -> None:
+    import gguf
+    from llamalite.errors import GGUFError
+    path = write_model(tmp_path / "m.gguf", **CONFIGS["llama-gqa"])
+    # rewrite the file with one key replaced
+    r = gguf.GGUFReader(str(path))
+    w = gguf.GGUFWriter(str(tmp_path / "bad.gguf"), "llama")
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture" or k == key:
+            continue
+        w.add_key_value(k, f.contents(), f.types[0])
+    if isinstance(value, str):
+        w.add_string(key, value)
+    else:
+        w.add_uint32(key, value)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.asarray(t.data), raw_shape=list(reversed([int(s) for s in t.shape])))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(GGUFError, match=message):
+        Model.load(tmp_path / "bad.gguf")
