@@ -2,12 +2,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
-
-#include <algorithm>
+#include <limits>
 #include <cstdint>
+#include <algorithm>
+
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -62,6 +62,7 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
   hp.eps = get("eps").cast<float>();
   hp.rope_base = get("rope_base").cast<float>();
   hp.rope_base_swa = get("rope_base_swa").cast<float>();
+  hp.rope_freq_scale = get("rope_freq_scale").cast<float>();
   hp.rope_neox = get("rope_neox").cast<bool>();
   hp.sliding_window = get("sliding_window").cast<int32_t>();
   hp.swa_pattern = get("swa_pattern").cast<int32_t>();
