@@ -80,6 +80,7 @@ def main() -> None:
 # Command modules register on `app` (one import line each).
 from . import info  # noqa: E402,F401
 from . import run  # noqa: E402,F401
+from . import serve  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Under `python -m llamalite.cli.main` this file runs as __main__, but the command

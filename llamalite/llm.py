@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -266,6 +266,115 @@ class LLM:
             }],
             "usage": out.usage.as_dict(),
         }
+
+    # --- many requests at once (the continuous-batching engine) ---
+
+    def engine(self, *, n_parallel: int = 4, ctx_size: Optional[int] = None,
+               max_batch_tokens: int = 512) -> Any:
+        """The batching `Engine` over this model (started on first use, then reused).
+
+        ctx_size is the KV pool shared by all sequences (default: n_ctx); each sequence
+        may hold up to min(n_ctx, ctx_size) tokens. Do not run `generate` on the same LLM
+        while engine requests are in flight: both drive the one model.
+        """
+        from .engine import Engine
+        eng = getattr(self, "_engine", None)
+        if eng is None:
+            eng = Engine(self.model, self.tokenizer, n_parallel=n_parallel,
+                         ctx_size=ctx_size or self.n_ctx, n_ctx=self.n_ctx,
+                         max_batch_tokens=max_batch_tokens, decoder_factory=self._new_decoder)
+            self._engine = eng
+        return eng
+
+    def generate_batch(self, prompts: Sequence[Union[str, Sequence[int]]],
+                       **sampling: Any) -> list[Completion]:
+        """Generate for many prompts at once; they share forward steps (continuous batching).
+
+        Results come back in the order of `prompts`. At temperature 0 each result equals
+        what `generate` gives for that prompt alone.
+
+        >>> outs = llm.generate_batch(["The sky is", "Grass is"], temperature=0, max_tokens=8)  # doctest: +SKIP
+        >>> [o.text for o in outs]                               # doctest: +SKIP
+        """
+        eng = self.engine()
+        ids = [self._prompt_ids(p) for p in prompts]
+        params = [self._params(dict(sampling)) for _ in prompts]
+        from .engine import join_chunks
+        import queue
+        queues: list[queue.Queue] = []
+        rids: list[str] = []
+        try:
+            for p, sp in zip(ids, params):
+                q: queue.Queue = queue.Queue()
+                rids.append(self._submit_waiting(eng, p, sp, q.put))
+                queues.append(q)
+            results = []
+            for q in queues:
+                chunks = [q.get()]
+                while chunks[-1].finish_reason is None:
+                    chunks.append(q.get())
+                results.append(self._from_engine(join_chunks(chunks)))
+            return results
+        except BaseException:
+            for rid in rids:
+                eng.cancel(rid)
+            raise
+
+    async def astream(self, prompt: Union[str, Sequence[int]],
+                      **sampling: Any) -> "AsyncIterator[CompletionChunk]":
+        """Stream one generation to asyncio code; many may run at once (they batch).
+
+        >>> async for chunk in llm.astream("Once upon a time", max_tokens=32):  # doctest: +SKIP
+        ...     print(chunk.text, end="")
+        Cancelling the consuming task (or breaking out and closing the generator)
+        cancels the request and frees its KV blocks.
+        """
+        eng = self.engine()
+        stream = eng.stream(self._prompt_ids(prompt), self._params(dict(sampling)))
+        try:
+            async for c in stream:
+                yield CompletionChunk(
+                    text=c.text, token_ids=list(c.token_ids), finish_reason=c.finish_reason,
+                    usage=Usage(c.usage.prompt_tokens, c.usage.completion_tokens,
+                                c.usage.total_tokens) if c.usage else None,
+                    logprobs=[TokenLogprob(x.token, x.logprob, x.top_logprobs)
+                              for x in c.logprobs] if c.logprobs is not None else None)
+                if c.finish_reason == "error":
+                    raise RuntimeError(c.error or "generation failed")
+        finally:
+            stream.cancel()
+
+    async def agenerate(self, prompt: Union[str, Sequence[int]], **sampling: Any) -> Completion:
+        """The awaitable form of `generate` (batched with other concurrent calls)."""
+        chunks = [c async for c in self.astream(prompt, **sampling)]
+        return _collect(iter(chunks))
+
+    def close(self) -> None:
+        """Stop the batching engine's thread (if it was started)."""
+        eng = getattr(self, "_engine", None)
+        if eng is not None:
+            eng.shutdown()
+            self._engine = None
+
+    def _prompt_ids(self, prompt: Union[str, Sequence[int]]) -> list[int]:
+        return self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+
+    @staticmethod
+    def _submit_waiting(eng: Any, ids: list[int], params: SamplingParams, sink: Any) -> str:
+        from .engine import QueueFull
+        while True:
+            try:
+                return eng.submit(ids, params, sink)
+            except QueueFull:
+                time.sleep(0.01)
+
+    def _from_engine(self, c: Any) -> Completion:
+        lps = None
+        if c.logprobs is not None:
+            lps = [TokenLogprob(x.token, x.logprob, x.top_logprobs) for x in c.logprobs]
+        return Completion(c.text, list(c.token_ids), c.finish_reason,
+                          Usage(c.usage.prompt_tokens, c.usage.completion_tokens,
+                                c.usage.total_tokens), lps)
 
     # --- scoring ---
 

@@ -1,0 +1,309 @@
+"""HTTP routes: OpenAI-compatible completions and chat, models, tokenize, health, metrics."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from llamalite.engine import (AsyncStream, Completion, EngineError, EngineStopped, QueueFull,
+                              RequestRejected, StreamChunk, TokenLogprob, Usage)
+
+from .backend import Backend
+from .errors import APIError, bad_request
+from .metrics import render_metrics
+from .schemas import (Common, parse_chat, parse_completion, parse_detokenize, parse_tokenize,
+                      read_json)
+from .settings import Settings
+from .sse import SSEResponse, sse_event, wait_for_disconnect
+
+
+@dataclass
+class ServerState:
+    """Shared by every route: settings, the backend once loaded, HTTP counters."""
+    settings: Settings
+    backend: Backend | None = None
+    load_error: str | None = None
+    requests_total: int = 0
+    errors_total: int = 0
+
+
+Handler = Callable[[Request, ServerState], Awaitable[Response]]
+
+
+def _check_auth(request: Request, settings: Settings) -> None:
+    if not settings.api_key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             settings.api_key.encode()):
+        raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                       code="invalid_api_key")
+
+
+def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
+    """Wrap a handler with auth, the loading check and APIError -> JSON error response."""
+    async def handler(request: Request) -> Response:
+        state: ServerState = request.app.state.llamalite
+        state.requests_total += 1
+        try:
+            if auth:
+                _check_auth(request, state.settings)
+            if needs_model and state.backend is None:
+                msg = state.load_error or "the model is still loading; retry shortly"
+                raise APIError(503, msg, code="model_loading",
+                               headers={"Retry-After": str(state.settings.retry_after_s)})
+            return await fn(request, state)
+        except APIError as e:
+            state.errors_total += 1
+            return e.response()
+    return handler
+
+
+# --- formatting -------------------------------------------------------------------------
+
+def _usage(u: Usage | None) -> dict | None:
+    if u is None:
+        return None
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
+
+
+def _chat_logprobs(b: Backend, lps: list[TokenLogprob] | None) -> dict | None:
+    if lps is None:
+        return None
+
+    def entry(tok: int, lp: float) -> dict:
+        return {"token": b.piece(tok), "logprob": lp, "bytes": list(b.piece_bytes(tok))}
+    return {"content": [{**entry(x.token, x.logprob),
+                         "top_logprobs": [entry(t, v) for t, v in x.top_logprobs]} for x in lps]}
+
+
+def _text_logprobs(b: Backend, lps: list[TokenLogprob] | None, offset: int = 0) -> dict | None:
+    if lps is None:
+        return None
+    tokens, offsets = [], []
+    for x in lps:
+        piece = b.piece(x.token)
+        tokens.append(piece)
+        offsets.append(offset)
+        offset += len(piece)
+    return {"tokens": tokens, "token_logprobs": [x.logprob for x in lps],
+            "top_logprobs": [{b.piece(t): v for t, v in x.top_logprobs} for x in lps],
+            "text_offset": offsets}
+
+
+def _finish(reason: str | None) -> str | None:
+    return reason if reason in (None, "stop", "length") else "stop"
+
+
+class _Shape:
+    """The OpenAI object shapes of one request (chat or text completion)."""
+
+    def __init__(self, kind: str, model: str) -> None:
+        self.kind = kind
+        self.model = model
+        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+
+    def _head(self, obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": "llamalite"}
+
+    def whole(self, b: Backend, c: Completion) -> dict:
+        if self.kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": c.text},
+                      "logprobs": _chat_logprobs(b, c.logprobs),
+                      "finish_reason": _finish(c.finish_reason)}
+            return {**self._head("chat.completion"), "choices": [choice], "usage": _usage(c.usage)}
+        choice = {"index": 0, "text": c.text, "logprobs": _text_logprobs(b, c.logprobs),
+                  "finish_reason": _finish(c.finish_reason)}
+        return {**self._head("text_completion"), "choices": [choice], "usage": _usage(c.usage)}
+
+    def chunk(self, b: Backend, text: str | None, lps: list | None, finish: str | None,
+              role: bool = False) -> dict:
+        if self.kind == "chat":
+            delta: dict[str, Any] = {}
+            if role:
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": 0, "delta": delta, "logprobs": _chat_logprobs(b, lps),
+                      "finish_reason": finish}
+            return {**self._head("chat.completion.chunk"), "choices": [choice]}
+        choice = {"index": 0, "text": text or "", "logprobs": _text_logprobs(b, lps),
+                  "finish_reason": finish}
+        return {**self._head("text_completion"), "choices": [choice]}
+
+    def usage_chunk(self, u: Usage | None) -> dict:
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return {**self._head(obj), "choices": [], "usage": _usage(u)}
+
+
+# --- generation -------------------------------------------------------------------------
+
+def _start(b: Backend, state: ServerState, prompt: list[int], params: Any,
+           prompt_param: str) -> AsyncStream:
+    try:
+        return b.engine.stream(prompt, params)
+    except QueueFull as e:
+        raise APIError(429, str(e), code="queue_full",
+                       headers={"Retry-After": str(state.settings.retry_after_s)})
+    except RequestRejected as e:
+        param = prompt_param if e.param in ("messages", "prompt") else e.param
+        raise APIError(400, str(e), param=param, code=e.code)
+    except EngineStopped as e:
+        raise APIError(503, str(e), code="engine_stopped")
+
+
+async def _stream_events(b: Backend, shape: _Shape, stream: AsyncStream,
+                         include_usage: bool) -> AsyncIterator[bytes]:
+    if shape.kind == "chat":
+        yield sse_event(shape.chunk(b, "", None, None, role=True))
+    usage = None
+    async for ch in stream:
+        if ch.finish_reason == "error":
+            err = APIError(500, ch.error or "generation failed", code="generation_failed")
+            yield sse_event(err.body())
+            break
+        if ch.text or ch.logprobs:
+            yield sse_event(shape.chunk(b, ch.text, ch.logprobs, None))
+        if ch.finish_reason is not None:
+            usage = ch.usage
+            yield sse_event(shape.chunk(b, None if shape.kind == "chat" else "", None,
+                                        _finish(ch.finish_reason)))
+    if include_usage:
+        yield sse_event(shape.usage_chunk(usage))
+    yield sse_event("[DONE]")
+
+
+async def _generate(request: Request, state: ServerState, kind: str, prompt: list[int],
+                    params: Any, common: Common) -> Response:
+    b = state.backend
+    assert b is not None
+    shape = _Shape(kind, b.name)
+    stream = _start(b, state, prompt, params, "messages" if kind == "chat" else "prompt")
+    if common.stream:
+        return SSEResponse(_stream_events(b, shape, stream, common.include_usage), stream.cancel)
+    collect = asyncio.ensure_future(stream.collect())
+    gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
+    try:
+        await asyncio.wait({collect, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not collect.done():
+            collect.cancel()
+            stream.cancel()
+        gone.cancel()
+    if not collect.done() or collect.cancelled():
+        return Response(status_code=499)        # the client is gone; nobody reads this
+    try:
+        completion = collect.result()
+    except EngineError as e:
+        raise APIError(500, str(e), code="generation_failed")
+    return JSONResponse(shape.whole(b, completion))
+
+
+def _params(b: Backend, common: Common, logprobs: int | None, n_prompt: int) -> Any:
+    sampling = dict(common.sampling)
+    if sampling.get("max_tokens") is None:      # OpenAI: no limit but the context
+        sampling["max_tokens"] = max(1, b.engine.n_ctx - n_prompt)
+    try:
+        return b.make_params(**sampling, logprobs=logprobs)
+    except (ValueError, TypeError) as e:
+        raise bad_request(str(e))
+
+
+def _refuse_if_queue_full(state: ServerState) -> None:
+    """Answer 429 before any parsing or tokenizing when the queue is already full."""
+    if state.backend.engine.queue_full:
+        raise APIError(429, f"too many requests are waiting (max_queue="
+                            f"{state.backend.engine.max_queue}); retry later", code="queue_full",
+                       headers={"Retry-After": str(state.settings.retry_after_s)})
+
+
+def _check_model(b: Backend, common: Common) -> None:
+    if not b.knows_model(common.model):
+        raise APIError(404, f"model '{common.model}' is not served here; this server serves "
+                            f"'{b.name}' (see GET /v1/models)", param="model",
+                       code="model_not_found")
+
+
+async def chat_completions(request: Request, state: ServerState) -> Response:
+    b = state.backend
+    body = await read_json(request, state.settings.max_body_bytes)
+    _refuse_if_queue_full(state)
+    req = parse_chat(body, b.n_vocab)
+    _check_model(b, req.common)
+    try:
+        prompt = b.chat_prompt(req.messages)
+    except Exception as e:   # template errors: the messages do not fit the model's template
+        raise bad_request(f"cannot apply the chat template: {e}", "messages")
+    params = _params(b, req.common, req.logprobs, len(prompt))
+    return await _generate(request, state, "chat", prompt, params, req.common)
+
+
+async def completions(request: Request, state: ServerState) -> Response:
+    b = state.backend
+    body = await read_json(request, state.settings.max_body_bytes)
+    _refuse_if_queue_full(state)
+    req = parse_completion(body, b.n_vocab)
+    _check_model(b, req.common)
+    prompt = b.text_prompt(req.prompt) if isinstance(req.prompt, str) else req.prompt
+    params = _params(b, req.common, req.logprobs, len(prompt))
+    return await _generate(request, state, "text", prompt, params, req.common)
+
+
+# --- the rest ---------------------------------------------------------------------------
+
+async def models(request: Request, state: ServerState) -> Response:
+    b = state.backend
+    return JSONResponse({"object": "list", "data": [{
+        "id": b.name, "object": "model", "created": 0, "owned_by": "llamalite", "meta": b.info}]})
+
+
+async def tokenize(request: Request, state: ServerState) -> Response:
+    b = state.backend
+    content, add_special, with_pieces = parse_tokenize(
+        await read_json(request, state.settings.max_body_bytes))
+    ids = list(b.tokenizer.tokenize(content, add_special=add_special, parse_special=True))
+    if with_pieces:
+        return JSONResponse({"tokens": [{"id": t, "piece": b.piece(t)} for t in ids]})
+    return JSONResponse({"tokens": ids})
+
+
+async def detokenize(request: Request, state: ServerState) -> Response:
+    b = state.backend
+    ids = parse_detokenize(await read_json(request, state.settings.max_body_bytes), b.n_vocab)
+    return JSONResponse({"content": b.tokenizer.detokenize(ids)})
+
+
+async def health(request: Request, state: ServerState) -> Response:
+    if state.backend is None:
+        status = "error" if state.load_error else "loading"
+        return JSONResponse({"status": status, "error": state.load_error}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request, state: ServerState) -> Response:
+    text = render_metrics(state.backend.engine.stats(), state.requests_total, state.errors_total)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", endpoint(chat_completions), methods=["POST"]),
+        Route("/v1/completions", endpoint(completions), methods=["POST"]),
+        Route("/v1/models", endpoint(models), methods=["GET"]),
+        Route("/tokenize", endpoint(tokenize), methods=["POST"]),
+        Route("/detokenize", endpoint(detokenize), methods=["POST"]),
+        Route("/health", endpoint(health, auth=False, needs_model=False), methods=["GET"]),
+        Route("/metrics", endpoint(metrics), methods=["GET"]),
+    ]

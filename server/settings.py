@@ -1,0 +1,42 @@
+"""Server settings: everything `llamalite serve` can be told, with the defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    """Options of one server process.
+
+    model:        path of the GGUF file (or a registry name resolved by the CLI)
+    model_name:   the id clients use in "model" (default: the file name without .gguf)
+    n_parallel:   sequences decoded together
+    ctx_size:     total KV-cache tokens shared by all sequences
+    max_queue:    requests allowed to wait for a slot; more get 429
+    api_key:      if set, every route but /health needs "Authorization: Bearer KEY"
+    max_body_bytes: request bodies above this get 413 before they are parsed
+    """
+    model: str = ""
+    model_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    n_parallel: int = 4
+    ctx_size: int = 4096
+    block_size: int = 16
+    max_batch_tokens: int = 512
+    max_queue: int = 64
+    n_threads: int | None = None
+    api_key: str | None = None
+    max_body_bytes: int = 8 * MiB
+    retry_after_s: int = 1
+
+    @property
+    def served_name(self) -> str:
+        """The model id shown by /v1/models."""
+        if self.model_name:
+            return self.model_name
+        name = Path(self.model).name
+        return name[:-5] if name.endswith(".gguf") else (name or "llamalite")
