@@ -34,7 +34,8 @@
 namespace py = pybind11;
 
 // --- model ---
-// _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads)
+// _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads,
+//             exact=False)   exact: float32 activations in every matmul (precise mode)
 // holds pointers into `buffer` (the mmapped file), kept alive with the Model.
 // _core.KVCache(model, n_blocks, block_size, dtype='f16'|'f32') is the paged K/V pool.
 // Model.forward(kv, tokens, positions, seq_ids, block_tables, logit_rows) runs one
@@ -73,7 +74,7 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
 }
 
 static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& hparams,
-                                             const py::dict& tensors, int32_t n_threads) {
+                                             const py::dict& tensors, int32_t n_threads, bool exact) {
   py::buffer_info info = buffer.request();
   if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
     throw py::value_error("Model: expected the file as a contiguous 1-D byte buffer");
@@ -86,7 +87,7 @@ static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& 
   }
   return std::make_unique<ll::Model>(static_cast<const uint8_t*>(info.ptr),
                                      static_cast<uint64_t>(info.shape[0]),
-                                     hparams_from_dict(hparams), descs, n_threads);
+                                     hparams_from_dict(hparams), descs, n_threads, exact);
 }
 
 static int32_t checked_len(const I32Array& a, const char* name) {
@@ -143,9 +144,11 @@ static void bind_model(py::module_& m) {
         "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
   py::class_<ll::Model>(m, "Model")
       .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
-           py::arg("n_threads"), py::keep_alive<1, 2>(),
-           "Bind the weights of a GGUF file already parsed by llamalite.gguf.")
+           py::arg("n_threads"), py::arg("exact") = false, py::keep_alive<1, 2>(),
+           "Bind the weights of a GGUF file already parsed by llamalite.gguf; exact=True keeps\n"
+           "every matmul's activations float32 (precise mode, slower).")
       .def_property_readonly("n_threads", [](const ll::Model& x) { return x.pool->size(); })
+      .def_property_readonly("exact", [](const ll::Model& x) { return x.exact_acts; })
       .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
       .def("forward", &model_forward, py::arg("kv"), py::arg("tokens"), py::arg("positions"),
            py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
@@ -229,7 +232,7 @@ py::array_t<float> dequantize_py(int32_t type, U8Array raw, int64_t n) {
   return out;
 }
 
-py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads) {
+py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads, bool exact) {
   const ll::TypeTraits& t = ll::type_traits(type);
   if (!t.can_matmul) throw std::invalid_argument(std::string("matmul: ") + t.name + " cannot be a weight type");
   if (W.ndim() != 2) throw std::invalid_argument("matmul: W must be a 2-D uint8 array [N, row_bytes]");
@@ -252,7 +255,7 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(g_pool_mu);
-    ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y);
+    ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y, exact);
   }
   return Y;
 }
@@ -260,7 +263,7 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
 // Several weights times one X, quantized once (ll::quantize_acts +
 // ll::matmul_prepared): the pattern of Q/K/V and gate/up projections.
 std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std::vector<U8Array> Ws, F32Array X,
-                                                 py::object n_threads) {
+                                                 py::object n_threads, bool exact) {
   if (types.empty() || types.size() != Ws.size()) {
     throw std::invalid_argument("matmul_shared: give one type per weight matrix (and at least one)");
   }
@@ -283,7 +286,7 @@ std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std
     std::lock_guard<std::mutex> lock(g_pool_mu);
     ll::ThreadPool& pool = pool_of_size(nt);
     ll::QuantizedActs xq;
-    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq);
+    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq, exact);
     for (size_t i = 0; i < Ws.size(); i++) {
       ll::matmul_prepared(pool, types[i], Ws[i].data(), Ws[i].shape(0), xq, ys[i], Ws[i].shape(0));
     }
@@ -330,10 +333,13 @@ void bind_kernels(py::module_& m) {
   m.def("dequantize", &dequantize_py, py::arg("type"), py::arg("raw"), py::arg("n"),
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
-        "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.");
+        py::arg("exact") = false,
+        "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.\n"
+        "exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).");
   m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
-        py::arg("n_threads") = py::none(),
-        "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type).");
+        py::arg("n_threads") = py::none(), py::arg("exact") = false,
+        "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type;\n"
+        "with exact=True any types).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),

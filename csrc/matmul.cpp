@@ -3,6 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernel_table.h"
 #include "kernels.h"
@@ -34,8 +35,11 @@ static size_t act_row_bytes(int32_t act_type, int64_t K) {
 
 QuantizedActs::~QuantizedActs() { std::free(data); }
 
-void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k) {
-  const int32_t at = act_type_for(wtype);
+static bool is_float_type(int32_t t) { return t == TYPE_F32 || t == TYPE_F16 || t == TYPE_BF16; }
+
+void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k, bool exact_mode) {
+  int32_t at = act_type_for(wtype);   // also rejects types matmul does not support
+  if (exact_mode) at = TYPE_F32;
   const TypeTraits& t = type_traits(wtype);
   if (m < 0 || k <= 0 || k % t.block_size != 0) {
     throw std::invalid_argument("matmul: K = " + std::to_string(k) + " must be a positive multiple of the " +
@@ -54,6 +58,7 @@ void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k) {
   }
   weight_type = wtype;
   act_type = at;
+  exact = exact_mode;
   M = m;
   K = k;
   row_bytes = rb;
@@ -70,8 +75,41 @@ void quantize_acts_rows(const float* X, int64_t ldx, QuantizedActs& xq, int64_t 
   }
 }
 
+// Weight rows dequantized per pass of the exact path: about kExactScratchBytes of
+// float32 (stays in L2 while every activation row is dotted with it).
+constexpr size_t kExactScratchBytes = 256 * 1024;
+
+// Exact mode, quantized weights: dequantize rows [n0, n1) of W a slab at a time into
+// a per-thread scratch [rows, K] and run the active ISA's F32 kernel on the slab.
+// Each output is one F32-kernel dot product of two float rows, so it does not depend
+// on the slab or chunk it falls in (batch invariance holds as in the fast path).
+static void matmul_range_exact(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
+                               int64_t n1) {
+  const KernelTable& kt = active_kernels();
+  MatmulFn fn = kt.matmul[TYPE_F32];
+  const int64_t K = xq.K;
+  const size_t wrb = row_bytes(wt, K);
+  int64_t slab = (int64_t)(kExactScratchBytes / ((size_t)K * sizeof(float)));
+  slab = slab < 8 ? 8 : slab / 8 * 8;
+  thread_local std::vector<float> scratch;   // [slab, K] dequantized weight rows
+  if (scratch.size() < (size_t)(slab * K)) scratch.resize((size_t)(slab * K));
+  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
+    const int64_t s1 = s0 + slab < n1 ? s0 + slab : n1;
+    for (int64_t n = s0; n < s1; n++) {
+      dequantize_row(wt, (const uint8_t*)W + (size_t)n * wrb, scratch.data() + (size_t)(n - s0) * K, K);
+    }
+    // The slab's row 0 is output column s0: shift Y so the kernel's columns [0, s1 - s0) land there.
+    fn((const uint8_t*)scratch.data(), (size_t)K * sizeof(float), xq.data, xq.row_bytes, xq.M, K, Y + s0, ldy, 0,
+       s1 - s0);
+  }
+}
+
 static void matmul_range_typed(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
                                int64_t n1) {
+  if (xq.exact && !is_float_type(wt)) {
+    if (n1 > n0 && xq.M > 0) matmul_range_exact(wt, W, xq, Y, ldy, n0, n1);
+    return;
+  }
   const KernelTable& kt = active_kernels();
   const TypeTraits& t = type_traits(wt);
   MatmulFn fn = kt.matmul[wt];
@@ -88,8 +126,8 @@ void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy,
 // a worker the OS has descheduled does not stall the step. Every output is
 // computed the same way whichever thread takes its chunk (batch invariance).
 void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_t ldx, int64_t M, int64_t K,
-                   QuantizedActs& xq) {
-  xq.prepare(weight_type, M, K);
+                   QuantizedActs& xq, bool exact) {
+  xq.prepare(weight_type, M, K, exact);
   const int64_t rows_per_chunk = 16;
   pool.run_chunks((M + rows_per_chunk - 1) / rows_per_chunk, [&](int64_t c) {
     const int64_t m0 = c * rows_per_chunk, m1 = m0 + rows_per_chunk < M ? m0 + rows_per_chunk : M;
@@ -99,7 +137,9 @@ void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_
 
 void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, const QuantizedActs& xq,
                      float* Y, int64_t ldy) {
-  if (act_type_for(weight_type) != xq.act_type || xq.K % type_traits(weight_type).block_size != 0) {
+  const int32_t family = act_type_for(weight_type);   // throws for a type matmul cannot use
+  const int32_t want = xq.exact ? TYPE_F32 : family;
+  if (want != xq.act_type || xq.K % type_traits(weight_type).block_size != 0) {
     throw std::invalid_argument(std::string("matmul: activations prepared for ") + type_traits(xq.weight_type).name +
                                 " cannot be used with " + type_traits(weight_type).name + " weights");
   }
@@ -115,9 +155,9 @@ void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64
 }
 
 void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,
-            float* Y) {
+            float* Y, bool exact) {
   thread_local QuantizedActs xq;
-  quantize_acts(pool, weight_type, X, K, M, K, xq);
+  quantize_acts(pool, weight_type, X, K, M, K, xq, exact);
   matmul_prepared(pool, weight_type, W, N, xq, Y, N);
 }
 

@@ -90,8 +90,8 @@ void check_hparams(const HParams& hp) {
 
 // --- loading ---------------------------------------------------------------------
 Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
-             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads)
-    : hp(hp_), file(file_), file_size(file_size_) {
+             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts_)
+    : hp(hp_), file(file_), file_size(file_size_), exact_acts(exact_acts_) {
   if (hp.arch == "llama") {
     arch = Arch::llama;
   } else if (hp.arch == "gemma3") {
@@ -209,14 +209,16 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
   int32_t prepared_family = -1;
   for (int32_t i = 0; i < count; ++i) {
     const Weight& W = *Ws[i];
-    if (act_family(W.type) != prepared_family) {
+    // precise mode: one float32 copy of X serves every weight type
+    const int32_t family = m.exact_acts ? TYPE_F32 : act_family(W.type);
+    if (family != prepared_family) {
       if (n <= kInlineQuantRows) {
-        xq.prepare(W.type, n, W.K);
+        xq.prepare(W.type, n, W.K, m.exact_acts);
         quantize_acts_rows(X, W.K, xq, 0, n);
       } else {
-        quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq);
+        quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq, m.exact_acts);
       }
-      prepared_family = act_family(W.type);
+      prepared_family = family;
     }
     matmul_prepared(*m.pool, W.type, W.data, W.N, xq, Ys[i], W.N);
   }

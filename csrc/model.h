@@ -99,13 +99,16 @@ struct Model {
   Weight rope_freqs;               // optional F32 [n_rot/2]: per-pair frequency divisors (Llama 3)
   std::vector<LayerWeights> layers;
   std::unique_ptr<ThreadPool> pool;
+  // Precise mode: every matmul keeps its activations float32 (QuantizedActs exact
+  // mode) instead of rounding them to 8-bit blocks. Slower; for checking accuracy.
+  bool exact_acts = false;
   Scratch s;
   std::mutex busy;                 // one step at a time per model
 
   // Binds every tensor the architecture needs; throws std::invalid_argument naming
   // a missing tensor, a wrong shape, an unknown type or bytes beyond the file.
   Model(const uint8_t* file, uint64_t file_size, const HParams& hp,
-        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads);
+        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts = false);
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 };

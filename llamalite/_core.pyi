@@ -38,12 +38,15 @@ def dequantize(type: int, raw: npt.NDArray[np.uint8], n: int) -> npt.NDArray[np.
     """Dequantize n values of the given type from raw bytes into float32 [n]."""
 
 def matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
-           n_threads: Optional[int] = None) -> npt.NDArray[np.float32]:
-    """Y [M, N] = X [M, K] . W [N, K]^T with W quantized (uint8 [N, row_bytes]); GIL released."""
+           n_threads: Optional[int] = None, exact: bool = False) -> npt.NDArray[np.float32]:
+    """Y [M, N] = X [M, K] . W [N, K]^T with W quantized (uint8 [N, row_bytes]); GIL released.
+
+    exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding)."""
 
 def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.ArrayLike,
-                  n_threads: Optional[int] = None) -> list[npt.NDArray[np.float32]]:
-    """[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type)."""
+                  n_threads: Optional[int] = None, exact: bool = False) -> list[npt.NDArray[np.float32]]:
+    """[X . W_i^T for each W_i], X quantized once for all (their types must share an activation
+    type; with exact=True any types)."""
 
 def quantize_activations(weight_type: int, X: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes]."""
@@ -91,10 +94,15 @@ class Model:
     """The weights of a GGUF file (pointers into its memory map) and the thread pool."""
 
     def __init__(self, buffer: _Buffer, hparams: dict[str, Any],
-                 tensors: dict[str, tuple[int, int, int, int]], n_threads: int) -> None:
-        """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1)}."""
+                 tensors: dict[str, tuple[int, int, int, int]], n_threads: int,
+                 exact: bool = False) -> None:
+        """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1)}.
+
+        exact=True: every matmul keeps float32 activations (precise mode, slower)."""
     @property
     def n_threads(self) -> int: ...
+    @property
+    def exact(self) -> bool: ...
     @property
     def n_vocab(self) -> int: ...
     def forward(self, kv: KVCache, tokens: _I32, positions: _I32, seq_ids: _I32,

@@ -123,6 +123,7 @@ class LLM:
         # --- context and compute ---
         n_ctx: int = 4096,
         n_threads: Optional[int] = None,
+        precise: bool = False,
         # --- defaults ---
         seed: Optional[int] = None,
         # --- diagnostics ---
@@ -133,6 +134,9 @@ class LLM:
 
         `seed` makes the calls that give no seed of their own reproducible as a
         sequence; `n_threads` defaults to the core's choice (the physical cores).
+        `precise=True` loads the model in precise mode (`Model.load(precise=True)`:
+        float32 activations in every matmul and a float32 KV cache; slower, for
+        debugging and accuracy checks).
         """
         from .chat_template import ChatTemplate
         from .model import Model
@@ -141,7 +145,7 @@ class LLM:
         _check_n_ctx(n_ctx)
         t0 = time.perf_counter()
         path = resolve_model(model, progress=progress)
-        loaded = Model.load(str(path), n_threads=n_threads)
+        loaded = Model.load(str(path), n_threads=n_threads, precise=precise)
         metadata = loaded.gguf.metadata
         tokenizer = Tokenizer.from_metadata(metadata)
         template = ChatTemplate.from_metadata(metadata, loaded.arch)

@@ -7,6 +7,9 @@
 >>> logits = m.forward(kv, ids, positions=np.arange(3), seq_ids=np.zeros(3),
 ...                    block_tables=np.array([[0, 1, 2, 3]]), logit_rows=[2])   # [1, n_vocab]
 
+`Model.load(path, precise=True)` is the accuracy/debugging mode: every matmul keeps its
+activations in float32 (no 8-bit rounding) and KV caches default to float32; slower.
+
 One `forward` call is one engine step: any number of tokens from any number of
 sequences, each writing its K/V into its own sequence's blocks and attending to its
 own sequence only. The GIL is released for the whole step.
@@ -178,6 +181,7 @@ class Model:
     gguf: GGUFFile
     n_vocab: int
     n_threads: int
+    precise: bool
 
     def __init__(self, g: GGUFFile, hparams: HParams, native: Any) -> None:
         self.gguf = g
@@ -186,16 +190,22 @@ class Model:
         self.n_vocab = hparams.n_vocab
         self._native = native
         self.n_threads = int(native.n_threads)
+        self.precise = bool(native.exact)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, GGUFFile], *, n_threads: int | None = None,
+             precise: bool = False,
              hparams_overrides: dict[str, Any] | None = None) -> "Model":
         """Open a GGUF file (or use an open GGUFFile) and bind its weights.
 
-        n_threads defaults to the number of physical cores. hparams_overrides replaces
-        HParams fields (for experiments and tests, e.g. {"sliding_window": 8}).
+        n_threads defaults to the number of physical cores. precise=True is the
+        accuracy/debugging mode: activations stay float32 in every matmul (each weight
+        row is dequantized and dotted in float32 instead of rounding the activations to
+        8-bit blocks as llama.cpp does) and new KV caches default to float32. It is
+        several times slower; see docs/forward.md. hparams_overrides replaces HParams
+        fields (for experiments and tests, e.g. {"sliding_window": 8}).
         Raises GGUFError for a malformed file or an unsupported architecture,
-        ValueError for a bad n_threads or override."""
+        ValueError for a bad n_threads, precise or override."""
         g = path if isinstance(path, GGUFFile) else open_gguf(Path(path))
         hp = hparams_from_gguf(g)
         if hparams_overrides:
@@ -207,24 +217,30 @@ class Model:
             n_threads = _core.default_thread_count()
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 1024:
             raise ValueError(f"n_threads must be an integer in [1, 1024], got {n_threads!r}")
+        if not isinstance(precise, (bool, np.bool_)):
+            raise ValueError(f"precise must be True or False, got {precise!r}")
         tensors = {}
         for name, t in g.tensors.items():
             rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
             tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
         try:
-            native = _core.Model(g.data, asdict(hp), tensors, n_threads)
+            native = _core.Model(g.data, asdict(hp), tensors, n_threads, exact=bool(precise))
         except ValueError as e:
             raise GGUFError(f"{g.path.name}: {e}") from None
         return cls(g, hp, native)
 
-    def new_kv_cache(self, n_blocks: int, block_size: int = 16, *, dtype: str = "f16") -> KVCache:
+    def new_kv_cache(self, n_blocks: int, block_size: int = 16, *,
+                     dtype: str | None = None) -> KVCache:
         """A KV pool of n_blocks x block_size positions for every layer.
 
-        dtype "f16" (default; llama.cpp's default too) or "f32" (exact, twice the memory).
+        dtype "f16" (the default; llama.cpp's default too) or "f32" (exact, twice the
+        memory; the default of a precise model).
         Bytes: 2 * n_layer * n_blocks * block_size * n_head_kv * head_dim * (2 or 4)."""
         for name, v in (("n_blocks", n_blocks), ("block_size", block_size)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < v < 2**31:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if dtype is None:
+            dtype = "f32" if self.precise else "f16"
         if dtype not in ("f16", "f32"):
             raise ValueError(f"KV cache dtype must be 'f16' or 'f32', got {dtype!r}")
         return KVCache(_core.KVCache(self._native, int(n_blocks), int(block_size), dtype), self)
@@ -246,4 +262,5 @@ class Model:
     def __repr__(self) -> str:
         h = self.hparams
         return (f"Model({self.gguf.path.name!r}, arch={self.arch}, {h.n_layer} layers, "
-                f"n_embd={h.n_embd}, n_vocab={h.n_vocab}, n_threads={self.n_threads})")
+                f"n_embd={h.n_embd}, n_vocab={h.n_vocab}, n_threads={self.n_threads}"
+                f"{', precise' if self.precise else ''})")

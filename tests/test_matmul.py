@@ -194,6 +194,64 @@ def test_matmul_shared_activations_match_matmul():
         _core.matmul_shared([int(T.Q4_0), int(T.Q4_K)], [Ws[0], make_weights(T.Q4_K, 8, 512, rng)], X)
 
 
+# --- exact mode (precise models): float32 activations, dequantized weight rows ------------
+# Nothing is rounded to 8 bits, so the only error is float32 accumulation: elementwise
+# |Y - R| <= EXACT_REL * (|X| . |W|^T), the error scale of a float32 dot product
+# (measured <= 2.9e-7 generic, 6.5e-8 AVX2/AVX-512 at K = 512).
+EXACT_REL = 1e-6
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", MATMUL_TYPES, ids=lambda t: t.name)
+def test_exact_matmul_vs_float64(qtype, isa):
+    W, X, Wf = _case(qtype)
+    for M in (1, 7, 32):
+        Y = _core.matmul(int(qtype), W, X[:M], 2, exact=True)
+        assert Y.shape == (M, N) and Y.dtype == np.float32
+        x = X[:M].astype(np.float64)
+        err = np.abs(Y - x @ Wf.T) / (np.abs(x) @ np.abs(Wf).T)
+        assert err.max() < EXACT_REL, f"{qtype.name} {isa} M={M}: relative error {err.max():.3g}"
+    if qtype not in FLOAT_TYPES:     # the fast path rounds activations: far coarser
+        fast = _core.matmul(int(qtype), W, X[:32], 2)
+        assert np.abs(fast - X[:32].astype(np.float64) @ Wf.T).max() > 100 * np.abs(Y - x @ Wf.T).max()
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", [T.Q4_K, T.Q8_0, T.IQ4_NL], ids=lambda t: t.name)
+def test_exact_matmul_is_the_f32_kernel_on_dequantized_rows(qtype, isa):
+    """Bit for bit the F32 kernel on gguf-dequantized weights, across several scratch slabs
+    (K = 2048: 32 rows a slab), for every M, row split and thread count."""
+    rng = np.random.default_rng(21)
+    n, k = 100, 2048
+    W = make_weights(qtype, n, k, rng)
+    X = rng.standard_normal((19, k)).astype(np.float32)
+    Wf32 = np.ascontiguousarray(dequantize(W, qtype).reshape(n, k).astype(np.float32))
+    want = _core.matmul(int(T.F32), Wf32.view(np.uint8), X, 2)
+    got = _core.matmul(int(qtype), W, X, 2, exact=True)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    for n_threads, lo, hi in ((1, 0, 1), (3, 4, 11), (2, 18, 19)):
+        part = _core.matmul(int(qtype), W, X[lo:hi], n_threads, exact=True)
+        assert np.array_equal(part.view(np.uint32), want[lo:hi].view(np.uint32))
+    part = _core.matmul(int(qtype), W[37:90], X, 2, exact=True)
+    assert np.array_equal(part.view(np.uint32), want[:, 37:90].view(np.uint32))
+
+
+def test_exact_matmul_shared_mixes_activation_families():
+    """In exact mode one float32 copy of X serves weights of any types (Q8A, Q8_K and
+    float families together), bit-identical to separate exact matmuls."""
+    rng = np.random.default_rng(22)
+    X = rng.standard_normal((9, 512)).astype(np.float32)
+    types = [T.Q4_0, T.Q4_K, T.Q6_K, T.F16, T.IQ4_XS]
+    Ws = [make_weights(t, 16 + 8 * i, 512, rng) for i, t in enumerate(types)]
+    outs = _core.matmul_shared([int(t) for t in types], Ws, X, 2, exact=True)
+    for t, W, Y in zip(types, Ws, outs):
+        one = _core.matmul(int(t), W, X, 2, exact=True)
+        assert np.array_equal(Y.view(np.uint32), one.view(np.uint32)), t.name
+    with pytest.raises(ValueError, match="Q8_K cannot be a weight type"):
+        _core.matmul(int(T.Q8_K), np.zeros((1, 292), np.uint8), np.zeros((1, 256), np.float32),
+                     exact=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("isa", ISAS, indirect=True)
 def test_matmul_real_model_weights(real_model_path, isa):
