@@ -85,7 +85,8 @@ def test_precise_matches_float_reference(case: PreciseCase) -> None:
     assert differ.size == 0, \
         f"top-1 differs at {differ.tolist()} (reference margins {top2[:, 1] - top2[:, 0]})"
     diff = np.abs(cpp.astype(np.float64) - ref)
-    assert diff.max() < MAX_DIFF, f"max |diff| {diff.max():.3g} at {np.unravel_index(diff.argmax(), diff.shape)}"
+    where = np.unravel_index(diff.argmax(), diff.shape)
+    assert diff.max() < MAX_DIFF, f"max |diff| {diff.max():.3g} at (position, token) {where}"
     assert diff.mean() < MEAN_DIFF, f"mean |diff| {diff.mean():.3g}"
     assert np.abs(ref).max() > 10                       # real logits, not a degenerate pass
 
@@ -117,6 +118,20 @@ def test_precise_decode_steps_equal_the_full_pass(case: PreciseCase) -> None:
 def test_precise_flag_is_validated(smollm2_path) -> None:
     with pytest.raises(ValueError, match="precise"):
         Model.load(smollm2_path, n_threads=1, precise="yes")
+
+
+def test_llm_passes_precise_through(case: PreciseCase, smollm2_path, gemma3_path) -> None:
+    """llamalite.LLM(..., precise=True): a precise model, an f32 cache, and its scores are
+    the log-softmax of the precise logits."""
+    import llamalite
+    llm = llamalite.LLM(smollm2_path if case.name == "smollm2" else gemma3_path, n_ctx=64,
+                        n_threads=2, precise=True)
+    assert llm.model.precise and llm._kv.dtype == "f32"
+    ids = [int(t) for t in case.tokens[:12]]
+    x = case.cpp[:12].astype(np.float64)
+    want = x - x.max(1, keepdims=True)
+    want -= np.log(np.exp(want).sum(1, keepdims=True))
+    np.testing.assert_allclose(llm.logits(ids), want, atol=1e-4)
 
 
 # --- a synthetic model with every quantized weight type, under every ISA ---------------------
