@@ -3,6 +3,9 @@
 Text: tests/data/forward_text.txt (226 SmolLM2 tokens, 225 Gemma 3 tokens), tokenized
 by llama.cpp and recorded with its logits by tests/tools/record_forward_reference.py.
 The expensive full passes (C++ and numpy) run once per session per model.
+These tests check the fast path (8-bit activations, near-tie exceptions below); the tight
+check (same top-1 at every position, max |diff| < 5e-4) is precise mode against the float
+reference, in test_forward_precise.py.
 """
 from __future__ import annotations
 
