@@ -81,6 +81,7 @@ def main() -> None:
 from . import info  # noqa: E402,F401
 from . import run  # noqa: E402,F401
 from . import serve  # noqa: E402,F401
+from . import bench  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Under `python -m llamalite.cli.main` this file runs as __main__, but the command
