@@ -174,17 +174,23 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, cwd="/tmp")
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):                       # up to 60 s to load
+    wait_ready(proc, url, "server")
+    return proc, url
+
+
+def wait_ready(proc: subprocess.Popen, url: str, name: str, timeout_s: float = 60) -> None:
+    """Poll GET /health until it answers 200; stop the process if it never does."""
+    for _ in range(int(timeout_s * 10)):
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
+            raise SystemExit(f"{name} exited with {proc.returncode}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     proc.terminate()
-    raise SystemExit("server did not become ready in 60 s")
+    raise SystemExit(f"{name} did not become ready in {timeout_s:.0f} s")
 
 
 def table(rows: list[RoundResult]) -> str:

@@ -21,13 +21,12 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import free_port, run_round, start_server, summarise  # noqa: E402
+from load import free_port, run_round, start_server, summarise, wait_ready  # noqa: E402
 
 from llamalite.registry import resolve_model  # noqa: E402
 
@@ -39,17 +38,8 @@ def start_llama_server(binary: str, model: Path, a) -> tuple[subprocess.Popen, s
            "-tb", str(a.threads), "--no-webui"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise SystemExit(f"llama-server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("llama-server did not become ready in 60 s")
+    wait_ready(proc, url, "llama-server")
+    return proc, url
 
 
 def main() -> None:

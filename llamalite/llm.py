@@ -302,27 +302,8 @@ class LLM:
         """
         eng = self.engine()
         ids = [self._prompt_ids(p) for p in prompts]
-        params = [self._params(dict(sampling)) for _ in prompts]
-        from .engine import join_chunks
-        import queue
-        queues: list[queue.Queue] = []
-        rids: list[str] = []
-        try:
-            for p, sp in zip(ids, params):
-                q: queue.Queue = queue.Queue()
-                rids.append(self._submit_waiting(eng, p, sp, q.put))
-                queues.append(q)
-            results = []
-            for q in queues:
-                chunks = [q.get()]
-                while chunks[-1].finish_reason is None:
-                    chunks.append(q.get())
-                results.append(self._from_engine(join_chunks(chunks)))
-            return results
-        except BaseException:
-            for rid in rids:
-                eng.cancel(rid)
-            raise
+        params = self._params(dict(sampling))
+        return [self._from_engine(c) for c in eng.generate_many(ids, params)]
 
     async def astream(self, prompt: Union[str, Sequence[int]],
                       **sampling: Any) -> "AsyncIterator[CompletionChunk]":
@@ -362,15 +343,6 @@ class LLM:
 
     def _prompt_ids(self, prompt: Union[str, Sequence[int]]) -> list[int]:
         return self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-
-    @staticmethod
-    def _submit_waiting(eng: Any, ids: list[int], params: SamplingParams, sink: Any) -> str:
-        from .engine import QueueFull
-        while True:
-            try:
-                return eng.submit(ids, params, sink)
-            except QueueFull:
-                time.sleep(0.01)
 
     def _from_engine(self, c: Any) -> Completion:
         lps = None
