@@ -295,9 +295,11 @@ void parallel_for(Model& m, int64_t n, int64_t cost_per_item,
     fn(0, n);
     return;
   }
-  m.pool->run([&](int ith, int nth) {
-    int64_t i0, i1;
-    split_range(n, ith, nth, &i0, &i1);
+  // Dynamic chunks (a few per thread), not a static split: a worker the OS has
+  // descheduled is then not waited for unless it already holds a chunk.
+  const int64_t n_chunks = std::min<int64_t>(n, 4 * (int64_t)m.pool->size());
+  m.pool->run_chunks(n_chunks, [&](int64_t c) {
+    const int64_t i0 = n * c / n_chunks, i1 = n * (c + 1) / n_chunks;
     if (i0 < i1) fn(i0, i1);
   });
 }
