@@ -1,8 +1,8 @@
 """Decode steps of a real model in a loop, for a profiler: `perf record -g python bench/profile_decode.py MODEL`.
 
-Loads MODEL (a registry name or a GGUF path), runs a 64-token prompt, then
---steps single-token forward passes (positions continuing), and prints the
-median step time. Meant to be run under perf / callgrind / py-spy; it does no
+Loads MODEL (a registry name or a GGUF path), runs a --prompt token prompt
+(--prefill-reps times), then --steps single-token forward passes (positions
+continuing), and prints the times. Meant to be run under perf / callgrind / py-spy; it does no
 profiling itself.
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--prompt", type=int, default=64)
+    p.add_argument("--prefill-reps", type=int, default=1,
+                   help="run the prompt this many times (profile prefill with --steps 0)")
     a = p.parse_args()
     path = a.model if a.model.endswith(".gguf") else llamalite.pull(a.model)
     model = Model.load(str(path), n_threads=a.threads)
@@ -38,7 +40,12 @@ def main() -> None:
         return model.forward(kv, tokens, np.arange(start, start + n, dtype=np.int32),
                              np.zeros(n, np.int32), table, np.array([n - 1], np.int32))
 
-    step(toks[:a.prompt], 0)
+    for _ in range(a.prefill_reps):
+        t = time.perf_counter()
+        step(toks[:a.prompt], 0)
+        print(f"prefill of {a.prompt} tokens: {1e3 * (time.perf_counter() - t):.1f} ms")
+    if a.steps == 0:
+        return
     times = []
     for i in range(a.steps):
         t = time.perf_counter()
