@@ -20,7 +20,7 @@ namespace avx512 {
 #define LL_KRM 4
 #define LL_KRN 2
 #define LL_RN1 4
-#define LL_KRN1 4
+#define LL_KRN1 2
 #include "kernels_simd.inc"
 
 }  // namespace avx512
