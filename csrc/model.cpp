@@ -206,19 +206,23 @@ constexpr int64_t kInlineQuantRows = 8;
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n) {
   thread_local QuantizedActs xq;
-  int32_t prepared_family = -1;
-  for (int32_t i = 0; i < count; ++i) {
+  // Consecutive weights of one activation family share one quantization of X
+  // and one pool job.
+  for (int32_t i = 0; i < count;) {
     const Weight& W = *Ws[i];
-    if (act_family(W.type) != prepared_family) {
-      if (n <= kInlineQuantRows) {
-        xq.prepare(W.type, n, W.K);
-        quantize_acts_rows(X, W.K, xq, 0, n);
-      } else {
-        quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq);
-      }
-      prepared_family = act_family(W.type);
+    const int32_t family = act_family(W.type);
+    if (n <= kInlineQuantRows) {
+      xq.prepare(W.type, n, W.K);
+      quantize_acts_rows(X, W.K, xq, 0, n);
+    } else {
+      quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq);
     }
-    matmul_prepared(*m.pool, W.type, W.data, W.N, xq, Ys[i], W.N);
+    MatmulTask tasks[8];
+    int32_t nt = 0;
+    for (; i < count && nt < 8 && act_family(Ws[i]->type) == family; ++i, ++nt) {
+      tasks[nt] = MatmulTask{Ws[i]->type, Ws[i]->data, Ws[i]->N, Ys[i], Ws[i]->N};
+    }
+    matmul_prepared_many(*m.pool, tasks, nt, xq);
   }
 }
 
