@@ -97,6 +97,19 @@ void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_
 void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N,
                      const QuantizedActs& xq, float* Y, int64_t ldy);
 
+// One weight of a matmul_prepared_many() call: Y[m * ldy + n] for n in [0, N).
+struct MatmulTask {
+  int32_t weight_type;
+  const void* W;
+  int64_t N;
+  float* Y;
+  int64_t ldy;
+};
+// matmul_prepared() for several weights sharing xq (Q, K and V; gate and up) as
+// one pool job, so a decode step waits for the workers once instead of once per
+// weight. Same chunks and bits as calling matmul_prepared() for each.
+void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t count, const QuantizedActs& xq);
+
 // --- instruction sets -----------------------------------------------------------
 enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2 };
 const char* isa_name(ISA isa);

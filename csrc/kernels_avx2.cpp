@@ -18,6 +18,8 @@ namespace avx2 {
 #define LL_RN 2
 #define LL_KRM 2
 #define LL_KRN 2
+#define LL_RN1 2
+#define LL_KRN1 2
 #include "kernels_simd.inc"
 
 }  // namespace avx2

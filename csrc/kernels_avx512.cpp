@@ -19,6 +19,8 @@ namespace avx512 {
 #define LL_RN 4
 #define LL_KRM 4
 #define LL_KRN 2
+#define LL_RN1 4
+#define LL_KRN1 2
 #include "kernels_simd.inc"
 
 }  // namespace avx512

@@ -135,22 +135,45 @@ void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_
   });
 }
 
-void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, const QuantizedActs& xq,
-                     float* Y, int64_t ldy) {
+static void check_pairing(int32_t weight_type, const QuantizedActs& xq) {
   const int32_t family = act_type_for(weight_type);   // throws for a type matmul cannot use
-  const int32_t want = xq.exact ? TYPE_F32 : family;
+  const int32_t want = xq.exact ? TYPE_F32 : family;   // exact mode: float32 rows for every type
   if (want != xq.act_type || xq.K % type_traits(weight_type).block_size != 0) {
     throw std::invalid_argument(std::string("matmul: activations prepared for ") + type_traits(xq.weight_type).name +
                                 " cannot be used with " + type_traits(weight_type).name + " weights");
   }
-  if (N <= 0 || xq.M <= 0) return;
-  // About 8 chunks per thread, each a multiple of 8 weight rows.
-  int64_t chunk = (N + 8 * pool.size() - 1) / (8 * pool.size());
+}
+
+// Weight rows per chunk: about 8 chunks per thread, each a multiple of 8 rows.
+static int64_t chunk_rows(int64_t N, int n_threads) {
+  int64_t chunk = (N + 8 * n_threads - 1) / (8 * n_threads);
   chunk = ((chunk + 7) / 8) * 8;
-  if (chunk < 16) chunk = 16;
-  pool.run_chunks((N + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
-    matmul_range_typed(weight_type, W, xq, Y, ldy, n0, n1);
+  return chunk < 16 ? 16 : chunk;
+}
+
+void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, const QuantizedActs& xq,
+                     float* Y, int64_t ldy) {
+  const MatmulTask t{weight_type, W, N, Y, ldy};
+  matmul_prepared_many(pool, &t, 1, xq);
+}
+
+void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t count, const QuantizedActs& xq) {
+  constexpr int32_t kMaxTasks = 8;
+  if (count < 0 || count > kMaxTasks) throw std::invalid_argument("matmul: 0 to 8 weights per call");
+  int64_t chunk[kMaxTasks], first[kMaxTasks + 1];  // rows per chunk; first chunk index of each task
+  first[0] = 0;
+  for (int32_t i = 0; i < count; i++) {
+    check_pairing(tasks[i].weight_type, xq);
+    const int64_t N = xq.M > 0 && tasks[i].N > 0 ? tasks[i].N : 0;
+    chunk[i] = chunk_rows(N, pool.size());
+    first[i + 1] = first[i] + (N + chunk[i] - 1) / chunk[i];
+  }
+  pool.run_chunks(first[count], [&](int64_t c) {
+    int32_t i = 0;
+    while (c >= first[i + 1]) i++;
+    const MatmulTask& t = tasks[i];
+    const int64_t n0 = (c - first[i]) * chunk[i], n1 = n0 + chunk[i] < t.N ? n0 + chunk[i] : t.N;
+    matmul_range_typed(t.weight_type, t.W, xq, t.Y, t.ldy, n0, n1);
   });
 }
 

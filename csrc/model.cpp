@@ -206,21 +206,25 @@ constexpr int64_t kInlineQuantRows = 8;
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n) {
   thread_local QuantizedActs xq;
-  int32_t prepared_family = -1;
-  for (int32_t i = 0; i < count; ++i) {
+  // Consecutive weights of one activation family share one quantization of X
+  // and one pool job.
+  // precise mode: one float32 copy of X serves every weight type
+  auto family_of = [&](const Weight& w) { return m.exact_acts ? TYPE_F32 : act_family(w.type); };
+  for (int32_t i = 0; i < count;) {
     const Weight& W = *Ws[i];
-    // precise mode: one float32 copy of X serves every weight type
-    const int32_t family = m.exact_acts ? TYPE_F32 : act_family(W.type);
-    if (family != prepared_family) {
-      if (n <= kInlineQuantRows) {
-        xq.prepare(W.type, n, W.K, m.exact_acts);
-        quantize_acts_rows(X, W.K, xq, 0, n);
-      } else {
-        quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq, m.exact_acts);
-      }
-      prepared_family = family;
+    const int32_t family = family_of(W);
+    if (n <= kInlineQuantRows) {
+      xq.prepare(W.type, n, W.K, m.exact_acts);
+      quantize_acts_rows(X, W.K, xq, 0, n);
+    } else {
+      quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq, m.exact_acts);
     }
-    matmul_prepared(*m.pool, W.type, W.data, W.N, xq, Ys[i], W.N);
+    MatmulTask tasks[8];
+    int32_t nt = 0;
+    for (; i < count && nt < 8 && family_of(*Ws[i]) == family; ++i, ++nt) {
+      tasks[nt] = MatmulTask{Ws[i]->type, Ws[i]->data, Ws[i]->N, Ys[i], Ws[i]->N};
+    }
+    matmul_prepared_many(*m.pool, tasks, nt, xq);
   }
 }
 
@@ -297,9 +301,11 @@ void parallel_for(Model& m, int64_t n, int64_t cost_per_item,
     fn(0, n);
     return;
   }
-  m.pool->run([&](int ith, int nth) {
-    int64_t i0, i1;
-    split_range(n, ith, nth, &i0, &i1);
+  // Dynamic chunks (a few per thread), not a static split: a worker the OS has
+  // descheduled is then not waited for unless it already holds a chunk.
+  const int64_t n_chunks = std::min<int64_t>(n, 4 * (int64_t)m.pool->size());
+  m.pool->run_chunks(n_chunks, [&](int64_t c) {
+    const int64_t i0 = n * c / n_chunks, i1 = n * (c + 1) / n_chunks;
     if (i0 < i1) fn(i0, i1);
   });
 }

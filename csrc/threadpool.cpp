@@ -1,11 +1,12 @@
-// threadpool.cpp - persistent workers: spin briefly for the next job, then
-// sleep on a condition variable; a spinning barrier for use inside a job.
+// threadpool.cpp - persistent workers; every wait spins briefly, then yields,
+// then sleeps on a futex (see wait_until).
 #include "threadpool.h"
 
 #include <sched.h>
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
+#include <climits>
 #include <exception>
 #include <fstream>
 #include <mutex>
@@ -13,6 +14,16 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define LL_HAVE_FUTEX 1
+#else
+#include <condition_variable>
+#define LL_HAVE_FUTEX 0
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -24,20 +35,89 @@
 namespace ll {
 
 namespace {
-constexpr int kSpinIters = 20000;  // ~ tens of microseconds of pause before sleeping
+// Waiting policy (every wait in the pool: workers for the next job, the caller
+// for the workers, threads at a barrier): spin with pause for kSpinNs (jobs of a
+// forward pass arrive microseconds apart), then sched_yield until kYieldNs (a
+// busy machine gets the core back, a quiet one loses nothing), then sleep on a
+// futex. Sleeping matters on a contended machine: a thread that waits for a
+// descheduled peer gives its core up, so the kernel can run the peer there
+// instead of letting the wait last a whole time slice.
+constexpr int64_t kSpinNs = 30000;
+constexpr int64_t kYieldNs = 300000;
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
+
+// A 32-bit word that threads can wait on until it differs from a value.
+struct WaitWord {
+  std::atomic<uint32_t> v{0};
+  std::atomic<int> sleepers{0};
+#if !LL_HAVE_FUTEX
+  std::mutex mu;
+  std::condition_variable cv;
+#endif
+};
+
+// Wake every thread sleeping on w (call after changing w.v; seq_cst pairs with
+// the sleepers increment in wait_while).
+inline void wake_all(WaitWord& w) {
+  if (w.sleepers.load() == 0) return;
+#if LL_HAVE_FUTEX
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&w.v), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  std::lock_guard<std::mutex> lock(w.mu);
+  w.cv.notify_all();
+#endif
+}
+
+// Block until done() is true; done() may only become true after w.v changes
+// (the changer calls wake_all(w) afterwards).
+template <class Done>
+void wait_until(WaitWord& w, Done done) {
+  if (done()) return;
+  int64_t t0 = 0;
+  for (int i = 0;; i++) {
+    for (int j = 0; j < 64; j++) {
+      if (done()) return;
+      LL_PAUSE();
+    }
+    const int64_t t = now_ns();
+    if (i == 0) t0 = t;
+    if (t - t0 > kYieldNs) break;
+    if (t - t0 > kSpinNs) sched_yield();
+  }
+  for (;;) {
+    w.sleepers.fetch_add(1);
+    const uint32_t seen = w.v.load();
+    if (done()) {
+      w.sleepers.fetch_sub(1);
+      return;
+    }
+#if LL_HAVE_FUTEX
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&w.v), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+#else
+    {
+      std::unique_lock<std::mutex> lock(w.mu);
+      w.cv.wait_for(lock, std::chrono::milliseconds(1), [&] { return w.v.load() != seen; });
+    }
+#endif
+    w.sleepers.fetch_sub(1);
+    if (done()) return;
+  }
+}
+}  // namespace
 
 struct PoolState {
   std::vector<std::thread> workers;
-  // Job id: 2 * job counter + kind (0: run(), every thread; 1: run_chunks()).
-  std::atomic<uint64_t> generation{0};
-  uint64_t job_counter = 0;  // caller only
-  std::atomic<int> n_done{0};           // workers finished with the current job
-  std::atomic<int> n_sleeping{0};
+  // generation.v: job id, 2 * job counter + kind (0: run(), every thread;
+  // 1: run_chunks()); 32 bits, compared for equality only, so wrapping is fine.
+  WaitWord generation;
+  uint32_t job_counter = 0;  // caller only
+  WaitWord n_done;           // .v: workers finished with the current job
   std::atomic<bool> stop{false};
   const std::function<void(int, int)>* job = nullptr;
-  std::mutex mu;
-  std::condition_variable cv;
   std::exception_ptr error;  // first exception thrown by a worker
   std::mutex error_mu;
   // run_chunks(): chunks are claimed from next_chunk. join holds
@@ -48,9 +128,9 @@ struct PoolState {
   int64_t n_chunks = 0;
   std::atomic<int64_t> next_chunk{0};
   std::atomic<uint64_t> join{0};
-  // barrier
+  // barrier: barrier_phase.v counts completed barriers
   std::atomic<int> barrier_count{0};
-  std::atomic<uint64_t> barrier_phase{0};
+  WaitWord barrier_phase;
 };
 
 struct ThreadPool::State : PoolState {};
@@ -85,8 +165,8 @@ void run_chunk_loop(PoolState* s) {
 }
 
 // Join chunked job `gen` if it is still open; true when joined.
-bool try_join(PoolState* s, uint64_t gen) {
-  const uint64_t want = ((gen >> 1) & 0xffffffffu) << 32;
+bool try_join(PoolState* s, uint32_t gen) {
+  const uint64_t want = (uint64_t)(gen >> 1) << 32;
   uint64_t v = s->join.load(std::memory_order_acquire);
   while ((v & ~(uint64_t)0xffffffffu) == want && !(v & kClosed)) {
     if (s->join.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) return true;
@@ -94,29 +174,23 @@ bool try_join(PoolState* s, uint64_t gen) {
   return false;
 }
 
+void mark_done(PoolState* s) {
+  s->n_done.v.fetch_add(1);  // seq_cst: pairs with the sleepers check in wake_all
+  wake_all(s->n_done);
+}
+
 void worker_loop(PoolState* s, int ith, int nth) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    // Spin first: consecutive jobs of a forward pass arrive microseconds apart.
-    int spins = 0;
-    while (s->generation.load(std::memory_order_acquire) == seen && spins < kSpinIters) {
-      LL_PAUSE();
-      spins++;
-    }
-    if (s->generation.load(std::memory_order_acquire) == seen) {
-      s->n_sleeping.fetch_add(1);
-      std::unique_lock<std::mutex> lock(s->mu);
-      s->cv.wait(lock, [&] { return s->generation.load() != seen; });
-      s->n_sleeping.fetch_sub(1);
-    }
-    seen = s->generation.load(std::memory_order_acquire);
+    wait_until(s->generation, [&] { return s->generation.v.load(std::memory_order_acquire) != seen; });
+    seen = s->generation.v.load(std::memory_order_acquire);
     if (s->stop.load()) return;
     if ((seen & 1) == 0) {
       run_job(s, ith, nth);
-      s->n_done.fetch_add(1, std::memory_order_acq_rel);
+      mark_done(s);
     } else if (try_join(s, seen)) {
       run_chunk_loop(s);
-      s->n_done.fetch_add(1, std::memory_order_acq_rel);
+      mark_done(s);
     }
   }
 }
@@ -129,11 +203,8 @@ ThreadPool::ThreadPool(int n_threads) : state_(new State), n_threads_(n_threads 
 
 ThreadPool::~ThreadPool() {
   state_->stop.store(true);
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->generation.store(2 * ++state_->job_counter);
-  }
-  state_->cv.notify_all();
+  state_->generation.v.store(2 * ++state_->job_counter);
+  wake_all(state_->generation);
   for (std::thread& t : state_->workers) t.join();
   delete state_;
 }
@@ -146,18 +217,12 @@ void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
   }
   s->job = &fn;
   s->error = nullptr;
-  s->n_done.store(0, std::memory_order_relaxed);
-  s->generation.store(2 * ++s->job_counter);  // seq_cst: pairs with the n_sleeping check in workers
-  if (s->n_sleeping.load() > 0) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    s->cv.notify_all();
-  }
+  s->n_done.v.store(0, std::memory_order_relaxed);
+  s->generation.v.store(2 * ++s->job_counter);  // seq_cst: publishes the fields above
+  wake_all(s->generation);
   run_job(s, 0, n_threads_);
-  int spins = 0;
-  while (s->n_done.load(std::memory_order_acquire) != n_threads_ - 1) {
-    if (++spins < kSpinIters) LL_PAUSE();
-    else std::this_thread::yield();
-  }
+  const uint32_t want = (uint32_t)n_threads_ - 1;
+  wait_until(s->n_done, [&] { return s->n_done.v.load(std::memory_order_acquire) == want; });
   s->job = nullptr;
   if (s->error) std::rethrow_exception(s->error);
 }
@@ -173,23 +238,17 @@ void ThreadPool::run_chunks(int64_t n_chunks, const std::function<void(int64_t c
   s->n_chunks = n_chunks;
   s->next_chunk.store(0, std::memory_order_relaxed);
   s->error = nullptr;
-  s->n_done.store(0, std::memory_order_relaxed);
-  const uint64_t counter = ++s->job_counter;
-  s->join.store((counter & 0xffffffffu) << 32, std::memory_order_relaxed);
-  s->generation.store(2 * counter + 1);  // seq_cst: publishes the fields above
-  if (s->n_sleeping.load() > 0) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    s->cv.notify_all();
-  }
+  s->n_done.v.store(0, std::memory_order_relaxed);
+  const uint32_t counter = ++s->job_counter;
+  const uint32_t gen = 2 * counter + 1;
+  s->join.store((uint64_t)(gen >> 1) << 32, std::memory_order_relaxed);
+  s->generation.v.store(gen);  // seq_cst: publishes the fields above
+  wake_all(s->generation);
   run_chunk_loop(s);
   // Close the job: workers that have not joined by now never will.
   const uint64_t v = s->join.fetch_or(kClosed, std::memory_order_acq_rel);
-  const int joined = (int)(v & 0x7fffffffu);
-  int spins = 0;
-  while (s->n_done.load(std::memory_order_acquire) != joined) {
-    if (++spins < kSpinIters) LL_PAUSE();
-    else std::this_thread::yield();
-  }
+  const uint32_t joined = (uint32_t)(v & 0x7fffffffu);
+  wait_until(s->n_done, [&] { return s->n_done.v.load(std::memory_order_acquire) == joined; });
   s->chunk_job = nullptr;
   if (s->error) std::rethrow_exception(s->error);
 }
@@ -197,17 +256,14 @@ void ThreadPool::run_chunks(int64_t n_chunks, const std::function<void(int64_t c
 void ThreadPool::barrier() {
   State* s = state_;
   if (n_threads_ == 1) return;
-  const uint64_t phase = s->barrier_phase.load(std::memory_order_acquire);
+  const uint32_t phase = s->barrier_phase.v.load(std::memory_order_acquire);
   if (s->barrier_count.fetch_add(1, std::memory_order_acq_rel) == n_threads_ - 1) {
     s->barrier_count.store(0, std::memory_order_relaxed);
-    s->barrier_phase.fetch_add(1, std::memory_order_acq_rel);
+    s->barrier_phase.v.fetch_add(1);
+    wake_all(s->barrier_phase);
     return;
   }
-  int spins = 0;
-  while (s->barrier_phase.load(std::memory_order_acquire) == phase) {
-    if (++spins < kSpinIters) LL_PAUSE();
-    else std::this_thread::yield();
-  }
+  wait_until(s->barrier_phase, [&] { return s->barrier_phase.v.load(std::memory_order_acquire) != phase; });
 }
 
 static int count_physical_cores() {
