@@ -16,6 +16,14 @@ TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR))
 
 
+# Greedy continuations are compared with llama.cpp only up to its first "near tie":
+# a step whose top-2 logit gap is below this many logits.
+# english.txt evaluated in one batch and one token at a time differ by 0.53
+# (SmolLM2) and 0.73 (Gemma 3) per row on average (max |delta| over the vocabulary),
+# the same size as llamalite's difference from llama.cpp (0.5 to 1.0).
+NEAR_TIE = {"smollm2-135m": 0.5, "gemma3-270m": 0.7}
+
+
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     import llamalite

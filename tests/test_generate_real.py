@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NEAR_TIE
 
 import llamalite
 
@@ -19,10 +20,6 @@ GOLDEN = json.loads((DATA / "golden.json").read_text())["models"]
 # A greedy step whose top-2 logits are closer than this in llama.cpp is a
 # near-tie that rounding may flip; past it the continuations may differ. The
 # figures are llama.cpp's own noise: its logits for the first 64 tokens of
-# english.txt evaluated in one batch and one token at a time differ by 0.53
-# (SmolLM2) and 0.73 (Gemma 3) per row on average (max |delta| over the vocabulary),
-# the same size as llamalite's difference from llama.cpp (0.5 to 1.0).
-NEAR_TIE = {"smollm2-135m": 0.5, "gemma3-270m": 0.7}
 
 
 @pytest.fixture(scope="module", params=["smollm2-135m", "gemma3-270m"])
