@@ -51,21 +51,27 @@ def _run_worker(python: str, engine: str, model: Path, cfg: Config) -> dict:
 
 
 def model_costs(path: Path) -> dict:
-    """Bytes of weights streamed per decoded token and multiply-adds per prompt token."""
+    """Weight bytes streamed per decoded token, and multiply-adds per prompt token.
+
+    Decode computes logits for every token, so it reads every matmul weight, the
+    output projection (or the tied token_embd) included. Prefill needs logits for
+    its last row only, so the output projection is not part of its per-token work.
+    """
     from .gguf import open_gguf
 
     with open_gguf(path) as g:
+        output = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"
         read_bytes = 0
-        macs = 0
-        tied = "output.weight" not in g.tensors
+        prompt_macs = 0
         for t in g.tensors.values():
             if len(t.shape) != 2:
                 continue
-            if t.name == "token_embd.weight" and not tied:
+            if t.name == "token_embd.weight" and output != t.name:
                 continue  # a row gather, not a matmul
             read_bytes += t.nbytes
-            macs += t.shape[0] * t.shape[1]
-    return dict(weight_bytes_per_token=read_bytes, macs_per_token=macs)
+            if t.name != output:
+                prompt_macs += t.shape[0] * t.shape[1]
+    return dict(weight_bytes_per_token=read_bytes, macs_per_prompt_token=prompt_macs)
 
 
 def measure_roofs(nbytes: int, threads: int, reps: int = 5) -> dict:
@@ -105,7 +111,7 @@ def compare(cfg: Config, log=print) -> dict:
         for engine in runs:
             stats = {m: _summary([x[m] for x in runs[engine]]) for m in METRICS}
             tg_gbps = stats["tg_tok_s"]["median"] * costs["weight_bytes_per_token"] / 1e9
-            pp_gmacs = stats["pp_tok_s"]["median"] * costs["macs_per_token"] / 1e9
+            pp_gmacs = stats["pp_tok_s"]["median"] * costs["macs_per_prompt_token"] / 1e9
             stats["tg_fraction_of_read_roof"] = tg_gbps / roofs["read_gbps"]
             stats["pp_fraction_of_int8_peak"] = pp_gmacs / roofs["int8_gmacs"]
             entry["engines"][engine] = stats

@@ -12,12 +12,13 @@ def test_model_costs_match_the_architecture(smollm2_path):
     # SmolLM2-135M: 30 layers, d=576, 3 KV heads of 64 (192), ff=1536, 49,152-token
     # vocabulary with the output tied to token_embd. Per token, every matmul weight is
     # read once: Q and O (d x d), K and V (d x 192), gate/up/down (d x ff), output (vocab x d).
+    # A prompt token needs no logits (only the last row does), so no output projection.
     d, kv, ff, n_layer, vocab = 576, 192, 1536, 30, 49152
-    macs = n_layer * (2 * d * d + 2 * d * kv + 3 * d * ff) + vocab * d
+    layer_macs = n_layer * (2 * d * d + 2 * d * kv + 3 * d * ff)
     costs = model_costs(smollm2_path)
-    assert costs["macs_per_token"] == macs
+    assert costs["macs_per_prompt_token"] == layer_macs
     # Q4_1 is 20 bytes per 32 weights, token_embd Q8_0 34 bytes per 32.
-    assert costs["weight_bytes_per_token"] == (macs - vocab * d) * 20 // 32 + vocab * d * 34 // 32
+    assert costs["weight_bytes_per_token"] == layer_macs * 20 // 32 + vocab * d * 34 // 32
 
 
 def test_bench_reports_speeds_and_roofs(tmp_path, smollm2_path):
