@@ -508,7 +508,8 @@ class LLM:
                 finish = "stop"
                 break
             # The next token would sit at position len(history) - 1.
-            if n_generated >= params.max_tokens or len(history) > self.n_ctx:
+            if (params.max_tokens is not None and n_generated >= params.max_tokens) \
+                    or len(history) > self.n_ctx:
                 break
             if self._active is not me:
                 raise RuntimeError("another generation started on this LLM while this stream "

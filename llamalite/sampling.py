@@ -58,7 +58,7 @@ class SamplingParams:
     seed: Optional[int] = None        # None: a fresh random seed
     logit_bias: Optional[dict[int, float]] = None  # token id -> added to its logit (-inf bans)
     # --- stopping ---
-    max_tokens: int = 256
+    max_tokens: Optional[int] = 256   # None: until the context is full (OpenAI's meaning)
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False          # keep going past the model's end-of-generation tokens
@@ -113,7 +113,7 @@ class SamplingParams:
                 bv = number(f"logit_bias[{tid}]", b)
                 if math.isnan(bv) or bv == math.inf:
                     raise bad(f"logit_bias[{tid}]", b, "must be finite or -inf (to ban the token)")
-        if integer("max_tokens", self.max_tokens) < 1:
+        if self.max_tokens is not None and integer("max_tokens", self.max_tokens) < 1:
             raise bad("max_tokens", self.max_tokens, "must be >= 1")
         if not isinstance(self.stop, (list, tuple)) or not all(isinstance(s, str) and s
                                                                for s in self.stop):

@@ -211,10 +211,8 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
     return JSONResponse(shape.whole(b, completion))
 
 
-def _params(b: Backend, common: Common, logprobs: int | None, n_prompt: int) -> Any:
-    sampling = dict(common.sampling)
-    if sampling.get("max_tokens") is None:      # OpenAI: no limit but the context
-        sampling["max_tokens"] = max(1, b.engine.n_ctx - n_prompt)
+def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
+    sampling = dict(common.sampling)            # max_tokens None: the engine fills the context
     try:
         return b.make_params(**sampling, logprobs=logprobs)
     except (ValueError, TypeError) as e:
@@ -246,7 +244,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
         prompt = b.chat_prompt(req.messages)
     except Exception as e:   # template errors: the messages do not fit the model's template
         raise bad_request(f"cannot apply the chat template: {e}", "messages")
-    params = _params(b, req.common, req.logprobs, len(prompt))
+    params = _params(b, req.common, req.logprobs)
     return await _generate(request, state, "chat", prompt, params, req.common)
 
 
@@ -257,7 +255,7 @@ async def completions(request: Request, state: ServerState) -> Response:
     req = parse_completion(body, b.n_vocab)
     _check_model(b, req.common)
     prompt = b.text_prompt(req.prompt) if isinstance(req.prompt, str) else req.prompt
-    params = _params(b, req.common, req.logprobs, len(prompt))
+    params = _params(b, req.common, req.logprobs)
     return await _generate(request, state, "text", prompt, params, req.common)
 
 

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from llamalite.sampling import SamplingParams
+
 N_VOCAB = 260
 BOS, EOS = 256, 257
 PRINTABLE = np.arange(32, 127)
@@ -125,23 +127,11 @@ class FakeTemplate:
         return text + ("<assistant>" if add_generation_prompt else "")
 
 
-@dataclass
-class FakeParams:
-    temperature: float = 0.0
-    top_k: int = 40
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int | None = None
-    logit_bias: dict | None = None
-    max_tokens: int | None = 16
-    stop: list = field(default_factory=list)
-    stop_token_ids: list = field(default_factory=list)
-    ignore_eos: bool = False
-    logprobs: int | None = None
+def FakeParams(**overrides) -> SamplingParams:
+    """The real SamplingParams with greedy, filter-free defaults for the fake engine."""
+    fields = dict(temperature=0.0, top_p=1.0, min_p=0.0, max_tokens=16)
+    fields.update(overrides)
+    return SamplingParams(**fields)
 
     def validate(self, n_vocab: int) -> None:
         for t in (self.logit_bias or {}):
@@ -158,7 +148,7 @@ class SampleResult(NamedTuple):
 class GreedySampler:
     """Greedy stand-in for llamalite.sampling.Sampler (honours logit_bias)."""
 
-    def __init__(self, params: FakeParams, n_vocab: int) -> None:
+    def __init__(self, params: SamplingParams, n_vocab: int) -> None:
         self.params = params
 
     def sample(self, logits_row, history) -> SampleResult:
