@@ -83,23 +83,31 @@ double bench_int8_peak(ThreadPool& pool) {
   return best;
 }
 
+// One matmul on either layout.
+static void run_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int64_t N, int64_t K, const float* X,
+                       int64_t M, float* Y, bool x8) {
+  if (x8) matmul_x8(pool, type, W, N, K, X, M, Y);
+  else matmul(pool, type, W, N, K, X, M, Y);
+}
+
 double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
-                    const float* X, int64_t M, float* Y, int iters) {
+                    const float* X, int64_t M, float* Y, int iters, bool x8) {
   const size_t wbytes = row_bytes(type, K) * (size_t)N;
-  matmul(pool, type, W, N, K, X, M, Y);  // warm-up
+  run_matmul(pool, type, W, N, K, X, M, Y, x8);  // warm-up
   const double t0 = now_s();
   for (int i = 0; i < iters; i++) {
-    matmul(pool, type, W + (size_t)(i % n_copies) * wbytes, N, K, X, M, Y);
+    run_matmul(pool, type, W + (size_t)(i % n_copies) * wbytes, N, K, X, M, Y, x8);
   }
   return (now_s() - t0) / iters;
 }
 
 void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
-                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s) {
+                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
+                          bool x8) {
   const size_t wbytes = row_bytes(type, K) * (size_t)N;
   const ReadBytesFn read = active_kernels().read_bytes;
   uint64_t sink = 0;
-  matmul(pool, type, W, N, K, X, M, Y);  // warm-up
+  run_matmul(pool, type, W, N, K, X, M, Y, x8);  // warm-up
   sink += read_pass(pool, read, W, wbytes);
   double mm = 0.0, rd = 0.0;
   for (int i = 0; i < iters; i++) {
@@ -107,7 +115,7 @@ void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int 
     // with several copies the read goes to one the matmul has not just touched
     const uint8_t* r = n_copies == 1 ? w : W + (size_t)((i + n_copies / 2) % n_copies) * wbytes;
     const double t0 = now_s();
-    matmul(pool, type, w, N, K, X, M, Y);
+    run_matmul(pool, type, w, N, K, X, M, Y, x8);
     const double t1 = now_s();
     sink += read_pass(pool, read, r, wbytes);
     rd += now_s() - t1;

@@ -19,8 +19,9 @@ double bench_int8_peak(ThreadPool& pool);
 
 // Seconds per matmul, averaged over iters calls that cycle through n_copies
 // weight matrices (each N x row_bytes, back to back at W).
+// x8: W is in the x8 layout (kernels.h), as the model keeps its layer weights.
 double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
-                    const float* X, int64_t M, float* Y, int iters);
+                    const float* X, int64_t M, float* Y, int iters, bool x8 = false);
 
 // Paired measurement for M = 1 style runs: iters rounds of (one matmul on
 // weight copy i % n_copies, then one read pass with the roof's read loop over
@@ -28,6 +29,7 @@ double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copi
 // in cache), so both see the same machine at a fine time scale.
 // *matmul_s and *read_s receive the mean seconds of each.
 void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
-                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s);
+                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
+                          bool x8 = false);
 
 }  // namespace ll

@@ -74,7 +74,8 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
 }
 
 static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& hparams,
-                                             const py::dict& tensors, int32_t n_threads, bool exact) {
+                                             const py::dict& tensors, int32_t n_threads, bool exact,
+                                             bool repack, bool release_pages) {
   py::buffer_info info = buffer.request();
   if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
     throw py::value_error("Model: expected the file as a contiguous 1-D byte buffer");
@@ -87,7 +88,8 @@ static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& 
   }
   return std::make_unique<ll::Model>(static_cast<const uint8_t*>(info.ptr),
                                      static_cast<uint64_t>(info.shape[0]),
-                                     hparams_from_dict(hparams), descs, n_threads, exact);
+                                     hparams_from_dict(hparams), descs, n_threads, exact, repack,
+                                     release_pages);
 }
 
 static int32_t checked_len(const I32Array& a, const char* name) {
@@ -144,9 +146,17 @@ static void bind_model(py::module_& m) {
         "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
   py::class_<ll::Model>(m, "Model")
       .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
-           py::arg("n_threads"), py::arg("exact") = false, py::keep_alive<1, 2>(),
+           py::arg("n_threads"), py::arg("exact") = false, py::arg("repack") = true,
+           py::arg("release_pages") = false, py::keep_alive<1, 2>(),
            "Bind the weights of a GGUF file already parsed by llamalite.gguf; exact=True keeps\n"
-           "every matmul's activations float32 (precise mode, slower).")
+           "every matmul's activations float32 (precise mode, slower). repack: layer weights of the\n"
+           "32-value types go into the x8 layout (faster kernels, same results). release_pages: the\n"
+           "buffer is a file mapping whose pages of repacked tensors may be dropped (never for\n"
+           "anonymous memory).")
+      .def_property_readonly("n_x8", [](const ll::Model& x) { return x.n_x8; },
+                             "How many weights were repacked into the x8 layout at load.")
+      .def_property_readonly("x8_bytes", [](const ll::Model& x) { return x.x8_bytes; },
+                             "Bytes of the repacked weights.")
       .def_property_readonly("n_threads", [](const ll::Model& x) { return x.pool->size(); })
       .def_property_readonly("exact", [](const ll::Model& x) { return x.exact_acts; })
       .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
@@ -232,7 +242,33 @@ py::array_t<float> dequantize_py(int32_t type, U8Array raw, int64_t n) {
   return out;
 }
 
-py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads, bool exact) {
+// W [N, row_bytes] ggml rows -> the same N rows in the x8 layout (same shape).
+py::array_t<uint8_t> pack_x8_py(int32_t type, U8Array W, int64_t K) {
+  if (W.ndim() != 2) throw std::invalid_argument("pack_x8: W must be a 2-D uint8 array [N, row_bytes]");
+  const int64_t N = W.shape(0);
+  if (!ll::x8_supported(type, N, K)) {
+    throw std::invalid_argument(std::string("pack_x8: ") + ll::type_traits(type).name + " [" + std::to_string(N) +
+                                ", " + std::to_string(K) + "] has no x8 layout (32-value types, N a multiple of 8)");
+  }
+  if ((size_t)W.shape(1) != ll::row_bytes(type, K)) throw std::invalid_argument("pack_x8: W rows must be row_bytes(type, K)");
+  py::array_t<uint8_t> out({W.shape(0), W.shape(1)});
+  ll::pack_x8(type, W.data(), K, out.mutable_data(), 0, N / 8);
+  return out;
+}
+
+// The inverse: rows of a packed [N, row_bytes] array as ggml rows.
+py::array_t<uint8_t> unpack_x8_py(int32_t type, U8Array P, int64_t K) {
+  if (P.ndim() != 2) throw std::invalid_argument("unpack_x8: P must be a 2-D uint8 array [N, row_bytes]");
+  const int64_t N = P.shape(0);
+  if (!ll::x8_supported(type, N, K) || (size_t)P.shape(1) != ll::row_bytes(type, K)) {
+    throw std::invalid_argument("unpack_x8: P is not an x8 tensor of this type and K");
+  }
+  py::array_t<uint8_t> out({P.shape(0), P.shape(1)});
+  ll::unpack_x8_rows(type, P.data(), K, 0, N, out.mutable_data());
+  return out;
+}
+
+py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads, bool exact, bool x8) {
   const ll::TypeTraits& t = ll::type_traits(type);
   if (!t.can_matmul) throw std::invalid_argument(std::string("matmul: ") + t.name + " cannot be a weight type");
   if (W.ndim() != 2) throw std::invalid_argument("matmul: W must be a 2-D uint8 array [N, row_bytes]");
@@ -247,6 +283,10 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
     throw std::invalid_argument("matmul: W rows have " + std::to_string(W.shape(1)) + " bytes but K = " +
                                 std::to_string(K) + " values of " + t.name + " take " + std::to_string(rb));
   }
+  if (x8 && !ll::x8_supported(type, N, K)) {
+    throw std::invalid_argument(std::string("matmul: ") + t.name + " [" + std::to_string(N) + ", " +
+                                std::to_string(K) + "] has no x8 layout");
+  }
   const int nt = resolve_threads(n_threads);
   py::array_t<float> Y({M, N});
   const uint8_t* w = W.data();
@@ -255,7 +295,8 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(g_pool_mu);
-    ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y, exact);
+    if (x8) ll::matmul_x8(pool_of_size(nt), type, w, N, K, x, M, y, exact);
+    else ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y, exact);
   }
   return Y;
 }
@@ -314,6 +355,19 @@ std::vector<std::string> supported_isas() {
   return out;
 }
 
+// The weights a bench call times: W itself, or (x8) its copies packed.
+std::vector<uint8_t> bench_layout(int32_t type, U8Array W, int64_t N, int64_t K, bool x8) {
+  std::vector<uint8_t> packed;
+  if (!x8) return packed;
+  if (!ll::x8_supported(type, N, K)) {
+    throw std::invalid_argument(std::string("bench: ") + ll::type_traits(type).name + " [" + std::to_string(N) + ", " +
+                                std::to_string(K) + "] has no x8 layout");
+  }
+  packed.resize((size_t)W.size());
+  ll::pack_x8(type, W.data(), K, packed.data(), 0, W.shape(0) / 8);   // N % 8 == 0: no group spans two copies
+  return packed;
+}
+
 void bind_kernels(py::module_& m) {
   // LLAMALITE_ISA is read once, here, at import.
   if (const char* env = std::getenv("LLAMALITE_ISA")) {
@@ -333,9 +387,14 @@ void bind_kernels(py::module_& m) {
   m.def("dequantize", &dequantize_py, py::arg("type"), py::arg("raw"), py::arg("n"),
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
-        py::arg("exact") = false,
+        py::arg("exact") = false, py::arg("x8") = false,
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.\n"
-        "exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).");
+        "exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).\n"
+        "x8=True: W is in the x8 layout (pack_x8), as a loaded model keeps its layer weights.");
+  m.def("pack_x8", &pack_x8_py, py::arg("type"), py::arg("W"), py::arg("K"),
+        "W [N, row_bytes] ggml rows -> the x8 layout (8 rows interleaved per block; 32-value types, N % 8 == 0).");
+  m.def("unpack_x8", &unpack_x8_py, py::arg("type"), py::arg("P"), py::arg("K"),
+        "The x8 layout back to ggml rows (pack_x8's inverse).");
   m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
         py::arg("n_threads") = py::none(), py::arg("exact") = false,
         "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type;\n"
@@ -373,7 +432,7 @@ void bind_kernels(py::module_& m) {
       py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
   m.def(
       "bench_matmul_vs_read",
-      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies, bool x8) {
         const ll::TypeTraits& t = ll::type_traits(type);
         if (!t.can_matmul) throw std::invalid_argument(std::string("bench: ") + t.name + " cannot be a weight type");
         if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench: W and X must be 2-D");
@@ -385,22 +444,23 @@ void bind_kernels(py::module_& m) {
         const int64_t N = W.shape(0) / copies;
         const int nt = resolve_threads(n_threads);
         std::vector<float> Y((size_t)(M * N));
-        const uint8_t* w = W.data();
+        const std::vector<uint8_t> packed = bench_layout(type, W, N, K, x8);
+        const uint8_t* w = x8 ? packed.data() : W.data();
         const float* x = X.data();
         double mm = 0.0, rd = 0.0;
         {
           py::gil_scoped_release nogil;
           std::lock_guard<std::mutex> lock(g_pool_mu);
-          ll::bench_matmul_vs_read(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, &mm, &rd);
+          ll::bench_matmul_vs_read(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, &mm, &rd, x8);
         }
         return py::make_tuple(mm, rd);
       },
       py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
-      py::arg("copies") = 1,
+      py::arg("copies") = 1, py::arg("x8") = false,
       "(matmul seconds, read seconds): means over iters rounds of one matmul then one read pass over the same weights.");
   m.def(
       "bench_matmul",
-      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies) {
+      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies, bool x8) {
         const ll::TypeTraits& t = ll::type_traits(type);
         if (!t.can_matmul) throw std::invalid_argument(std::string("bench_matmul: ") + t.name + " cannot be a weight type");
         if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench_matmul: W and X must be 2-D");
@@ -413,14 +473,15 @@ void bind_kernels(py::module_& m) {
         const int64_t N = W.shape(0) / copies;
         const int nt = resolve_threads(n_threads);
         std::vector<float> Y((size_t)(M * N));
-        const uint8_t* w = W.data();
+        const std::vector<uint8_t> packed = bench_layout(type, W, N, K, x8);
+        const uint8_t* w = x8 ? packed.data() : W.data();
         const float* x = X.data();
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(g_pool_mu);
-        return ll::bench_matmul(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters);
+        return ll::bench_matmul(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, x8);
       },
       py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
-      py::arg("copies") = 1, "Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices.");
+      py::arg("copies") = 1, py::arg("x8") = false, "Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices.");
 }
 
 }  // namespace

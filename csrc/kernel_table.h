@@ -36,6 +36,10 @@ using Int8PeakFn = int64_t (*)(int64_t iters, int64_t* macs_per_iter);
 
 struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight type id; null = use generic
+  // The same on weights in the x8 layout (kernels.h): w_row_bytes is then the
+  // bytes of one group of 8 rows, and n0, n1 are multiples of 8. Null: matmul.cpp
+  // unpacks each group and runs matmul[type] on it.
+  MatmulFn matmul_x8[kMaxTypeId] = {};
   QuantizeRowFn quantize_q8a = nullptr;
   QuantizeRowFn quantize_q8k = nullptr;
   ReadBytesFn read_bytes = nullptr;

@@ -98,17 +98,41 @@ void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64
                      const QuantizedActs& xq, float* Y, int64_t ldy);
 
 // One weight of a matmul_prepared_many() call: Y[m * ldy + n] for n in [0, N).
+// x8: W is in the x8 layout (pack_x8 below) instead of ggml rows.
 struct MatmulTask {
   int32_t weight_type;
   const void* W;
   int64_t N;
   float* Y;
   int64_t ldy;
+  bool x8 = false;
 };
 // matmul_prepared() for several weights sharing xq (Q, K and V; gate and up) as
 // one pool job, so a decode step waits for the workers once instead of once per
 // weight. Same chunks and bits as calling matmul_prepared() for each.
 void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t count, const QuantizedActs& xq);
+
+// --- the x8 weight layout (repack.cpp) ----------------------------------------------
+// A load-time repack of the 32-value types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL)
+// that interleaves 8 weight rows per block (quant_blocks.h, BlockQ4_0x8 ...), so the
+// SIMD kernels keep one weight row per int32 lane: one scale FMA per 8 rows and
+// block instead of per row, and no horizontal sums. Same size as the ggml rows
+// (row_bytes(type, K) * N), and lossless (unpack_x8_rows gives the ggml bytes back).
+// Every output is computed by the same operations whatever M and the row split
+// are, so batch invariance holds as for ggml rows.
+// Whether `type` has an x8 layout and N rows of K values can use it (N % 8 == 0).
+bool x8_supported(int32_t type, int64_t N, int64_t K);
+// Packs row groups [g0, g1) (rows 8*g0 .. 8*g1) of the ggml rows src [N, row_bytes]
+// into dst (the whole packed tensor, row_bytes(type, K) * N bytes).
+void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1);
+// Rows [n0, n1) of a packed tensor back as ggml rows, dst [n1 - n0, row_bytes].
+void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst);
+// matmul_prepared() on a packed weight.
+void matmul_prepared_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N,
+                        const QuantizedActs& xq, float* Y, int64_t ldy);
+// matmul() on a packed weight (quantizes X, then matmul_prepared_x8).
+void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K,
+               const float* X, int64_t M, float* Y, bool exact = false);
 
 // --- instruction sets -----------------------------------------------------------
 enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2 };

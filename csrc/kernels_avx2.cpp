@@ -20,6 +20,7 @@ namespace avx2 {
 #define LL_KRN 2
 #define LL_RN1 2
 #define LL_KRN1 2
+#define LL_XRM 4
 #include "kernels_simd.inc"
 
 }  // namespace avx2

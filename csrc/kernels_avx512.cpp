@@ -21,6 +21,7 @@ namespace avx512 {
 #define LL_KRN 2
 #define LL_RN1 4
 #define LL_KRN1 2
+#define LL_XRM 8
 #include "kernels_simd.inc"
 
 }  // namespace avx512

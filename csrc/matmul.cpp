@@ -83,8 +83,8 @@ constexpr size_t kExactScratchBytes = 256 * 1024;
 // a per-thread scratch [rows, K] and run the active ISA's F32 kernel on the slab.
 // Each output is one F32-kernel dot product of two float rows, so it does not depend
 // on the slab or chunk it falls in (batch invariance holds as in the fast path).
-static void matmul_range_exact(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
-                               int64_t n1) {
+static void matmul_range_exact(int32_t wt, const void* W, bool x8, const QuantizedActs& xq, float* Y, int64_t ldy,
+                               int64_t n0, int64_t n1) {
   const KernelTable& kt = active_kernels();
   MatmulFn fn = kt.matmul[TYPE_F32];
   const int64_t K = xq.K;
@@ -95,8 +95,15 @@ static void matmul_range_exact(int32_t wt, const void* W, const QuantizedActs& x
   if (scratch.size() < (size_t)(slab * K)) scratch.resize((size_t)(slab * K));
   for (int64_t s0 = n0; s0 < n1; s0 += slab) {
     const int64_t s1 = s0 + slab < n1 ? s0 + slab : n1;
+    thread_local std::vector<uint8_t> row;   // one ggml row unpacked from the x8 layout
+    if (x8 && row.size() < wrb) row.resize(wrb);
     for (int64_t n = s0; n < s1; n++) {
-      dequantize_row(wt, (const uint8_t*)W + (size_t)n * wrb, scratch.data() + (size_t)(n - s0) * K, K);
+      const uint8_t* src = (const uint8_t*)W + (size_t)n * wrb;
+      if (x8) {
+        unpack_x8_rows(wt, (const uint8_t*)W, K, n, n + 1, row.data());
+        src = row.data();
+      }
+      dequantize_row(wt, src, scratch.data() + (size_t)(n - s0) * K, K);
     }
     // The slab's row 0 is output column s0: shift Y so the kernel's columns [0, s1 - s0) land there.
     fn((const uint8_t*)scratch.data(), (size_t)K * sizeof(float), xq.data, xq.row_bytes, xq.M, K, Y + s0, ldy, 0,
@@ -104,10 +111,35 @@ static void matmul_range_exact(int32_t wt, const void* W, const QuantizedActs& x
   }
 }
 
+// x8 layout: rows [n0, n1), multiples of 8 (or N).
+static void matmul_range_x8(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
+                            int64_t n1) {
+  if (n1 <= n0 || xq.M == 0) return;
+  if (xq.exact) {
+    matmul_range_exact(wt, W, true, xq, Y, ldy, n0, n1);
+    return;
+  }
+  const KernelTable& kt = active_kernels();
+  const int64_t nb = xq.K / QK32;
+  const size_t rb = row_bytes(wt, xq.K);
+  if (MatmulFn fn = kt.matmul_x8[wt]) {
+    fn((const uint8_t*)W, 8 * rb, xq.data, xq.row_bytes, xq.M, nb, Y, ldy, n0, n1);
+    return;
+  }
+  // No x8 kernel for this ISA (generic): each group back to ggml rows, then the
+  // ggml-row kernel on those 8 rows.
+  thread_local std::vector<uint8_t> rows;   // [8, rb]
+  if (rows.size() < 8 * rb) rows.resize(8 * rb);
+  for (int64_t g = n0 / 8; g < n1 / 8; g++) {
+    unpack_x8_rows(wt, (const uint8_t*)W, xq.K, 8 * g, 8 * g + 8, rows.data());
+    kt.matmul[wt](rows.data(), rb, xq.data, xq.row_bytes, xq.M, nb, Y + 8 * g, ldy, 0, 8);
+  }
+}
+
 static void matmul_range_typed(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
                                int64_t n1) {
   if (xq.exact && !is_float_type(wt)) {
-    if (n1 > n0 && xq.M > 0) matmul_range_exact(wt, W, xq, Y, ldy, n0, n1);
+    if (n1 > n0 && xq.M > 0) matmul_range_exact(wt, W, false, xq, Y, ldy, n0, n1);
     return;
   }
   const KernelTable& kt = active_kernels();
@@ -164,6 +196,11 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
   first[0] = 0;
   for (int32_t i = 0; i < count; i++) {
     check_pairing(tasks[i].weight_type, xq);
+    if (tasks[i].x8 && !x8_supported(tasks[i].weight_type, tasks[i].N, xq.K)) {
+      throw std::invalid_argument(std::string("matmul: ") + type_traits(tasks[i].weight_type).name + " [" +
+                                  std::to_string(tasks[i].N) + ", " + std::to_string(xq.K) +
+                                  "] cannot be in the x8 layout");
+    }
     const int64_t N = xq.M > 0 && tasks[i].N > 0 ? tasks[i].N : 0;
     chunk[i] = chunk_rows(N, pool.size());
     first[i + 1] = first[i] + (N + chunk[i] - 1) / chunk[i];
@@ -173,8 +210,23 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
     while (c >= first[i + 1]) i++;
     const MatmulTask& t = tasks[i];
     const int64_t n0 = (c - first[i]) * chunk[i], n1 = n0 + chunk[i] < t.N ? n0 + chunk[i] : t.N;
-    matmul_range_typed(t.weight_type, t.W, xq, t.Y, t.ldy, n0, n1);
+    if (t.x8) matmul_range_x8(t.weight_type, t.W, xq, t.Y, t.ldy, n0, n1);
+    else matmul_range_typed(t.weight_type, t.W, xq, t.Y, t.ldy, n0, n1);
   });
+}
+
+void matmul_prepared_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, const QuantizedActs& xq,
+                        float* Y, int64_t ldy) {
+  MatmulTask t{weight_type, W, N, Y, ldy};
+  t.x8 = true;
+  matmul_prepared_many(pool, &t, 1, xq);
+}
+
+void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,
+               float* Y, bool exact) {
+  thread_local QuantizedActs xq;
+  quantize_acts(pool, weight_type, X, K, M, K, xq, exact);
+  matmul_prepared_x8(pool, weight_type, W, N, xq, Y, N);
 }
 
 void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,

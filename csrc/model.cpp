@@ -9,6 +9,9 @@
 #include <stdexcept>
 #include <string>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "ops.h"
 #include "ops_simd.h"
 
@@ -89,8 +92,54 @@ void check_hparams(const HParams& hp) {
 }  // namespace
 
 // --- loading ---------------------------------------------------------------------
+void Model::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
+
+namespace {
+
+// Packs every layer matmul weight that has an x8 layout into one buffer, on the
+// pool, and gives the file's pages of each packed tensor back to the OS (they
+// are never read again), so resident memory stays about one model.
+void repack_layers(Model& m, bool release_pages) {
+  std::vector<Weight*> ws;
+  for (LayerWeights& L : m.layers) {
+    for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
+      if (x8_supported(w->type, w->N, w->K)) ws.push_back(w);
+    }
+  }
+  if (ws.empty()) return;
+  std::vector<uint64_t> off(ws.size() + 1, 0);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    off[i + 1] = off[i] + ((row_bytes(ws[i]->type, ws[i]->K) * (uint64_t)ws[i]->N + 63) / 64) * 64;
+  }
+  void* raw = nullptr;
+  if (posix_memalign(&raw, 2 << 20, off.back()) != 0) throw std::bad_alloc();
+  uint8_t* buf = static_cast<uint8_t*>(raw);
+#ifdef MADV_HUGEPAGE
+  madvise(buf, off.back(), MADV_HUGEPAGE);   // fewer TLB misses when decode streams the weights
+#endif
+  m.x8_buf.reset(buf);
+  const long page = sysconf(_SC_PAGESIZE);
+  m.pool->run_chunks((int64_t)ws.size(), [&](int64_t i) {
+    Weight& w = *ws[i];
+    pack_x8(w.type, w.data, w.K, buf + off[i], 0, w.N / 8);
+    // the file's whole pages inside this tensor: dropped from this process
+    const uintptr_t a = ((uintptr_t)w.data + page - 1) / page * page;
+    const uintptr_t b = ((uintptr_t)w.data + row_bytes(w.type, w.K) * (uint64_t)w.N) / page * page;
+    if (release_pages && b > a) madvise((void*)a, b - a, MADV_DONTNEED);
+  });
+  for (size_t i = 0; i < ws.size(); ++i) {
+    ws[i]->data = buf + off[i];
+    ws[i]->x8 = true;
+  }
+  m.n_x8 = (int32_t)ws.size();
+  m.x8_bytes = off.back();
+}
+
+}  // namespace
+
 Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
-             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts_)
+             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts_, bool repack,
+             bool release_pages)
     : hp(hp_), file(file_), file_size(file_size_), exact_acts(exact_acts_) {
   if (hp.arch == "llama") {
     arch = Arch::llama;
@@ -137,6 +186,7 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     L.rope_factors = rope_freqs.data ? reinterpret_cast<const float*>(rope_freqs.data) : nullptr;
   }
   pool = std::make_unique<ThreadPool>(n_threads);
+  if (repack) repack_layers(*this, release_pages);
 }
 
 // --- validation --------------------------------------------------------------------
@@ -222,7 +272,7 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
     MatmulTask tasks[8];
     int32_t nt = 0;
     for (; i < count && nt < 8 && family_of(*Ws[i]) == family; ++i, ++nt) {
-      tasks[nt] = MatmulTask{Ws[i]->type, Ws[i]->data, Ws[i]->N, Ys[i], Ws[i]->N};
+      tasks[nt] = MatmulTask{Ws[i]->type, Ws[i]->data, Ws[i]->N, Ys[i], Ws[i]->N, Ws[i]->x8};
     }
     matmul_prepared_many(*m.pool, tasks, nt, xq);
   }

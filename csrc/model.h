@@ -46,11 +46,13 @@ struct TensorDesc {
   int64_t ne0 = 0, ne1 = 1;
 };
 
-// A weight as the kernels see it: N rows of K values in the ggml layout.
+// A weight as the kernels see it: N rows of K values in the ggml layout, or (x8)
+// in the x8 layout the model repacked it into at load (kernels.h).
 struct Weight {
   const uint8_t* data = nullptr;
   int32_t type = -1;
   int64_t K = 0, N = 0;
+  bool x8 = false;
 };
 
 struct LayerWeights {
@@ -99,6 +101,14 @@ struct Model {
   Weight rope_freqs;               // optional F32 [n_rot/2]: per-pair frequency divisors (Llama 3)
   std::vector<LayerWeights> layers;
   std::unique_ptr<ThreadPool> pool;
+  // The layer weights repacked into the x8 layout at load (the file's pages of
+  // those tensors are released): n_x8 weights, x8_bytes bytes in x8_buf.
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, FreeDeleter> x8_buf;
+  int32_t n_x8 = 0;
+  uint64_t x8_bytes = 0;
   // Precise mode: every matmul keeps its activations float32 (QuantizedActs exact
   // mode) instead of rounding them to 8-bit blocks. Slower; for checking accuracy.
   bool exact_acts = false;
@@ -107,8 +117,13 @@ struct Model {
 
   // Binds every tensor the architecture needs; throws std::invalid_argument naming
   // a missing tensor, a wrong shape, an unknown type or bytes beyond the file.
+  // repack: put the layer matmul weights of the 32-value types into the x8 layout
+  // (faster kernels; batch invariant like the ggml layout). release_pages: `file`
+  // is a file mapping, and its pages of repacked tensors are dropped (madvise), so
+  // resident memory does not hold both copies; never for anonymous memory.
   Model(const uint8_t* file, uint64_t file_size, const HParams& hp,
-        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts = false);
+        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts = false,
+        bool repack = true, bool release_pages = false);
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 };

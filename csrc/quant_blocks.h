@@ -45,6 +45,25 @@ struct BlockQ8A {
   int16_t unused;
   int8_t qs[QK32];
 };
+
+// The x8 layout (repack.cpp): the 32-value types with 8 weight rows interleaved
+// per block column, made at load time so one int32 SIMD lane holds one weight
+// row's whole block dot product (no horizontal sums; one scale FMA per 8 rows).
+// Block b of row group g holds rows 8g..8g+7, block b of each:
+//   d[j], m[j]  row j's fp16 scale (and minimum), as in the ggml block;
+//   qs          (qs bytes of one row / 4) vectors of 32 bytes: byte 4j+i of vector t
+//               is row j's qs[4t+i] (4-bit types: the low nibbles of vector t are
+//               values 4t..4t+3, the high nibbles values 16+4t..16+4t+3; Q8_0:
+//               values 4t..4t+3);
+//   qh[2t], qh[2t+1]  (5-bit types) bit 4j+i is row j's 5th bit of the low / high
+//               nibble values of vector t.
+// Same bytes as the 8 ggml rows; a lossless permutation.
+struct BlockQ4_0x8 { uint16_t d[8]; uint8_t qs[128]; };
+struct BlockQ4_1x8 { uint16_t d[8]; uint16_t m[8]; uint8_t qs[128]; };
+struct BlockQ5_0x8 { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[128]; };
+struct BlockQ5_1x8 { uint16_t d[8]; uint16_t m[8]; uint32_t qh[8]; uint8_t qs[128]; };
+struct BlockQ8_0x8 { uint16_t d[8]; int8_t qs[256]; };
+struct BlockIQ4_NLx8 { uint16_t d[8]; uint8_t qs[128]; };
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block size");
@@ -62,6 +81,12 @@ static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block size");
 static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block size");
 static_assert(sizeof(BlockIQ4_XS) == 136, "IQ4_XS block size");
 static_assert(sizeof(BlockQ8A) == 40, "activation block size");
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "Q4_0 x8 block size");
+static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1), "Q4_1 x8 block size");
+static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0), "Q5_0 x8 block size");
+static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1), "Q5_1 x8 block size");
+static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "Q8_0 x8 block size");
+static_assert(sizeof(BlockIQ4_NLx8) == 8 * sizeof(BlockIQ4_NL), "IQ4_NL x8 block size");
 
 // The 16 signed levels of IQ4_NL / IQ4_XS.
 extern const int8_t kIQ4NLValues[16];

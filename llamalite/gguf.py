@@ -642,6 +642,11 @@ class GGUFFile:
         self._mmap = mm
 
     @property
+    def is_mapped(self) -> bool:
+        """Whether data is a read-only mapping of the file (not a copy in memory)."""
+        return self._mmap is not None
+
+    @property
     def architecture(self) -> str:
         """general.architecture ('' if the file does not say)."""
         a = self.metadata.get("general.architecture", "")

@@ -60,6 +60,15 @@ class HParams:
         return self.sliding_window > 0 and il % self.swa_pattern < self.swa_pattern - 1
 
 
+def _repack_enabled(precise: bool) -> bool:
+    """Whether a new model repacks its layer weights into the core's x8 layout.
+
+    On by default; off in precise mode (which dequantizes ggml rows anyway) and with
+    LLAMALITE_REPACK=0 (for A/B measurements: results are the same either way up to
+    float summation order, see docs/kernels.md)."""
+    return not precise and os.environ.get("LLAMALITE_REPACK", "1") != "0"
+
+
 def _meta(g: GGUFFile, arch: str, key: str, default: Any = None) -> Any:
     v = g.metadata.get(f"{arch}.{key}", default)
     if v is None:
@@ -224,7 +233,9 @@ class Model:
             rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
             tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
         try:
-            native = _core.Model(g.data, asdict(hp), tensors, n_threads, exact=bool(precise))
+            native = _core.Model(g.data, asdict(hp), tensors, n_threads, exact=bool(precise),
+                                 repack=_repack_enabled(precise),
+                                 release_pages=g.is_mapped)
         except ValueError as e:
             raise GGUFError(f"{g.path.name}: {e}") from None
         return cls(g, hp, native)

@@ -1,0 +1,139 @@
+// repack.cpp - the x8 weight layout (kernels.h, quant_blocks.h): packing ggml
+// rows of the 32-value types into groups of 8 interleaved rows, and back.
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels.h"
+#include "quant_blocks.h"
+
+namespace ll {
+
+namespace {
+
+// Where the fields of one ggml block lie, and how big its parts are.
+struct X8Layout {
+  size_t block;     // bytes of one ggml block
+  int m_off;        // offset of the fp16 minimum, or -1
+  int qh_off;       // offset of the 32 fifth bits, or -1
+  int qs_off;       // offset of the quants
+  int qs_bytes;     // 16 (4-bit) or 32 (8-bit)
+};
+
+bool x8_layout(int32_t type, X8Layout* L) {
+  switch (type) {
+    case TYPE_Q4_0: *L = {sizeof(BlockQ4_0), -1, -1, 2, 16}; return true;
+    case TYPE_Q4_1: *L = {sizeof(BlockQ4_1), 2, -1, 4, 16}; return true;
+    case TYPE_Q5_0: *L = {sizeof(BlockQ5_0), -1, 2, 6, 16}; return true;
+    case TYPE_Q5_1: *L = {sizeof(BlockQ5_1), 2, 4, 8, 16}; return true;
+    case TYPE_Q8_0: *L = {sizeof(BlockQ8_0), -1, -1, 2, 32}; return true;
+    case TYPE_IQ4_NL: *L = {sizeof(BlockIQ4_NL), -1, -1, 2, 16}; return true;
+    default: return false;
+  }
+}
+
+// Offsets inside one x8 block: d[8], then m[8], then qh[8] (u32), then qs.
+struct X8Offsets {
+  size_t m, qh, qs;
+};
+
+X8Offsets x8_offsets(const X8Layout& L) {
+  X8Offsets o;
+  size_t at = 16;
+  o.m = at;
+  if (L.m_off >= 0) at += 16;
+  o.qh = at;
+  if (L.qh_off >= 0) at += 32;
+  o.qs = at;
+  return o;
+}
+
+uint32_t get_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+const X8Layout& checked_layout(int32_t type, X8Layout* L) {
+  if (!x8_layout(type, L)) {
+    throw std::invalid_argument(std::string("x8 layout: ") + type_traits(type).name + " has no x8 layout");
+  }
+  return *L;
+}
+
+// One x8 block from the block b of rows[0..7] (each a pointer to a ggml row).
+void pack_block(const X8Layout& L, const X8Offsets& o, const uint8_t* const* rows, int64_t b, uint8_t* dst) {
+  const int nvec = L.qs_bytes / 4;
+  for (int j = 0; j < 8; j++) {
+    const uint8_t* src = rows[j] + (size_t)b * L.block;
+    std::memcpy(dst + 2 * j, src, 2);                                   // d
+    if (L.m_off >= 0) std::memcpy(dst + o.m + 2 * j, src + L.m_off, 2);  // m
+    for (int t = 0; t < nvec; t++) std::memcpy(dst + o.qs + 32 * t + 4 * j, src + L.qs_off + 4 * t, 4);
+  }
+  if (L.qh_off >= 0) {
+    uint32_t qh[8] = {};
+    for (int j = 0; j < 8; j++) {
+      const uint32_t h = get_u32(rows[j] + (size_t)b * L.block + L.qh_off);
+      for (int t = 0; t < 4; t++) {   // 4 bits at a time: bits 4t..4t+3 -> 4j..4j+3
+        qh[2 * t] |= ((h >> (4 * t)) & 0xFu) << (4 * j);
+        qh[2 * t + 1] |= ((h >> (16 + 4 * t)) & 0xFu) << (4 * j);
+      }
+    }
+    std::memcpy(dst + o.qh, qh, sizeof(qh));
+  }
+}
+
+// Row j's ggml block back from one x8 block.
+void unpack_block(const X8Layout& L, const X8Offsets& o, const uint8_t* src, int j, uint8_t* dst) {
+  const int nvec = L.qs_bytes / 4;
+  std::memcpy(dst, src + 2 * j, 2);
+  if (L.m_off >= 0) std::memcpy(dst + L.m_off, src + o.m + 2 * j, 2);
+  for (int t = 0; t < nvec; t++) std::memcpy(dst + L.qs_off + 4 * t, src + o.qs + 32 * t + 4 * j, 4);
+  if (L.qh_off >= 0) {
+    uint32_t h = 0;
+    for (int t = 0; t < 4; t++) {
+      const uint32_t lo = get_u32(src + o.qh + 4 * (2 * t)), hi = get_u32(src + o.qh + 4 * (2 * t + 1));
+      h |= ((lo >> (4 * j)) & 0xFu) << (4 * t);
+      h |= ((hi >> (4 * j)) & 0xFu) << (16 + 4 * t);
+    }
+    std::memcpy(dst + L.qh_off, &h, 4);
+  }
+}
+
+}  // namespace
+
+bool x8_supported(int32_t type, int64_t N, int64_t K) {
+  X8Layout L;
+  return x8_layout(type, &L) && N > 0 && N % 8 == 0 && K > 0 && K % QK32 == 0;
+}
+
+void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
+  X8Layout L;
+  checked_layout(type, &L);
+  const X8Offsets o = x8_offsets(L);
+  const int64_t nb = K / QK32;
+  const size_t rb = (size_t)nb * L.block;
+  for (int64_t g = g0; g < g1; g++) {
+    const uint8_t* rows[8];
+    for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
+    uint8_t* out = dst + (size_t)g * 8 * rb;
+    for (int64_t b = 0; b < nb; b++) pack_block(L, o, rows, b, out + (size_t)b * 8 * L.block);
+  }
+}
+
+void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst) {
+  X8Layout L;
+  checked_layout(type, &L);
+  const X8Offsets o = x8_offsets(L);
+  const int64_t nb = K / QK32;
+  const size_t rb = (size_t)nb * L.block;
+  for (int64_t n = n0; n < n1; n++) {
+    const uint8_t* group = packed + (size_t)(n / 8) * 8 * rb;
+    uint8_t* out = dst + (size_t)(n - n0) * rb;
+    for (int64_t b = 0; b < nb; b++) {
+      unpack_block(L, o, group + (size_t)b * 8 * L.block, (int)(n % 8), out + (size_t)b * L.block);
+    }
+  }
+}
+
+}  // namespace ll

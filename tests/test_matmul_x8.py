@@ -1,0 +1,122 @@
+"""The x8 weight layout: 8 weight rows interleaved per block (csrc/repack.cpp).
+
+A loaded model keeps its layer weights of the 32-value types in this layout, so
+these check what decode and prefill run: the packing is lossless (checked through
+gguf.quants' dequantization of the unpacked rows, an independent decoder), the x8
+kernels agree with a float64 reference and with the ggml-row kernels, and they
+are batch invariant. Tolerances are those of tests/test_matmul.py: NMSE < 1e-3
+against float64 (8-bit activations), < 1e-10 between two kernels that see the
+same quantized activations and differ only in float summation order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize
+from kernel_data import make_weights, random_blocks
+
+from llamalite import _core
+
+ISAS = _core.supported_isas()
+X8_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL]
+N, K = 48, 640
+
+
+def nmse(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(((y.astype(np.float64) - ref) ** 2).sum() / (ref ** 2).sum())
+
+
+@pytest.fixture
+def isa(request):
+    before = _core.active_isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
+def _case(qtype: T, seed: int = 0):
+    rng = np.random.default_rng(seed + int(qtype))
+    W = make_weights(qtype, N, K, rng)
+    X = rng.standard_normal((64, K)).astype(np.float32)
+    return W, X
+
+
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_pack_is_lossless(qtype):
+    rng = np.random.default_rng(7)
+    W = random_blocks(qtype, N, K, rng)    # every bit pattern of the quants, fifth bits included
+    P = _core.pack_x8(int(qtype), W, K)
+    assert P.shape == W.shape and not np.array_equal(P, W)
+    U = _core.unpack_x8(int(qtype), P, K)
+    assert np.array_equal(U, W)
+    a = dequantize(U, qtype)
+    b = dequantize(W, qtype)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_pack_places_row_bytes(qtype):
+    """Spot-check the documented layout: byte 4j+i of quant vector t is row j's qs[4t+i],
+    and d[j] leads the block."""
+    rng = np.random.default_rng(8)
+    W = random_blocks(qtype, 8, 32, rng)
+    P = _core.pack_x8(int(qtype), W, 32).reshape(-1)
+    qs_off = {T.Q4_0: 2, T.Q4_1: 4, T.Q5_0: 6, T.Q5_1: 8, T.Q8_0: 2, T.IQ4_NL: 2}[qtype]
+    x8_qs = {T.Q4_0: 16, T.Q4_1: 32, T.Q5_0: 48, T.Q5_1: 64, T.Q8_0: 16, T.IQ4_NL: 16}[qtype]
+    n_vec = 8 if qtype == T.Q8_0 else 4
+    for j in range(8):
+        assert bytes(P[2 * j:2 * j + 2]) == bytes(W[j, 0:2])
+        for t in range(n_vec):
+            got = P[x8_qs + 32 * t + 4 * j: x8_qs + 32 * t + 4 * j + 4]
+            assert np.array_equal(got, W[j, qs_off + 4 * t: qs_off + 4 * t + 4])
+
+
+def test_pack_rejects_what_has_no_layout():
+    W = np.zeros((12, 18), np.uint8)
+    with pytest.raises(ValueError, match="no x8 layout"):
+        _core.pack_x8(int(T.Q4_0), W, 32)          # 12 rows: not a multiple of 8
+    with pytest.raises(ValueError, match="no x8 layout"):
+        _core.pack_x8(int(T.Q4_K), np.zeros((8, 144), np.uint8), 256)
+    with pytest.raises(ValueError, match="no x8 layout"):
+        _core.matmul(int(T.Q4_0), W, np.zeros((1, 32), np.float32), x8=True)
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_x8_matmul_vs_float64_and_ggml_rows(qtype, isa):
+    W, X = _case(qtype)
+    P = _core.pack_x8(int(qtype), W, K)
+    Wf = dequantize(W, qtype).reshape(N, K).astype(np.float64)
+    for M in (1, 2, 7, 32, 64):
+        Y = _core.matmul(int(qtype), P, X[:M], 2, x8=True)
+        ref = X[:M].astype(np.float64) @ Wf.T
+        assert nmse(Y, ref) < 1e-3, f"{qtype.name} {isa} M={M}"
+        Yg = _core.matmul(int(qtype), W, X[:M], 2)
+        assert nmse(Y, Yg.astype(np.float64)) < 1e-10, f"{qtype.name} {isa} M={M} vs ggml rows"
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_x8_batch_invariance(qtype, isa):
+    """Row i of Y is bit-identical for every M, row offset, thread count and weight split."""
+    W, X = _case(qtype, 1)
+    P = _core.pack_x8(int(qtype), W, K)
+    full = _core.matmul(int(qtype), P, X[:37], 2, x8=True)
+    for n_threads in (1, 2, 3):
+        for lo, hi in ((0, 1), (5, 6), (3, 10), (0, 37), (1, 33)):
+            part = _core.matmul(int(qtype), P, X[lo:hi], n_threads, x8=True)
+            assert np.array_equal(part.view(np.uint32), full[lo:hi].view(np.uint32)), \
+                f"{qtype.name} {isa}: rows {lo}:{hi}, {n_threads} threads"
+    part = _core.matmul(int(qtype), P[8:40], X[:37], 2, x8=True)   # groups 1..4 alone
+    assert np.array_equal(part.view(np.uint32), full[:, 8:40].view(np.uint32))
+
+
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_x8_exact_mode_is_the_ggml_exact_path(qtype):
+    W, X = _case(qtype, 2)
+    P = _core.pack_x8(int(qtype), W, K)
+    a = _core.matmul(int(qtype), P, X[:5], 2, exact=True, x8=True)
+    b = _core.matmul(int(qtype), W, X[:5], 2, exact=True)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
