@@ -92,45 +92,66 @@ void check_hparams(const HParams& hp) {
 }  // namespace
 
 // --- loading ---------------------------------------------------------------------
-void Model::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
+Model::X8Buffer::~X8Buffer() {
+  if (p) munmap(p, n);
+}
 
 namespace {
 
-// Packs every layer matmul weight that has an x8 layout into one buffer, on the
-// pool, and gives the file's pages of each packed tensor back to the OS (they
-// are never read again), so resident memory stays about one model.
-void repack_layers(Model& m, bool release_pages) {
+// Packs every matmul weight that has an x8 layout (the layers', and the output
+// projection, tied to the embeddings or not) into one buffer, in slices of about
+// kRepackSlice bytes run on the pool. After each slice the file's whole pages
+// under it are given back to the OS (they are never read again), so resident
+// memory stays about one model during the repack too, not two.
+constexpr uint64_t kRepackSlice = 2u << 20;
+
+void repack_weights(Model& m, bool release_pages) {
   std::vector<Weight*> ws;
   for (LayerWeights& L : m.layers) {
     for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
       if (x8_supported(w->type, w->N, w->K)) ws.push_back(w);
     }
   }
+  const bool tied = m.output.data == m.tok_embd.data;
+  if (x8_supported(m.output.type, m.output.N, m.output.K)) ws.push_back(&m.output);
   if (ws.empty()) return;
+  struct Slice {
+    size_t w;
+    int64_t g0, g1;
+  };
   std::vector<uint64_t> off(ws.size() + 1, 0);
+  std::vector<Slice> slices;
   for (size_t i = 0; i < ws.size(); ++i) {
-    off[i + 1] = off[i] + ((row_bytes(ws[i]->type, ws[i]->K) * (uint64_t)ws[i]->N + 63) / 64) * 64;
+    const uint64_t rb = row_bytes(ws[i]->type, ws[i]->K), bytes = rb * (uint64_t)ws[i]->N;
+    off[i + 1] = off[i] + (bytes + 63) / 64 * 64;
+    const int64_t groups = ws[i]->N / 8, per = std::max<int64_t>(1, (int64_t)(kRepackSlice / (8 * rb)));
+    for (int64_t g = 0; g < groups; g += per) slices.push_back({i, g, std::min(groups, g + per)});
   }
-  void* raw = nullptr;
-  if (posix_memalign(&raw, 2 << 20, off.back()) != 0) throw std::bad_alloc();
+  // Populated in one call: page by page first-touch faults cost more than the
+  // packing here. (Transparent huge pages were tried: 2-4x slower first loads,
+  // from compaction.)
+  void* raw = mmap(nullptr, off.back(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
   uint8_t* buf = static_cast<uint8_t*>(raw);
-#ifdef MADV_HUGEPAGE
-  madvise(buf, off.back(), MADV_HUGEPAGE);   // fewer TLB misses when decode streams the weights
-#endif
-  m.x8_buf.reset(buf);
-  const long page = sysconf(_SC_PAGESIZE);
-  m.pool->run_chunks((int64_t)ws.size(), [&](int64_t i) {
-    Weight& w = *ws[i];
-    pack_x8(w.type, w.data, w.K, buf + off[i], 0, w.N / 8);
-    // the file's whole pages inside this tensor: dropped from this process
-    const uintptr_t a = ((uintptr_t)w.data + page - 1) / page * page;
-    const uintptr_t b = ((uintptr_t)w.data + row_bytes(w.type, w.K) * (uint64_t)w.N) / page * page;
-    if (release_pages && b > a) madvise((void*)a, b - a, MADV_DONTNEED);
+  m.x8_buf.p = buf;
+  m.x8_buf.n = off.back();
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  m.pool->run_chunks((int64_t)slices.size(), [&](int64_t c) {
+    const Slice& sl = slices[c];
+    const Weight& w = *ws[sl.w];
+    pack_x8(w.type, w.data, w.K, buf + off[sl.w], sl.g0, sl.g1);
+    if (release_pages) {   // the file's whole pages under this slice's rows
+      const uint64_t rb8 = 8 * row_bytes(w.type, w.K);
+      const uintptr_t a = ((uintptr_t)w.data + sl.g0 * rb8 + page - 1) / page * page;
+      const uintptr_t b = ((uintptr_t)w.data + sl.g1 * rb8) / page * page;
+      if (b > a) madvise((void*)a, b - a, MADV_DONTNEED);
+    }
   });
   for (size_t i = 0; i < ws.size(); ++i) {
     ws[i]->data = buf + off[i];
     ws[i]->x8 = true;
   }
+  if (tied && m.output.x8) m.tok_embd = m.output;   // the lookup unpacks its rows (embed)
   m.n_x8 = (int32_t)ws.size();
   m.x8_bytes = off.back();
 }
@@ -186,7 +207,7 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     L.rope_factors = rope_freqs.data ? reinterpret_cast<const float*>(rope_freqs.data) : nullptr;
   }
   pool = std::make_unique<ThreadPool>(n_threads);
-  if (repack) repack_layers(*this, release_pages);
+  if (repack) repack_weights(*this, release_pages);
 }
 
 // --- validation --------------------------------------------------------------------
@@ -404,7 +425,14 @@ void embed(Model& m, const Batch& b) {
   parallel_for(m, b.n_tokens, 4 * E, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* x = m.s.x.data() + t * E;
-      dequantize_row(m.tok_embd.type, m.tok_embd.data + (size_t)b.tokens[t] * rb, x, E);
+      const uint8_t* row = m.tok_embd.data + (size_t)b.tokens[t] * rb;
+      thread_local std::vector<uint8_t> unpacked;   // one ggml row from the x8 layout
+      if (m.tok_embd.x8) {
+        unpacked.resize(rb);
+        unpack_x8_rows(m.tok_embd.type, m.tok_embd.data, E, b.tokens[t], b.tokens[t] + 1, unpacked.data());
+        row = unpacked.data();
+      }
+      dequantize_row(m.tok_embd.type, row, x, E);
       if (scale != 1.0f) for (int64_t i = 0; i < E; ++i) x[i] *= scale;
     }
   });

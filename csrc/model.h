@@ -101,12 +101,18 @@ struct Model {
   Weight rope_freqs;               // optional F32 [n_rot/2]: per-pair frequency divisors (Llama 3)
   std::vector<LayerWeights> layers;
   std::unique_ptr<ThreadPool> pool;
-  // The layer weights repacked into the x8 layout at load (the file's pages of
-  // those tensors are released): n_x8 weights, x8_bytes bytes in x8_buf.
-  struct FreeDeleter {
-    void operator()(uint8_t* p) const;
+  // The matmul weights repacked into the x8 layout at load (layers and output;
+  // the file's pages of those tensors are released): n_x8 weights, x8_bytes
+  // bytes in x8_buf. A tied tok_embd then points there too (embed unpacks rows).
+  struct X8Buffer {   // anonymous memory, unmapped with the model
+    uint8_t* p = nullptr;
+    size_t n = 0;
+    X8Buffer() = default;
+    X8Buffer(const X8Buffer&) = delete;
+    X8Buffer& operator=(const X8Buffer&) = delete;
+    ~X8Buffer();
   };
-  std::unique_ptr<uint8_t, FreeDeleter> x8_buf;
+  X8Buffer x8_buf;
   int32_t n_x8 = 0;
   uint64_t x8_bytes = 0;
   // Precise mode: every matmul keeps its activations float32 (QuantizedActs exact
@@ -117,7 +123,7 @@ struct Model {
 
   // Binds every tensor the architecture needs; throws std::invalid_argument naming
   // a missing tensor, a wrong shape, an unknown type or bytes beyond the file.
-  // repack: put the layer matmul weights of the 32-value types into the x8 layout
+  // repack: put the matmul weights of the 32-value types into the x8 layout
   // (faster kernels; batch invariant like the ggml layout). release_pages: `file`
   // is a file mapping, and its pages of repacked tensors are dropped (madvise), so
   // resident memory does not hold both copies; never for anonymous memory.
