@@ -12,6 +12,10 @@ For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
 Every number is the median of several interleaved repetitions; all timing
 loops run in C++ on the core's thread pool.
 
+Layout: by default each type is measured in the layout a loaded model runs it in:
+the x8 layout (8 rows interleaved per block, repacked at load) for the 32-value
+types, ggml rows for the K-quants. `--layout ggml` measures ggml rows throughout.
+
     python bench/kernels.py [--threads 2] [--reps 5] [--isa avx512] [--quick]
 """
 from __future__ import annotations
@@ -33,6 +37,7 @@ TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 SHAPES = [(1536, 576), (576, 1536), (2048, 640), (640, 2048), (49152, 576)]
 BIG_N = 16384  # shapes with more rows than this skip M = 512 (minutes of compute)
 COLD_BYTES = 96 << 20
+X8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q8_0"}   # repacked into the x8 layout at load
 
 
 def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,15 +50,18 @@ def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np
     return raw.reshape(n, -1)
 
 
-def time_matmul(type_id: int, W: np.ndarray, X: np.ndarray, threads: int, copies: int, budget_s: float) -> float:
+def time_matmul(type_id: int, W: np.ndarray, X: np.ndarray, threads: int, copies: int, budget_s: float,
+                x8: bool) -> float:
     """Seconds per call, with iters chosen so one measurement takes about budget_s."""
-    est = _core.bench_matmul(type_id, W, X, threads, iters=2, copies=copies)
+    est = _core.bench_matmul(type_id, W, X, threads, iters=2, copies=copies, x8=x8)
     iters = max(3, min(20000, int(budget_s / max(est, 1e-7))))
-    return _core.bench_matmul(type_id, W, X, threads, iters=iters, copies=copies)
+    return _core.bench_matmul(type_id, W, X, threads, iters=iters, copies=copies, x8=x8)
 
 
-def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.random.Generator) -> dict:
+def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.random.Generator,
+               layout: str = "model") -> dict:
     type_id = TYPES[name]
+    x8 = layout == "model" and name in X8_TYPES and n % 8 == 0
     W1 = random_weights(type_id, n, k, rng)
     nbytes = W1.nbytes
     copies = max(1, -(-COLD_BYTES // nbytes))
@@ -66,17 +74,17 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
         # M = 1: each round is one matmul then one read pass over the same weights
         for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
             W = W1 if copies_ == 1 else Wc
-            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_)
+            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_, x8=x8)
             iters = max(3, min(20000, int(budget / max(mm_s + rd_s, 1e-7))))
-            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_)
+            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_, x8=x8)
             out.append(nbytes / mm_s / 1e9)
             roof.append(nbytes / rd_s / 1e9)
         if do_512:
             peak.append(_core.bench_int8_peak(threads))
-            gmacs.append(512 * n * k / time_matmul(type_id, W1, X512, threads, 1, 0.1) / 1e9)
+            gmacs.append(512 * n * k / time_matmul(type_id, W1, X512, threads, 1, 0.1, x8) / 1e9)
     med = statistics.median
     row = {
-        "type": name, "N": n, "K": k, "weight_bytes": nbytes,
+        "type": name, "N": n, "K": k, "weight_bytes": nbytes, "layout": "x8" if x8 else "ggml",
         "m1_hot_gbs": med(hot), "m1_hot_roof_gbs": med(hot_roof),
         "m1_cold_gbs": med(cold), "m1_cold_roof_gbs": med(cold_roof),
     }
@@ -89,14 +97,14 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'type':5} {'N x K':>12} {'MB':>6} | {'M=1 hot GB/s':>12} {'roof':>6} {'%':>4} | "
+    head = (f"{'type':5} {'lay':4} {'N x K':>12} {'MB':>6} | {'M=1 hot GB/s':>12} {'roof':>6} {'%':>4} | "
             f"{'M=1 cold GB/s':>13} {'roof':>6} {'%':>4} | {'M=512 GMAC/s':>12} {'peak':>6} {'%':>4}")
     print(head)
     print("-" * len(head))
     for r in rows:
         m512 = (f"{r['m512_gmacs']:12.1f} {r['int8_peak_gmacs']:6.1f} {r['m512_pct']:4.0f}"
                 if "m512_gmacs" in r else f"{'-':>12} {'-':>6} {'-':>4}")
-        print(f"{r['type']:5} {r['N']:>6}x{r['K']:<5} {r['weight_bytes'] / 1e6:6.2f} | "
+        print(f"{r['type']:5} {r.get('layout', 'ggml'):4} {r['N']:>6}x{r['K']:<5} {r['weight_bytes'] / 1e6:6.2f} | "
               f"{r['m1_hot_gbs']:12.1f} {r['m1_hot_roof_gbs']:6.1f} {r['m1_hot_pct']:4.0f} | "
               f"{r['m1_cold_gbs']:13.1f} {r['m1_cold_roof_gbs']:6.1f} {r['m1_cold_pct']:4.0f} | {m512}")
 
@@ -108,6 +116,9 @@ def main() -> None:
     ap.add_argument("--isa", choices=["generic", "avx2", "avx512"], default=None)
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--quick", action="store_true", help="one shape per type, 3 repetitions")
+    ap.add_argument("--layout", choices=["model", "ggml"], default="model",
+                    help="model: the layout a loaded model runs each type in (x8 for the 32-value types); "
+                         "ggml: ggml rows throughout")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     if args.isa:
@@ -119,7 +130,7 @@ def main() -> None:
         block = _core.type_traits(TYPES[name])["block_size"]
         shapes = [(n, k) for n, k in SHAPES if k % block == 0]
         for n, k in shapes[:1] if args.quick else shapes:
-            rows.append(bench_case(name, n, k, args.threads, reps, rng))
+            rows.append(bench_case(name, n, k, args.threads, reps, rng, args.layout))
             print(f"  {name} {n}x{k} done", flush=True)
     info = llamalite.system_info()
     print(f"\nllamalite {info['version']}  isa={info['active_isa']}  threads={args.threads}  "
@@ -128,7 +139,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = args.out / f"kernels-{info['active_isa']}-{stamp}.json"
-    path.write_text(json.dumps({"system": info, "threads": args.threads, "reps": reps, "rows": rows}, indent=1))
+    path.write_text(json.dumps({"system": info, "threads": args.threads, "reps": reps, "layout": args.layout,
+                                "rows": rows}, indent=1))
     print(f"\nwrote {path}")
 
 

@@ -38,10 +38,18 @@ def dequantize(type: int, raw: npt.NDArray[np.uint8], n: int) -> npt.NDArray[np.
     """Dequantize n values of the given type from raw bytes into float32 [n]."""
 
 def matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
-           n_threads: Optional[int] = None, exact: bool = False) -> npt.NDArray[np.float32]:
+           n_threads: Optional[int] = None, exact: bool = False,
+           x8: bool = False) -> npt.NDArray[np.float32]:
     """Y [M, N] = X [M, K] . W [N, K]^T with W quantized (uint8 [N, row_bytes]); GIL released.
 
-    exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding)."""
+    exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).
+    x8=True: W is in the x8 layout (pack_x8), as a loaded model keeps its weights."""
+
+def pack_x8(type: int, W: npt.NDArray[np.uint8], K: int) -> npt.NDArray[np.uint8]:
+    """W [N, row_bytes] ggml rows -> the x8 layout, same shape (32-value types, N % 8 == 0)."""
+
+def unpack_x8(type: int, P: npt.NDArray[np.uint8], K: int) -> npt.NDArray[np.uint8]:
+    """The x8 layout back to ggml rows (pack_x8's inverse)."""
 
 def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.ArrayLike,
                   n_threads: Optional[int] = None, exact: bool = False) -> list[npt.NDArray[np.float32]]:
@@ -77,12 +85,13 @@ def bench_int8_peak(n_threads: Optional[int] = None) -> float:
     """int8 dot-product peak in GMAC/s."""
 
 def bench_matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
-                 n_threads: Optional[int] = None, iters: int = 10, copies: int = 1) -> float:
+                 n_threads: Optional[int] = None, iters: int = 10, copies: int = 1,
+                 x8: bool = False) -> float:
     """Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices."""
 
 def bench_matmul_vs_read(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
                          n_threads: Optional[int] = None, iters: int = 10,
-                         copies: int = 1) -> tuple[float, float]:
+                         copies: int = 1, x8: bool = False) -> tuple[float, float]:
     """(matmul seconds, read seconds): means over iters rounds of a matmul then a read of the same weights."""
 
 # --- model: forward pass over a paged KV cache ---
@@ -95,14 +104,20 @@ class Model:
 
     def __init__(self, buffer: _Buffer, hparams: dict[str, Any],
                  tensors: dict[str, tuple[int, int, int, int]], n_threads: int,
-                 exact: bool = False) -> None:
+                 exact: bool = False, repack: bool = True, release_pages: bool = False) -> None:
         """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1)}.
 
-        exact=True: every matmul keeps float32 activations (precise mode, slower)."""
+        exact=True: every matmul keeps float32 activations (precise mode, slower).
+        repack: matmul weights of the 32-value types go into the x8 layout (faster kernels).
+        release_pages: buffer is a file mapping whose pages of repacked tensors may be dropped."""
     @property
     def n_threads(self) -> int: ...
     @property
     def exact(self) -> bool: ...
+    @property
+    def n_x8(self) -> int: ...
+    @property
+    def x8_bytes(self) -> int: ...
     @property
     def n_vocab(self) -> int: ...
     def forward(self, kv: KVCache, tokens: _I32, positions: _I32, seq_ids: _I32,
