@@ -13,8 +13,8 @@ Every number is the median of several interleaved repetitions; all timing
 loops run in C++ on the core's thread pool.
 
 Layout: by default each type is measured in the layout a loaded model runs it in:
-the x8 layout (8 rows interleaved per block, repacked at load) for the 32-value
-types, ggml rows for the K-quants. `--layout ggml` measures ggml rows throughout.
+the x8 layout (8 rows interleaved per block, repacked at load; every type here has
+one). `--layout ggml` measures ggml rows throughout.
 
     python bench/kernels.py [--threads 2] [--reps 5] [--isa avx512] [--quick]
 """
@@ -37,7 +37,7 @@ TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 SHAPES = [(1536, 576), (576, 1536), (2048, 640), (640, 2048), (49152, 576)]
 BIG_N = 16384  # shapes with more rows than this skip M = 512 (minutes of compute)
 COLD_BYTES = 96 << 20
-X8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q8_0"}   # repacked into the x8 layout at load
+X8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"}   # repacked into the x8 layout at load
 
 
 def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -114,7 +114,7 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
 
 // --- the x8 weight layout (repack.cpp) ----------------------------------------------
 // A load-time repack of the 32-value types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL)
-// that interleaves 8 weight rows per block (quant_blocks.h, BlockQ4_0x8 ...), so the
+// and of Q4_K and Q6_K that interleaves 8 weight rows per block (quant_blocks.h, BlockQ4_0x8 ...), so the
 // SIMD kernels keep one weight row per int32 lane: one scale FMA per 8 rows and
 // block instead of per row, and no horizontal sums. Same size as the ggml rows
 // (row_bytes(type, K) * N), and lossless (unpack_x8_rows gives the ggml bytes back).

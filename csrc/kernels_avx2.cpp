@@ -21,6 +21,7 @@ namespace avx2 {
 #define LL_RN1 2
 #define LL_KRN1 2
 #define LL_XRM 4
+#define LL_XKRM 2
 #include "kernels_simd.inc"
 
 }  // namespace avx2

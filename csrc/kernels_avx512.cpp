@@ -22,6 +22,7 @@ namespace avx512 {
 #define LL_RN1 4
 #define LL_KRN1 2
 #define LL_XRM 8
+#define LL_XKRM 4
 #include "kernels_simd.inc"
 
 }  // namespace avx512

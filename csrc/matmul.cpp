@@ -120,7 +120,7 @@ static void matmul_range_x8(int32_t wt, const void* W, const QuantizedActs& xq, 
     return;
   }
   const KernelTable& kt = active_kernels();
-  const int64_t nb = xq.K / QK32;
+  const int64_t nb = xq.K / type_traits(wt).block_size;
   const size_t rb = row_bytes(wt, xq.K);
   if (MatmulFn fn = kt.matmul_x8[wt]) {
     fn((const uint8_t*)W, 8 * rb, xq.data, xq.row_bytes, xq.M, nb, Y, ldy, n0, n1);

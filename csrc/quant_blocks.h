@@ -64,6 +64,14 @@ struct BlockQ5_0x8 { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[128]; };
 struct BlockQ5_1x8 { uint16_t d[8]; uint16_t m[8]; uint32_t qh[8]; uint8_t qs[128]; };
 struct BlockQ8_0x8 { uint16_t d[8]; int8_t qs[256]; };
 struct BlockIQ4_NLx8 { uint16_t d[8]; uint8_t qs[128]; };
+// Q4_K x8: sub-block s (32 values) of row j has scale sc and min mn (6 bits):
+// sl[8s+j] = sc & 15 | (mn & 15) << 4, bits 4j..4j+3 of sh[s] = sc >> 4 | (mn >> 4) << 2.
+// qs: 32 vectors; byte 4j+c of vector 8i+t is row j's qs[32i+4t+c] (low nibble: value
+// 64i+4t+c, high nibble: value 64i+32+4t+c).
+struct BlockQ4_Kx8 { uint16_t d[8]; uint16_t dmin[8]; uint8_t sl[64]; uint32_t sh[8]; uint8_t qs[1024]; };
+// Q6_K x8: scales[8s+j] = row j's scale of sub-block s (16 values); byte 4j+c of ql
+// vector v is row j's ql[4v+c], of qh vector v row j's qh[4v+c].
+struct BlockQ6_Kx8 { uint16_t d[8]; int8_t scales[128]; uint8_t ql[1024]; uint8_t qh[512]; };
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block size");
@@ -87,6 +95,8 @@ static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0), "Q5_0 x8 block size"
 static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1), "Q5_1 x8 block size");
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "Q8_0 x8 block size");
 static_assert(sizeof(BlockIQ4_NLx8) == 8 * sizeof(BlockIQ4_NL), "IQ4_NL x8 block size");
+static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K), "Q4_K x8 block size");
+static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_K x8 block size");
 
 // The 16 signed levels of IQ4_NL / IQ4_XS.
 extern const int8_t kIQ4NLValues[16];

@@ -100,14 +100,105 @@ void unpack_block(const X8Layout& L, const X8Offsets& o, const uint8_t* src, int
   }
 }
 
+// --- K-quants: Q4_K and Q6_K (256-value super-blocks) ------------------------------
+
+// Q4_K's 8 scales and 8 mins (6 bits each) from / into its 12 packed bytes.
+void q4k_scales_get(const uint8_t* q, uint8_t* sc, uint8_t* mn) {
+  for (int s = 0; s < 4; s++) {
+    sc[s] = q[s] & 63;
+    mn[s] = q[s + 4] & 63;
+    sc[s + 4] = (uint8_t)((q[s + 8] & 0xF) | ((q[s] >> 6) << 4));
+    mn[s + 4] = (uint8_t)((q[s + 8] >> 4) | ((q[s + 4] >> 6) << 4));
+  }
+}
+void q4k_scales_put(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
+  for (int s = 0; s < 4; s++) {
+    q[s] = (uint8_t)(sc[s] | ((sc[s + 4] >> 4) << 6));
+    q[s + 4] = (uint8_t)(mn[s] | ((mn[s + 4] >> 4) << 6));
+    q[s + 8] = (uint8_t)((sc[s + 4] & 0xF) | ((mn[s + 4] & 0xF) << 4));
+  }
+}
+
+void pack_q4k_block(const uint8_t* const* rows, int64_t b, uint8_t* dst) {
+  BlockQ4_Kx8* o = (BlockQ4_Kx8*)dst;
+  std::memset(o->sh, 0, sizeof(o->sh));
+  for (int j = 0; j < 8; j++) {
+    const BlockQ4_K* x = (const BlockQ4_K*)rows[j] + b;
+    o->d[j] = x->d;
+    o->dmin[j] = x->dmin;
+    uint8_t sc[8], mn[8];
+    q4k_scales_get(x->scales, sc, mn);
+    for (int s = 0; s < 8; s++) {
+      o->sl[8 * s + j] = (uint8_t)((sc[s] & 0xF) | ((mn[s] & 0xF) << 4));
+      o->sh[s] |= (uint32_t)((sc[s] >> 4) | ((mn[s] >> 4) << 2)) << (4 * j);
+    }
+    for (int i = 0; i < 4; i++)
+      for (int t = 0; t < 8; t++) std::memcpy(o->qs + 32 * (8 * i + t) + 4 * j, x->qs + 32 * i + 4 * t, 4);
+  }
+}
+
+void unpack_q4k_block(const uint8_t* src, int j, uint8_t* dst) {
+  const BlockQ4_Kx8* p = (const BlockQ4_Kx8*)src;
+  BlockQ4_K* x = (BlockQ4_K*)dst;
+  x->d = p->d[j];
+  x->dmin = p->dmin[j];
+  uint8_t sc[8], mn[8];
+  for (int s = 0; s < 8; s++) {
+    const uint32_t h = (p->sh[s] >> (4 * j)) & 0xF;
+    sc[s] = (uint8_t)((p->sl[8 * s + j] & 0xF) | ((h & 3) << 4));
+    mn[s] = (uint8_t)((p->sl[8 * s + j] >> 4) | ((h >> 2) << 4));
+  }
+  q4k_scales_put(sc, mn, x->scales);
+  for (int i = 0; i < 4; i++)
+    for (int t = 0; t < 8; t++) std::memcpy(x->qs + 32 * i + 4 * t, p->qs + 32 * (8 * i + t) + 4 * j, 4);
+}
+
+void pack_q6k_block(const uint8_t* const* rows, int64_t b, uint8_t* dst) {
+  BlockQ6_Kx8* o = (BlockQ6_Kx8*)dst;
+  for (int j = 0; j < 8; j++) {
+    const BlockQ6_K* x = (const BlockQ6_K*)rows[j] + b;
+    o->d[j] = x->d;
+    for (int s = 0; s < 16; s++) o->scales[8 * s + j] = x->scales[s];
+    for (int v = 0; v < 32; v++) std::memcpy(o->ql + 32 * v + 4 * j, x->ql + 4 * v, 4);
+    for (int v = 0; v < 16; v++) std::memcpy(o->qh + 32 * v + 4 * j, x->qh + 4 * v, 4);
+  }
+}
+
+void unpack_q6k_block(const uint8_t* src, int j, uint8_t* dst) {
+  const BlockQ6_Kx8* p = (const BlockQ6_Kx8*)src;
+  BlockQ6_K* x = (BlockQ6_K*)dst;
+  x->d = p->d[j];
+  for (int s = 0; s < 16; s++) x->scales[s] = p->scales[8 * s + j];
+  for (int v = 0; v < 32; v++) std::memcpy(x->ql + 4 * v, p->ql + 32 * v + 4 * j, 4);
+  for (int v = 0; v < 16; v++) std::memcpy(x->qh + 4 * v, p->qh + 32 * v + 4 * j, 4);
+}
+
+bool is_x8_kquant(int32_t type) { return type == TYPE_Q4_K || type == TYPE_Q6_K; }
+
 }  // namespace
 
 bool x8_supported(int32_t type, int64_t N, int64_t K) {
   X8Layout L;
-  return x8_layout(type, &L) && N > 0 && N % 8 == 0 && K > 0 && K % QK32 == 0;
+  if (N <= 0 || N % 8 != 0 || K <= 0) return false;
+  if (is_x8_kquant(type)) return K % QK_K == 0;
+  return x8_layout(type, &L) && K % QK32 == 0;
 }
 
 void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
+  if (is_x8_kquant(type)) {
+    const int64_t nb = K / QK_K;
+    const size_t bs = type_traits(type).type_size, rb = (size_t)nb * bs;
+    for (int64_t g = g0; g < g1; g++) {
+      const uint8_t* rows[8];
+      for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
+      uint8_t* out = dst + (size_t)g * 8 * rb;
+      for (int64_t b = 0; b < nb; b++) {
+        if (type == TYPE_Q4_K) pack_q4k_block(rows, b, out + (size_t)b * 8 * bs);
+        else pack_q6k_block(rows, b, out + (size_t)b * 8 * bs);
+      }
+    }
+    return;
+  }
   X8Layout L;
   checked_layout(type, &L);
   const X8Offsets o = x8_offsets(L);
@@ -122,6 +213,19 @@ void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t 
 }
 
 void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst) {
+  if (is_x8_kquant(type)) {
+    const int64_t nb = K / QK_K;
+    const size_t bs = type_traits(type).type_size, rb = (size_t)nb * bs;
+    for (int64_t n = n0; n < n1; n++) {
+      const uint8_t* group = packed + (size_t)(n / 8) * 8 * rb;
+      uint8_t* out = dst + (size_t)(n - n0) * rb;
+      for (int64_t b = 0; b < nb; b++) {
+        if (type == TYPE_Q4_K) unpack_q4k_block(group + (size_t)b * 8 * bs, (int)(n % 8), out + (size_t)b * bs);
+        else unpack_q6k_block(group + (size_t)b * 8 * bs, (int)(n % 8), out + (size_t)b * bs);
+      }
+    }
+    return;
+  }
   X8Layout L;
   checked_layout(type, &L);
   const X8Offsets o = x8_offsets(L);

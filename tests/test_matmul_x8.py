@@ -1,4 +1,5 @@
-"""The x8 weight layout: 8 weight rows interleaved per block (csrc/repack.cpp).
+"""The x8 weight layout: 8 weight rows interleaved per block (csrc/repack.cpp), for the
+32-value types and Q4_K / Q6_K.
 
 A loaded model keeps its layer weights of the 32-value types in this layout, so
 these check what decode and prefill run: the packing is lossless (checked through
@@ -19,8 +20,14 @@ from kernel_data import make_weights, random_blocks
 from llamalite import _core
 
 ISAS = _core.supported_isas()
-X8_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL]
-N, K = 48, 640
+X8_32 = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL]
+X8_TYPES = X8_32 + [T.Q4_K, T.Q6_K]
+N = 48
+
+
+def k_of(qtype: T) -> int:
+    """Row length: 640 for the 32-value types, 512 (two super-blocks) for the K-quants."""
+    return 512 if qtype in (T.Q4_K, T.Q6_K) else 640
 
 
 def nmse(y: np.ndarray, ref: np.ndarray) -> float:
@@ -37,14 +44,16 @@ def isa(request):
 
 def _case(qtype: T, seed: int = 0):
     rng = np.random.default_rng(seed + int(qtype))
+    K = k_of(qtype)
     W = make_weights(qtype, N, K, rng)
     X = rng.standard_normal((64, K)).astype(np.float32)
-    return W, X
+    return W, X, K
 
 
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
 def test_pack_is_lossless(qtype):
     rng = np.random.default_rng(7)
+    K = k_of(qtype)
     W = random_blocks(qtype, N, K, rng)    # every bit pattern of the quants, fifth bits included
     P = _core.pack_x8(int(qtype), W, K)
     assert P.shape == W.shape and not np.array_equal(P, W)
@@ -55,7 +64,7 @@ def test_pack_is_lossless(qtype):
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", X8_32, ids=lambda t: t.name)
 def test_pack_places_row_bytes(qtype):
     """Spot-check the documented layout: byte 4j+i of quant vector t is row j's qs[4t+i],
     and d[j] leads the block."""
@@ -77,7 +86,7 @@ def test_pack_rejects_what_has_no_layout():
     with pytest.raises(ValueError, match="no x8 layout"):
         _core.pack_x8(int(T.Q4_0), W, 32)          # 12 rows: not a multiple of 8
     with pytest.raises(ValueError, match="no x8 layout"):
-        _core.pack_x8(int(T.Q4_K), np.zeros((8, 144), np.uint8), 256)
+        _core.pack_x8(int(T.Q5_K), np.zeros((8, 176), np.uint8), 256)
     with pytest.raises(ValueError, match="no x8 layout"):
         _core.matmul(int(T.Q4_0), W, np.zeros((1, 32), np.float32), x8=True)
 
@@ -85,7 +94,7 @@ def test_pack_rejects_what_has_no_layout():
 @pytest.mark.parametrize("isa", ISAS, indirect=True)
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
 def test_x8_matmul_vs_float64_and_ggml_rows(qtype, isa):
-    W, X = _case(qtype)
+    W, X, K = _case(qtype)
     P = _core.pack_x8(int(qtype), W, K)
     Wf = dequantize(W, qtype).reshape(N, K).astype(np.float64)
     for M in (1, 2, 7, 32, 64):
@@ -100,7 +109,7 @@ def test_x8_matmul_vs_float64_and_ggml_rows(qtype, isa):
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
 def test_x8_batch_invariance(qtype, isa):
     """Row i of Y is bit-identical for every M, row offset, thread count and weight split."""
-    W, X = _case(qtype, 1)
+    W, X, K = _case(qtype, 1)
     P = _core.pack_x8(int(qtype), W, K)
     full = _core.matmul(int(qtype), P, X[:37], 2, x8=True)
     for n_threads in (1, 2, 3):
@@ -114,7 +123,7 @@ def test_x8_batch_invariance(qtype, isa):
 
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
 def test_x8_exact_mode_is_the_ggml_exact_path(qtype):
-    W, X = _case(qtype, 2)
+    W, X, K = _case(qtype, 2)
     P = _core.pack_x8(int(qtype), W, K)
     a = _core.matmul(int(qtype), P, X[:5], 2, exact=True, x8=True)
     b = _core.matmul(int(qtype), W, X[:5], 2, exact=True)
