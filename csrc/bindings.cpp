@@ -248,7 +248,7 @@ py::array_t<uint8_t> pack_x8_py(int32_t type, U8Array W, int64_t K) {
   const int64_t N = W.shape(0);
   if (!ll::x8_supported(type, N, K)) {
     throw std::invalid_argument(std::string("pack_x8: ") + ll::type_traits(type).name + " [" + std::to_string(N) +
-                                ", " + std::to_string(K) + "] has no x8 layout (32-value types, N a multiple of 8)");
+                                ", " + std::to_string(K) + "] has no x8 layout (32-value types, Q4_K, Q6_K; N a multiple of 8)");
   }
   if ((size_t)W.shape(1) != ll::row_bytes(type, K)) throw std::invalid_argument("pack_x8: W rows must be row_bytes(type, K)");
   py::array_t<uint8_t> out({W.shape(0), W.shape(1)});
@@ -392,7 +392,7 @@ void bind_kernels(py::module_& m) {
         "exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).\n"
         "x8=True: W is in the x8 layout (pack_x8), as a loaded model keeps its layer weights.");
   m.def("pack_x8", &pack_x8_py, py::arg("type"), py::arg("W"), py::arg("K"),
-        "W [N, row_bytes] ggml rows -> the x8 layout (8 rows interleaved per block; 32-value types, N % 8 == 0).");
+        "W [N, row_bytes] ggml rows -> the x8 layout (8 rows interleaved per block; 32-value types, Q4_K, Q6_K; N % 8 == 0).");
   m.def("unpack_x8", &unpack_x8_py, py::arg("type"), py::arg("P"), py::arg("K"),
         "The x8 layout back to ggml rows (pack_x8's inverse).");
   m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),

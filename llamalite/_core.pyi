@@ -46,7 +46,7 @@ def matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
     x8=True: W is in the x8 layout (pack_x8), as a loaded model keeps its weights."""
 
 def pack_x8(type: int, W: npt.NDArray[np.uint8], K: int) -> npt.NDArray[np.uint8]:
-    """W [N, row_bytes] ggml rows -> the x8 layout, same shape (32-value types, N % 8 == 0)."""
+    """W [N, row_bytes] ggml rows -> the x8 layout, same shape (32-value types, Q4_K, Q6_K; N % 8 == 0)."""
 
 def unpack_x8(type: int, P: npt.NDArray[np.uint8], K: int) -> npt.NDArray[np.uint8]:
     """The x8 layout back to ggml rows (pack_x8's inverse)."""
