@@ -176,10 +176,11 @@ static void check_pairing(int32_t weight_type, const QuantizedActs& xq) {
   }
 }
 
-// Weight rows per chunk: about 8 chunks per thread, each a multiple of 8 rows.
+// Weight rows per chunk: about 8 chunks per thread.
+// Multiples of 16: two x8 row groups, the decode tile of the 4/5-bit types.
 static int64_t chunk_rows(int64_t N, int n_threads) {
   int64_t chunk = (N + 8 * n_threads - 1) / (8 * n_threads);
-  chunk = ((chunk + 7) / 8) * 8;
+  chunk = ((chunk + 15) / 16) * 16;
   return chunk < 16 ? 16 : chunk;
 }
 
