@@ -17,31 +17,30 @@ namespace ll {
 // --- vector primitives: generic versions and the per-ISA table ---------------------
 namespace {
 
-void f16_to_f32_generic(float* dst, const uint16_t* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
+float load_value(const uint8_t* row, int64_t i, bool f16) {
+  return f16 ? fp16_to_fp32(reinterpret_cast<const uint16_t*>(row)[i])
+             : reinterpret_cast<const float*>(row)[i];
 }
 
-// Eight independent partial sums: the same order on every machine, and easy for
-// the compiler to keep in vector registers.
-float dot_generic(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+void load_chunk_generic(const uint8_t* const* k_rows, const uint8_t* const* v_rows, int64_t d,
+                        int64_t dv, bool f16, float* kt, float* vb) {
+  for (int32_t j = 0; j < kAttnChunk; ++j) {
+    for (int64_t i = 0; i < d; ++i) kt[i * kAttnChunk + j] = k_rows[j] ? load_value(k_rows[j], i, f16) : 0.0f;
+    if (v_rows[j]) {
+      for (int64_t i = 0; i < dv; ++i) vb[j * dv + i] = load_value(v_rows[j], i, f16);
+    }
   }
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 
-// See AttnFns::attn_chunk. Only slots [a, b] are touched.
-void attn_chunk_generic(const float* q, const float* const* k_rows, const float* const* v_rows,
-                        int64_t d, int64_t dv, float scale, int32_t a, int32_t b, float* m,
-                        float* l, float* acc) {
+// See AttnFns::attn_chunk. Four partial sums over the head dimension per key.
+void attn_chunk_generic(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
+                        float scale, int32_t a, int32_t b, float* m, float* l, float* acc) {
   float p[kAttnChunk];                                  // scores, then exp(score - m_new)
   float m_chunk = -INFINITY;
   for (int32_t j = a; j <= b; ++j) {
-    p[j] = dot_generic(q, k_rows[j], d) * scale;
+    float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t i = 0; i < d; ++i) part[i % 4] += q[i] * kt[i * kAttnChunk + j];
+    p[j] = ((part[0] + part[1]) + (part[2] + part[3])) * scale;
     m_chunk = std::max(m_chunk, p[j]);
   }
   const float m_new = std::max(*m, m_chunk);
@@ -55,7 +54,7 @@ void attn_chunk_generic(const float* q, const float* const* k_rows, const float*
   *m = m_new;
   for (int64_t i = 0; i < dv; ++i) {                    // acc = acc * alpha + sum_j p_j v_j
     float r = acc[i] * alpha;
-    for (int32_t j = a; j <= b; ++j) r += p[j] * v_rows[j][i];
+    for (int32_t j = a; j <= b; ++j) r += p[j] * vb[j * dv + i];
     acc[i] = r;
   }
 }
@@ -63,7 +62,7 @@ void attn_chunk_generic(const float* q, const float* const* k_rows, const float*
 struct AttnTables {
   AttnFns t[3];
   AttnTables() {
-    for (AttnFns& f : t) f = AttnFns{f16_to_f32_generic, attn_chunk_generic, silu_mul, gelu_mul};
+    for (AttnFns& f : t) f = AttnFns{load_chunk_generic, attn_chunk_generic, nullptr, silu_mul, gelu_mul};
 #ifdef LL_OPS_X86
     if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
     if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
@@ -127,6 +126,10 @@ void gelu_mul(float* x, const float* up, int64_t n) {
 }
 
 // --- attention ----------------------------------------------------------------------
+// Queries per call up to which attend_queries reads K/V rows straight from the cache
+// (where the ISA has that path) instead of converting each chunk once.
+constexpr int32_t kRowsPathMaxQueries = 4;
+
 void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table, int32_t n_q,
                     const float* const* q, const int32_t* p_lo, const int32_t* p_hi, float scale,
                     float* const* out) {
@@ -135,11 +138,11 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
   const int32_t bs = kv.block_size, d = kv.head_dim, dv = kv.head_dim_v;
   const size_t es = kv.f16 ? 2 : 4;
   const size_t k_pos = (size_t)kv.n_head_kv * d * es, v_pos = (size_t)kv.n_head_kv * dv * es;
-  thread_local std::vector<float> kbuf, vbuf, zeros;    // [kAttnChunk, d], [kAttnChunk, dv], [max(d, dv)]
+  thread_local std::vector<float> kt, vb;               // [d16, kAttnChunk], [kAttnChunk, dv]
   thread_local std::vector<float> m, l;                 // [n_q] running max and sum
-  if ((int64_t)kbuf.size() < (int64_t)kAttnChunk * d) kbuf.resize((size_t)kAttnChunk * d);
-  if ((int64_t)vbuf.size() < (int64_t)kAttnChunk * dv) vbuf.resize((size_t)kAttnChunk * dv);
-  if ((int64_t)zeros.size() < std::max(d, dv)) zeros.assign(std::max(d, dv), 0.0f);
+  const int64_t d16 = (d + 15) / 16 * 16;
+  if ((int64_t)kt.size() < kAttnChunk * d16) kt.resize((size_t)(kAttnChunk * d16));
+  if ((int64_t)vb.size() < (int64_t)kAttnChunk * dv) vb.resize((size_t)kAttnChunk * dv);
   if ((int32_t)m.size() < n_q) {
     m.resize(n_q);
     l.resize(n_q);
@@ -152,34 +155,36 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
     l[i] = 0.0f;
     std::fill(out[i], out[i] + dv, 0.0f);
   }
-  const float* k_rows[kAttnChunk];
-  const float* v_rows[kAttnChunk];
+  const uint8_t* k_rows[kAttnChunk];
+  const uint8_t* v_rows[kAttnChunk];
+  // Few queries: converting the chunk once costs more than reading the rows per query.
+  const bool from_rows = f.attn_chunk_rows != nullptr && n_q <= kRowsPathMaxQueries;
   for (int32_t c0 = lo - lo % kAttnChunk; c0 <= hi; c0 += kAttnChunk) {
     // rows of the chunk that some query reads: loaded (converted) once for all
     const int32_t s_lo = std::max(lo, c0) - c0, s_hi = std::min(hi, c0 + kAttnChunk - 1) - c0;
+    int32_t blk = (c0 + s_lo) / bs, slot = (c0 + s_lo) % bs;
     for (int32_t j = 0; j < kAttnChunk; ++j) {
       if (j < s_lo || j > s_hi) {
-        k_rows[j] = v_rows[j] = zeros.data();
+        k_rows[j] = v_rows[j] = nullptr;
         continue;
       }
-      const int32_t pos = c0 + j;
-      const size_t slot = (size_t)table[pos / bs] * bs + pos % bs;
-      const uint8_t* k = kv.k + slot * k_pos + (size_t)kv_head * d * es;
-      const uint8_t* v = kv.v + slot * v_pos + (size_t)kv_head * dv * es;
-      if (kv.f16) {
-        f.f16_to_f32(kbuf.data() + (size_t)j * d, reinterpret_cast<const uint16_t*>(k), d);
-        f.f16_to_f32(vbuf.data() + (size_t)j * dv, reinterpret_cast<const uint16_t*>(v), dv);
-        k_rows[j] = kbuf.data() + (size_t)j * d;
-        v_rows[j] = vbuf.data() + (size_t)j * dv;
-      } else {
-        k_rows[j] = reinterpret_cast<const float*>(k);
-        v_rows[j] = reinterpret_cast<const float*>(v);
+      const size_t row = (size_t)table[blk] * bs + slot;
+      k_rows[j] = kv.k + row * k_pos + (size_t)kv_head * d * es;
+      v_rows[j] = kv.v + row * v_pos + (size_t)kv_head * dv * es;
+      if (++slot == bs) {
+        slot = 0;
+        ++blk;
       }
     }
+    if (!from_rows) f.load_chunk(k_rows, v_rows, d, dv, kv.f16, kt.data(), vb.data());
     for (int32_t i = 0; i < n_q; ++i) {
       const int32_t a = std::max(p_lo[i], c0) - c0, b = std::min(p_hi[i], c0 + kAttnChunk - 1) - c0;
       if (a > b) continue;                                // the query reads nothing here
-      f.attn_chunk(q[i], k_rows, v_rows, d, dv, scale, a, b, &m[i], &l[i], out[i]);
+      if (from_rows) {
+        f.attn_chunk_rows(q[i], k_rows, v_rows, kv.f16, d, dv, scale, a, b, &m[i], &l[i], out[i]);
+      } else {
+        f.attn_chunk(q[i], kt.data(), vb.data(), d, dv, scale, a, b, &m[i], &l[i], out[i]);
+      }
     }
   }
   for (int32_t i = 0; i < n_q; ++i) {                  // one rounding: divide, not * (1 / l)

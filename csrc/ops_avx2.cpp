@@ -73,55 +73,92 @@ static void gelu_mul(float* x, const float* up, int64_t n) {
 
 // --- attention ---------------------------------------------------------------------
 
-static void f16_to_f32(float* dst, const uint16_t* src, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(src + i))));
-  }
-  for (; i < n; ++i) dst[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(src[i])));
-}
-
-// Lane j = the sum of the 8 lanes of a[j], by a fixed tree.
-static __m256 transpose_sum8(const __m256* a) {
-  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);   // halves of a0..3, a4..7
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
 // Mask of the first r lanes (0 <= r <= 8) for maskload.
 static __m256i first_lanes(int64_t r) {
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), idx);
 }
 
-// The scores of 8 keys (rows[0..7]) in the lanes of one vector.
-static __m256 scores8(const float* q, const float* const* rows, int64_t d) {
-  __m256 s[8];
-  for (int j = 0; j < 8; ++j) s[j] = _mm256_setzero_ps();
+// n (<= 8) values of a cache row from element i as float32; the rest 0.
+static __m256 load_row8(const uint8_t* row, int64_t i, int64_t n, bool f16) {
+  if (!row) return _mm256_setzero_ps();
+  if (f16) {
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + i;
+    if (n == 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)h));
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t c = 0; c < n; ++c) tmp[c] = h[c];
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)tmp));
+  }
+  return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + i, first_lanes(n));
+}
+
+// In place 8 x 8 transpose: r[c] lane j becomes the old r[j] lane c.
+static void transpose8(__m256* r) {
+  __m256 t[8], s[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {      // half L of s[4g + c]: rows 4g..4g+3 of column 4L + c
+    s[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    s[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    s[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    s[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+    r[4 + c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+  }
+}
+
+static void load_chunk(const uint8_t* const* k_rows, const uint8_t* const* v_rows, int64_t d,
+                       int64_t dv, bool f16, float* kt, float* vb) {
+  static_assert(kAttnChunk == 16, "two groups of 8 keys");
+  for (int g = 0; g < 2; ++g) {                      // keys: 8 x 8 tiles, transposed
+    for (int64_t i = 0; i < d; i += 8) {
+      const int64_t n = d - i < 8 ? d - i : 8;
+      __m256 r[8];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) r[j] = load_row8(k_rows[8 * g + j], i, n, f16);
+      transpose8(r);
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(kt + (i + c) * 16 + 8 * g, r[c]);   // kt has room
+    }
+  }
+  for (int j = 0; j < 16; ++j) {                     // values: row-major
+    if (!v_rows[j]) continue;
+    for (int64_t i = 0; i < dv; i += 8) {
+      const int64_t n = dv - i < 8 ? dv - i : 8;
+      _mm256_maskstore_ps(vb + j * dv + i, first_lanes(n), load_row8(v_rows[j], i, n, f16));
+    }
+  }
+}
+
+// The scaled scores of keys 8g..8g+7: four partial sums over the head dimension.
+static __m256 scores8(const float* q, const float* kt, int64_t d, float scale) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+         s3 = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= d; i += 8) {
-    const __m256 qv = _mm256_loadu_ps(q + i);
-    for (int j = 0; j < 8; ++j) s[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows[j] + i), s[j]);
+  for (; i + 4 <= d; i += 4) {
+    s0 = _mm256_fmadd_ps(_mm256_set1_ps(q[i]), _mm256_loadu_ps(kt + i * 16), s0);
+    s1 = _mm256_fmadd_ps(_mm256_set1_ps(q[i + 1]), _mm256_loadu_ps(kt + i * 16 + 16), s1);
+    s2 = _mm256_fmadd_ps(_mm256_set1_ps(q[i + 2]), _mm256_loadu_ps(kt + i * 16 + 32), s2);
+    s3 = _mm256_fmadd_ps(_mm256_set1_ps(q[i + 3]), _mm256_loadu_ps(kt + i * 16 + 48), s3);
   }
-  if (i < d) {
-    const __m256i mk = first_lanes(d - i);
-    const __m256 qv = _mm256_maskload_ps(q + i, mk);
-    for (int j = 0; j < 8; ++j) s[j] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(rows[j] + i, mk), s[j]);
+  for (; i < d; ++i) {
+    __m256* sp = i % 4 == 0 ? &s0 : i % 4 == 1 ? &s1 : i % 4 == 2 ? &s2 : &s3;
+    *sp = _mm256_fmadd_ps(_mm256_set1_ps(q[i]), _mm256_loadu_ps(kt + i * 16), *sp);
   }
-  return transpose_sum8(s);
+  return _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)), _mm256_set1_ps(scale));
 }
 
 // See AttnFns::attn_chunk: two groups of 8 keys; a group with no slot in [a, b] is skipped.
-static void attn_chunk(const float* q, const float* const* k_rows, const float* const* v_rows,
-                       int64_t d, int64_t dv, float scale, int32_t a, int32_t b, float* m, float* l,
-                       float* acc) {
-  static_assert(kAttnChunk == 16, "two groups of 8 keys");
+static void attn_chunk(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
+                       float scale, int32_t a, int32_t b, float* m, float* l, float* acc) {
   float sc[16];
-  const __m256 vs = _mm256_set1_ps(scale);
   for (int g = 0; g < 2; ++g) {
     if (8 * g > b || 8 * g + 7 < a) continue;
-    _mm256_storeu_ps(sc + 8 * g, _mm256_mul_ps(scores8(q, k_rows + 8 * g, d), vs));
+    _mm256_storeu_ps(sc + 8 * g, scores8(q, kt + 8 * g, d, scale));
   }
   float m_chunk = sc[a];
   for (int32_t j = a + 1; j <= b; ++j) m_chunk = sc[j] > m_chunk ? sc[j] : m_chunk;
@@ -161,7 +198,7 @@ static void attn_chunk(const float* q, const float* const* k_rows, const float* 
     __m256 r3 = _mm256_mul_ps(_mm256_loadu_ps(acc + x + 24), va);
     for (int32_t j = a; j <= b; ++j) {
       const __m256 w = _mm256_set1_ps(pj[j]);
-      const float* v = v_rows[j] + x;
+      const float* v = vb + j * dv + x;
       r0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), r0);
       r1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), r1);
       r2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), r2);
@@ -176,7 +213,7 @@ static void attn_chunk(const float* q, const float* const* k_rows, const float* 
     const __m256i mk = first_lanes(dv - x < 8 ? dv - x : 8);
     __m256 r = _mm256_mul_ps(_mm256_maskload_ps(acc + x, mk), va);
     for (int32_t j = a; j <= b; ++j) {
-      r = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]), _mm256_maskload_ps(v_rows[j] + x, mk), r);
+      r = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]), _mm256_maskload_ps(vb + j * dv + x, mk), r);
     }
     _mm256_maskstore_ps(acc + x, mk, r);
   }
@@ -187,8 +224,9 @@ static void attn_chunk(const float* q, const float* const* k_rows, const float* 
 void fill_attn_avx2(AttnFns* t) {
   t->silu_mul = avx2::silu_mul;
   t->gelu_mul = avx2::gelu_mul;
-  t->f16_to_f32 = avx2::f16_to_f32;
+  t->load_chunk = avx2::load_chunk;
   t->attn_chunk = avx2::attn_chunk;
+  t->attn_chunk_rows = nullptr;
 }
 
 }  // namespace ll

@@ -71,67 +71,155 @@ static void gelu_mul(float* x, const float* up, int64_t n) {
 
 // --- attention ---------------------------------------------------------------------
 
-static void f16_to_f32(float* dst, const uint16_t* src, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(src + i))));
+// 16 values of a cache row from element i as float32 (the first `n` lanes; the rest 0).
+static __m512 load_row16(const uint8_t* row, int64_t i, __mmask16 mk, bool f16) {
+  if (!row) return _mm512_setzero_ps();
+  if (f16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, reinterpret_cast<const uint16_t*>(row) + i));
   }
-  if (i < n) {
-    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-    _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+  return _mm512_maskz_loadu_ps(mk, reinterpret_cast<const float*>(row) + i);
+}
+
+// In place: r[c] lane j becomes the old r[j] lane c (a 16 x 16 transpose).
+static void transpose16(__m512* r) {
+  __m512 t[16], s[16];
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k) {      // lane L of t[2k], t[2k+1]: pairs of rows 2k, 2k+1
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {      // lane L of s[4g + c]: rows 4g..4g+3 of column 4L + c
+    s[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    s[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    s[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    s[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {      // 4 x 4 transpose of the 128-bit lanes of s[c], s[4 + c], ...
+    const __m512 u0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x44);
+    const __m512 u1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xEE);
+    const __m512 u2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x44);
+    const __m512 u3 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+    r[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
   }
 }
 
-// Lane j = the sum of the 16 lanes of a[j], by a fixed tree (a is overwritten).
-static __m512 transpose_sum16(__m512* a) {
+static void load_chunk(const uint8_t* const* k_rows, const uint8_t* const* v_rows, int64_t d,
+                       int64_t dv, bool f16, float* kt, float* vb) {
+  for (int64_t i = 0; i < d; i += 16) {            // keys: 16 x 16 tiles, transposed (kt: d rounded up to 16 rows)
+    const int64_t n = d - i < 16 ? d - i : 16;
+    const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) r[j] = load_row16(k_rows[j], i, mk, f16);
+    transpose16(r);
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; ++c) _mm512_storeu_ps(kt + (i + c) * 16, r[c]);   // kt has room
+  }
+  for (int j = 0; j < 16; ++j) {                     // values: row-major
+    if (!v_rows[j]) continue;
+    for (int64_t i = 0; i < dv; i += 16) {
+      const __mmask16 mk = dv - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dv - i)) - 1u);
+      _mm512_mask_storeu_ps(vb + j * dv + i, mk, load_row16(v_rows[j], i, mk, f16));
+    }
+  }
+}
+
+// The sum of the 16 lane-classes x[0..15] by one fixed tree:
+//   y_r = x_r + x_{r+8}; z_r = y_r + y_{r+4}; w_r = z_r + z_{r+2}; w_0 + w_1.
+// Both score paths below use it, so a key's score is bitwise the same in either.
+static __m512 tree_sum16(const __m512* x) {
+  __m512 y[8], z[4];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r) y[r] = _mm512_add_ps(x[r], x[r + 8]);
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) z[r] = _mm512_add_ps(y[r], y[r + 4]);
+  return _mm512_add_ps(_mm512_add_ps(z[0], z[2]), _mm512_add_ps(z[1], z[3]));
+}
+
+// Lane j = tree_sum16 of the 16 lanes of a[j] (the same tree, done across lanes).
+static __m512 transpose_sum16(const __m512* a) {
   __m512 b[8], c[4], e[2];
-  for (int i = 0; i < 8; ++i) {      // 128-bit halves: [a0.c0+a0.c2, a0.c1+a0.c3, a1.c0+a1.c2, a1.c1+a1.c3]
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {      // y: 128-bit chunk 0 + 2, 1 + 3 of a[2i] | of a[2i + 1]
     b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                          _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
   }
-  for (int i = 0; i < 4; ++i) {      // 128-bit chunk k: 4 partial sums of a[4i + k]
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {      // z: chunk k holds a[4i + k]'s y_r + y_{r+4}
     c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
                          _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
   }
-  for (int i = 0; i < 2; ++i) {      // within each chunk k: 2 partial sums each of c[2i], c[2i+1]
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i) {      // w: z_r + z_{r+2}
     e[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                          _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
   }
-  // lane 4k + i: the sum of a[4i + k]
+  // w_0 + w_1; lane 4k + i holds a[4i + k]
   const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(e[0], e[1], _MM_SHUFFLE(2, 0, 2, 0)),
                                  _mm512_shuffle_ps(e[0], e[1], _MM_SHUFFLE(3, 1, 3, 1)));
   const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   return _mm512_permutexvar_ps(idx, f);
 }
 
-// See AttnFns::attn_chunk: the 16 keys' scores in the lanes of one vector.
-static void attn_chunk(const float* q, const float* const* k_rows, const float* const* v_rows,
-                       int64_t d, int64_t dv, float scale, int32_t a, int32_t b, float* m, float* l,
-                       float* acc) {
-  __m512 s[16];
-  for (int j = 0; j < 16; ++j) s[j] = _mm512_setzero_ps();
+// Scores from the transposed chunk: lane-class r accumulates i = r, r + 16, ... (FMA chain).
+static __m512 scores_kt(const float* q, const float* kt, int64_t d) {
+  __m512 x[16];
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) x[r] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= d; i += 16) {
-    const __m512 qv = _mm512_loadu_ps(q + i);
-    for (int j = 0; j < 16; ++j) s[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k_rows[j] + i), s[j]);
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) {
+      x[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[i + r]), _mm512_loadu_ps(kt + (i + r) * 16), x[r]);
+    }
   }
-  if (i < d) {
-    const __mmask16 mk = (__mmask16)((1u << (d - i)) - 1u);
+  if (i < d) {                       // zero-padded tail, as the masked loads of scores_rows
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) {
+      const float qr = i + r < d ? q[i + r] : 0.0f;
+      x[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr), _mm512_loadu_ps(kt + (i + r) * 16), x[r]);
+    }
+  }
+  return tree_sum16(x);
+}
+
+// Scores straight from the cache rows: key j's lanes accumulate the same chains.
+static __m512 scores_rows(const float* q, const uint8_t* const* k_rows, int64_t d, bool f16) {
+  __m512 a[16];
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) a[j] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 mk = d - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - i)) - 1u);
     const __m512 qv = _mm512_maskz_loadu_ps(mk, q + i);
-    for (int j = 0; j < 16; ++j) s[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k_rows[j] + i), s[j]);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) a[j] = _mm512_fmadd_ps(qv, load_row16(k_rows[j], i, mk, f16), a[j]);
   }
-  const __m512 sc = _mm512_mul_ps(transpose_sum16(s), _mm512_set1_ps(scale));
+  return transpose_sum16(a);
+}
+
+// The online-softmax update from one chunk's scaled scores; p receives the weights.
+static float softmax_update(__m512 sc, int32_t a, int32_t b, float* m, float* l, float* p) {
   const __mmask16 valid = (__mmask16)((((1u << (b - a + 1)) - 1u) << a) & 0xffffu);
   const float m_chunk = _mm512_mask_reduce_max_ps(valid, sc);
   const float m_old = *m, m_new = m_old > m_chunk ? m_old : m_chunk;
-  const __m512 p = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
+  const __m512 pv = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
   const float alpha = m_old == -__builtin_inff()
                           ? 0.0f
                           : _mm_cvtss_f32(_mm512_castps512_ps128(exp_ps(_mm512_set1_ps(m_old - m_new))));
-  *l = *l * alpha + _mm512_reduce_add_ps(p);
+  *l = *l * alpha + _mm512_reduce_add_ps(pv);
   *m = m_new;
-  float pj[16];
-  _mm512_storeu_ps(pj, p);
+  _mm512_storeu_ps(p, pv);
+  return alpha;
+}
+
+// acc = acc * alpha + sum_{j in [a, b]} p_j v_j, per element in key order.
+static void accumulate(float* acc, float alpha, const float* p, int32_t a, int32_t b, int64_t dv,
+                       const uint8_t* const* v_rows, bool f16) {
   const __m512 va = _mm512_set1_ps(alpha);
   int64_t x = 0;
   for (; x + 64 <= dv; x += 64) {    // four vectors of the output at a time
@@ -140,12 +228,11 @@ static void attn_chunk(const float* q, const float* const* k_rows, const float* 
     __m512 r2 = _mm512_mul_ps(_mm512_loadu_ps(acc + x + 32), va);
     __m512 r3 = _mm512_mul_ps(_mm512_loadu_ps(acc + x + 48), va);
     for (int32_t j = a; j <= b; ++j) {
-      const __m512 w = _mm512_set1_ps(pj[j]);
-      const float* v = v_rows[j] + x;
-      r0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v), r0);
-      r1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16), r1);
-      r2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 32), r2);
-      r3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 48), r3);
+      const __m512 w = _mm512_set1_ps(p[j]);
+      r0 = _mm512_fmadd_ps(w, load_row16(v_rows[j], x, 0xffff, f16), r0);
+      r1 = _mm512_fmadd_ps(w, load_row16(v_rows[j], x + 16, 0xffff, f16), r1);
+      r2 = _mm512_fmadd_ps(w, load_row16(v_rows[j], x + 32, 0xffff, f16), r2);
+      r3 = _mm512_fmadd_ps(w, load_row16(v_rows[j], x + 48, 0xffff, f16), r3);
     }
     _mm512_storeu_ps(acc + x, r0);
     _mm512_storeu_ps(acc + x + 16, r1);
@@ -156,10 +243,31 @@ static void attn_chunk(const float* q, const float* const* k_rows, const float* 
     const __mmask16 mk = dv - x >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dv - x)) - 1u);
     __m512 r = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, acc + x), va);
     for (int32_t j = a; j <= b; ++j) {
-      r = _mm512_fmadd_ps(_mm512_set1_ps(pj[j]), _mm512_maskz_loadu_ps(mk, v_rows[j] + x), r);
+      r = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), load_row16(v_rows[j], x, mk, f16), r);
     }
     _mm512_mask_storeu_ps(acc + x, mk, r);
   }
+}
+
+// See AttnFns::attn_chunk (a loaded chunk).
+static void attn_chunk(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
+                       float scale, int32_t a, int32_t b, float* m, float* l, float* acc) {
+  float p[16];
+  const float alpha = softmax_update(_mm512_mul_ps(scores_kt(q, kt, d), _mm512_set1_ps(scale)), a, b,
+                                     m, l, p);
+  const uint8_t* v_rows[16];
+  for (int j = 0; j < 16; ++j) v_rows[j] = reinterpret_cast<const uint8_t*>(vb + j * dv);
+  accumulate(acc, alpha, p, a, b, dv, v_rows, false);
+}
+
+// See AttnFns::attn_chunk_rows (the cache rows, for few queries a chunk).
+static void attn_chunk_rows(const float* q, const uint8_t* const* k_rows, const uint8_t* const* v_rows,
+                            bool f16, int64_t d, int64_t dv, float scale, int32_t a, int32_t b,
+                            float* m, float* l, float* acc) {
+  float p[16];
+  const float alpha = softmax_update(_mm512_mul_ps(scores_rows(q, k_rows, d, f16), _mm512_set1_ps(scale)),
+                                     a, b, m, l, p);
+  accumulate(acc, alpha, p, a, b, dv, v_rows, f16);
 }
 
 }  // namespace avx512
@@ -167,8 +275,9 @@ static void attn_chunk(const float* q, const float* const* k_rows, const float* 
 void fill_attn_avx512(AttnFns* t) {
   t->silu_mul = avx512::silu_mul;
   t->gelu_mul = avx512::gelu_mul;
-  t->f16_to_f32 = avx512::f16_to_f32;
+  t->load_chunk = avx512::load_chunk;
   t->attn_chunk = avx512::attn_chunk;
+  t->attn_chunk_rows = avx512::attn_chunk_rows;
 }
 
 }  // namespace ll
