@@ -62,7 +62,13 @@ void attn_chunk_generic(const float* q, const float* kt, const float* vb, int64_
 struct AttnTables {
   AttnFns t[3];
   AttnTables() {
-    for (AttnFns& f : t) f = AttnFns{load_chunk_generic, attn_chunk_generic, nullptr, silu_mul, gelu_mul};
+    for (AttnFns& f : t) {
+      f = AttnFns{};
+      f.load_chunk = load_chunk_generic;
+      f.attn_chunk = attn_chunk_generic;   // attn_chunk_pair, attn_chunk_rows: SIMD only
+      f.silu_mul = silu_mul;
+      f.gelu_mul = gelu_mul;
+    }
 #ifdef LL_OPS_X86
     if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
     if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
@@ -182,6 +188,10 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
       if (a > b) continue;                                // the query reads nothing here
       if (from_rows) {
         f.attn_chunk_rows(q[i], k_rows, v_rows, kv.f16, d, dv, scale, a, b, &m[i], &l[i], out[i]);
+      } else if (f.attn_chunk_pair && i + 1 < n_q && p_lo[i + 1] == p_lo[i] && p_hi[i + 1] == p_hi[i]) {
+        f.attn_chunk_pair(q[i], q[i + 1], kt.data(), vb.data(), d, dv, scale, a, b, &m[i], &l[i],
+                          out[i], out[i + 1]);
+        ++i;                                              // two heads of one token
       } else {
         f.attn_chunk(q[i], kt.data(), vb.data(), d, dv, scale, a, b, &m[i], &l[i], out[i]);
       }

@@ -72,7 +72,8 @@ static void gelu_mul(float* x, const float* up, int64_t n) {
 // --- attention ---------------------------------------------------------------------
 
 // 16 values of a cache row from element i as float32 (the first `n` lanes; the rest 0).
-static __m512 load_row16(const uint8_t* row, int64_t i, __mmask16 mk, bool f16) {
+static inline __attribute__((always_inline))
+__m512 load_row16(const uint8_t* row, int64_t i, __mmask16 mk, bool f16) {
   if (!row) return _mm512_setzero_ps();
   if (f16) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, reinterpret_cast<const uint16_t*>(row) + i));
@@ -132,7 +133,8 @@ static void load_chunk(const uint8_t* const* k_rows, const uint8_t* const* v_row
 // The sum of the 16 lane-classes x[0..15] by one fixed tree:
 //   y_r = x_r + x_{r+8}; z_r = y_r + y_{r+4}; w_r = z_r + z_{r+2}; w_0 + w_1.
 // Both score paths below use it, so a key's score is bitwise the same in either.
-static __m512 tree_sum16(const __m512* x) {
+static inline __attribute__((always_inline))
+__m512 tree_sum16(const __m512* x) {
   __m512 y[8], z[4];
 #pragma GCC unroll 8
   for (int r = 0; r < 8; ++r) y[r] = _mm512_add_ps(x[r], x[r + 8]);
@@ -142,7 +144,8 @@ static __m512 tree_sum16(const __m512* x) {
 }
 
 // Lane j = tree_sum16 of the 16 lanes of a[j] (the same tree, done across lanes).
-static __m512 transpose_sum16(const __m512* a) {
+static inline __attribute__((always_inline))
+__m512 transpose_sum16(const __m512* a) {
   __m512 b[8], c[4], e[2];
 #pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) {      // y: 128-bit chunk 0 + 2, 1 + 3 of a[2i] | of a[2i + 1]
@@ -167,7 +170,8 @@ static __m512 transpose_sum16(const __m512* a) {
 }
 
 // Scores from the transposed chunk: lane-class r accumulates i = r, r + 16, ... (FMA chain).
-static __m512 scores_kt(const float* q, const float* kt, int64_t d) {
+static inline __attribute__((always_inline))
+__m512 scores_kt(const float* q, const float* kt, int64_t d) {
   __m512 x[16];
 #pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) x[r] = _mm512_setzero_ps();
@@ -189,7 +193,8 @@ static __m512 scores_kt(const float* q, const float* kt, int64_t d) {
 }
 
 // Scores straight from the cache rows: key j's lanes accumulate the same chains.
-static __m512 scores_rows(const float* q, const uint8_t* const* k_rows, int64_t d, bool f16) {
+static inline __attribute__((always_inline))
+__m512 scores_rows(const float* q, const uint8_t* const* k_rows, int64_t d, bool f16) {
   __m512 a[16];
 #pragma GCC unroll 16
   for (int j = 0; j < 16; ++j) a[j] = _mm512_setzero_ps();
@@ -203,7 +208,8 @@ static __m512 scores_rows(const float* q, const uint8_t* const* k_rows, int64_t 
 }
 
 // The online-softmax update from one chunk's scaled scores; p receives the weights.
-static float softmax_update(__m512 sc, int32_t a, int32_t b, float* m, float* l, float* p) {
+static inline __attribute__((always_inline))
+float softmax_update(__m512 sc, int32_t a, int32_t b, float* m, float* l, float* p) {
   const __mmask16 valid = (__mmask16)((((1u << (b - a + 1)) - 1u) << a) & 0xffffu);
   const float m_chunk = _mm512_mask_reduce_max_ps(valid, sc);
   const float m_old = *m, m_new = m_old > m_chunk ? m_old : m_chunk;
@@ -218,7 +224,8 @@ static float softmax_update(__m512 sc, int32_t a, int32_t b, float* m, float* l,
 }
 
 // acc = acc * alpha + sum_{j in [a, b]} p_j v_j, per element in key order.
-static void accumulate(float* acc, float alpha, const float* p, int32_t a, int32_t b, int64_t dv,
+static inline __attribute__((always_inline))
+void accumulate(float* acc, float alpha, const float* p, int32_t a, int32_t b, int64_t dv,
                        const uint8_t* const* v_rows, bool f16) {
   const __m512 va = _mm512_set1_ps(alpha);
   int64_t x = 0;
@@ -260,6 +267,97 @@ static void attn_chunk(const float* q, const float* kt, const float* vb, int64_t
   accumulate(acc, alpha, p, a, b, dv, v_rows, false);
 }
 
+// Scores of two queries from the transposed chunk, each bitwise as scores_kt: the
+// lane-classes r and r + 8 of both share each loaded key row.
+static void scores_kt_pair(const float* q0, const float* q1, const float* kt, int64_t d, __m512* s0,
+                           __m512* s1) {
+  __m512 y0[8], y1[8];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r) {
+    __m512 a0 = _mm512_setzero_ps(), b0 = _mm512_setzero_ps();
+    __m512 a1 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const bool full = i + 16 <= d;   // zero-padded tail, as in scores_kt
+      const float q0a = full || i + r < d ? q0[i + r] : 0.0f, q1a = full || i + r < d ? q1[i + r] : 0.0f;
+      const float q0b = full || i + r + 8 < d ? q0[i + r + 8] : 0.0f;
+      const float q1b = full || i + r + 8 < d ? q1[i + r + 8] : 0.0f;
+      const __m512 ka = _mm512_loadu_ps(kt + (i + r) * 16), kb = _mm512_loadu_ps(kt + (i + r + 8) * 16);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(q0a), ka, a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(q1a), ka, a1);
+      b0 = _mm512_fmadd_ps(_mm512_set1_ps(q0b), kb, b0);
+      b1 = _mm512_fmadd_ps(_mm512_set1_ps(q1b), kb, b1);
+    }
+    y0[r] = _mm512_add_ps(a0, b0);
+    y1[r] = _mm512_add_ps(a1, b1);
+  }
+  __m512 z0[4], z1[4];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    z0[r] = _mm512_add_ps(y0[r], y0[r + 4]);
+    z1[r] = _mm512_add_ps(y1[r], y1[r + 4]);
+  }
+  *s0 = _mm512_add_ps(_mm512_add_ps(z0[0], z0[2]), _mm512_add_ps(z0[1], z0[3]));
+  *s1 = _mm512_add_ps(_mm512_add_ps(z1[0], z1[2]), _mm512_add_ps(z1[1], z1[3]));
+}
+
+// accumulate() for two queries over the same slots, sharing each loaded value row.
+static void accumulate_pair(float* acc0, float* acc1, float alpha0, float alpha1, const float* p0,
+                            const float* p1, int32_t a, int32_t b, int64_t dv, const float* vb) {
+  const __m512 va0 = _mm512_set1_ps(alpha0), va1 = _mm512_set1_ps(alpha1);
+  int64_t x = 0;
+  for (; x + 64 <= dv; x += 64) {
+    __m512 r0 = _mm512_mul_ps(_mm512_loadu_ps(acc0 + x), va0);
+    __m512 r1 = _mm512_mul_ps(_mm512_loadu_ps(acc0 + x + 16), va0);
+    __m512 r2 = _mm512_mul_ps(_mm512_loadu_ps(acc0 + x + 32), va0);
+    __m512 r3 = _mm512_mul_ps(_mm512_loadu_ps(acc0 + x + 48), va0);
+    __m512 t0 = _mm512_mul_ps(_mm512_loadu_ps(acc1 + x), va1);
+    __m512 t1 = _mm512_mul_ps(_mm512_loadu_ps(acc1 + x + 16), va1);
+    __m512 t2 = _mm512_mul_ps(_mm512_loadu_ps(acc1 + x + 32), va1);
+    __m512 t3 = _mm512_mul_ps(_mm512_loadu_ps(acc1 + x + 48), va1);
+    for (int32_t j = a; j <= b; ++j) {
+      const __m512 w0 = _mm512_set1_ps(p0[j]), w1 = _mm512_set1_ps(p1[j]);
+      const float* v = vb + j * dv + x;
+      const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+      const __m512 v2 = _mm512_loadu_ps(v + 32), v3 = _mm512_loadu_ps(v + 48);
+      r0 = _mm512_fmadd_ps(w0, v0, r0);
+      r1 = _mm512_fmadd_ps(w0, v1, r1);
+      r2 = _mm512_fmadd_ps(w0, v2, r2);
+      r3 = _mm512_fmadd_ps(w0, v3, r3);
+      t0 = _mm512_fmadd_ps(w1, v0, t0);
+      t1 = _mm512_fmadd_ps(w1, v1, t1);
+      t2 = _mm512_fmadd_ps(w1, v2, t2);
+      t3 = _mm512_fmadd_ps(w1, v3, t3);
+    }
+    _mm512_storeu_ps(acc0 + x, r0);
+    _mm512_storeu_ps(acc0 + x + 16, r1);
+    _mm512_storeu_ps(acc0 + x + 32, r2);
+    _mm512_storeu_ps(acc0 + x + 48, r3);
+    _mm512_storeu_ps(acc1 + x, t0);
+    _mm512_storeu_ps(acc1 + x + 16, t1);
+    _mm512_storeu_ps(acc1 + x + 32, t2);
+    _mm512_storeu_ps(acc1 + x + 48, t3);
+  }
+  if (x < dv) {                      // the rest one query at a time (same per-element order)
+    const uint8_t* v_rows[16];
+    for (int j = 0; j < 16; ++j) v_rows[j] = reinterpret_cast<const uint8_t*>(vb + j * dv + x);
+    accumulate(acc0 + x, alpha0, p0, a, b, dv - x, v_rows, false);
+    accumulate(acc1 + x, alpha1, p1, a, b, dv - x, v_rows, false);
+  }
+}
+
+// See AttnFns::attn_chunk_pair.
+static void attn_chunk_pair(const float* q0, const float* q1, const float* kt, const float* vb,
+                            int64_t d, int64_t dv, float scale, int32_t a, int32_t b, float* m,
+                            float* l, float* acc0, float* acc1) {
+  __m512 s0, s1;
+  scores_kt_pair(q0, q1, kt, d, &s0, &s1);
+  const __m512 vs = _mm512_set1_ps(scale);
+  float p0[16], p1[16];
+  const float alpha0 = softmax_update(_mm512_mul_ps(s0, vs), a, b, m, l, p0);
+  const float alpha1 = softmax_update(_mm512_mul_ps(s1, vs), a, b, m + 1, l + 1, p1);
+  accumulate_pair(acc0, acc1, alpha0, alpha1, p0, p1, a, b, dv, vb);
+}
+
 // See AttnFns::attn_chunk_rows (the cache rows, for few queries a chunk).
 static void attn_chunk_rows(const float* q, const uint8_t* const* k_rows, const uint8_t* const* v_rows,
                             bool f16, int64_t d, int64_t dv, float scale, int32_t a, int32_t b,
@@ -278,6 +376,7 @@ void fill_attn_avx512(AttnFns* t) {
   t->load_chunk = avx512::load_chunk;
   t->attn_chunk = avx512::attn_chunk;
   t->attn_chunk_rows = avx512::attn_chunk_rows;
+  t->attn_chunk_pair = avx512::attn_chunk_pair;
 }
 
 }  // namespace ll

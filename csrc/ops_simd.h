@@ -32,6 +32,11 @@ struct AttnFns {
   // the other slots hold (batch invariance).
   void (*attn_chunk)(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
                      float scale, int32_t a, int32_t b, float* m, float* l, float* acc);
+  // attn_chunk for two queries with the same slots [a, b] (two heads of one token),
+  // each bitwise as attn_chunk alone; m, l [2], acc0 / acc1 [dv].
+  void (*attn_chunk_pair)(const float* q0, const float* q1, const float* kt, const float* vb,
+                          int64_t d, int64_t dv, float scale, int32_t a, int32_t b, float* m,
+                          float* l, float* acc0, float* acc1);
   // The same as attn_chunk, bitwise, but reading the chunk straight from the cache rows
   // (load_chunk's arguments; null rows outside [a, b]): cheaper when few queries share a
   // chunk (decode). Null where the ISA has no such path.
