@@ -29,6 +29,7 @@
 #include "kv_cache.h"
 #include "model.h"
 #include "sampling.h"
+#include "ops.h"
 #include "ops_simd.h"
 
 namespace py = pybind11;
@@ -589,6 +590,83 @@ static void bind_sampling(py::module_& m) {
       "softmax mass reaches p; grouped coarsely best first, not sorted. Returns int32 [count].");
 }
 
+// --- attention ---
+// _core.attention(k, v, q, positions, seq_ids, block_tables, scale, window=0,
+//                 tile_tokens=8, min_tasks=1) -> float32 [n_tokens, n_head, head_dim_v]
+// The forward pass's attention over a paged cache given as arrays (for tests):
+// k [n_blocks, block_size, n_head_kv, head_dim] and v [..., head_dim_v], both float16
+// or both float32; q float32 [n_tokens, n_head, head_dim]. Runs every task of
+// plan_attention(tile_tokens, min_tasks) on the calling thread, active ISA.
+namespace {
+
+py::array_t<float> attention_py(py::array k, py::array v,
+                                py::array_t<float, py::array::c_style | py::array::forcecast> q,
+                                py::array_t<int32_t, py::array::c_style | py::array::forcecast> positions,
+                                py::array_t<int32_t, py::array::c_style | py::array::forcecast> seq_ids,
+                                py::array_t<int32_t, py::array::c_style | py::array::forcecast> block_tables,
+                                float scale, int32_t window, int32_t tile_tokens, int32_t min_tasks) {
+  if (!(k.dtype().kind() == 'f' && (k.itemsize() == 2 || k.itemsize() == 4)))
+    throw py::value_error("k must be a float16 or float32 array");
+  if (!k.dtype().is(v.dtype())) throw py::value_error("k and v must have the same dtype");
+  if (!(k.flags() & py::array::c_style) || !(v.flags() & py::array::c_style))
+    throw py::value_error("k and v must be C-contiguous");
+  if (k.ndim() != 4 || v.ndim() != 4) throw py::value_error("k and v must be [n_blocks, block_size, n_head_kv, dim]");
+  for (int i = 0; i < 3; ++i) {
+    if (k.shape(i) != v.shape(i)) throw py::value_error("k and v must agree in their first three dimensions");
+  }
+  if (q.ndim() != 3 || q.shape(2) != k.shape(3)) throw py::value_error("q must be [n_tokens, n_head, head_dim]");
+  if (block_tables.ndim() != 2) throw py::value_error("block_tables must be [n_seqs, max_blocks]");
+  const int64_t n = q.shape(0), n_blocks = k.shape(0), bs = k.shape(1), n_kv = k.shape(2);
+  if (n_blocks < 1 || bs < 1 || n_kv < 1 || k.shape(3) < 1 || v.shape(3) < 1)
+    throw py::value_error("k and v must not be empty");
+  if (q.shape(1) % n_kv != 0) throw py::value_error("n_head must be a multiple of n_head_kv");
+  if (positions.ndim() != 1 || seq_ids.ndim() != 1 || positions.shape(0) != n || seq_ids.shape(0) != n)
+    throw py::value_error("positions and seq_ids must be 1-D with one entry per token");
+  if (tile_tokens < 1 || min_tasks < 1) throw py::value_error("tile_tokens and min_tasks must be >= 1");
+  const int64_t max_blocks = block_tables.shape(1);
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t pos = positions.data()[t], seq = seq_ids.data()[t];
+    if (seq < 0 || seq >= block_tables.shape(0)) throw py::value_error("seq_ids must index block_tables rows");
+    if (pos < 0 || pos >= max_blocks * bs) throw py::value_error("a position lies outside its block table");
+    for (int64_t j = 0; j <= pos / bs; ++j) {
+      const int32_t blk = block_tables.data()[seq * max_blocks + j];
+      if (blk < 0 || blk >= n_blocks) throw py::value_error("block_tables holds a block id out of range");
+    }
+  }
+  ll::AttnStep st;
+  st.kv = ll::KVLayerView{static_cast<const uint8_t*>(k.data()), static_cast<const uint8_t*>(v.data()),
+                          (int32_t)bs, (int32_t)n_kv, (int32_t)k.shape(3), (int32_t)v.shape(3),
+                          k.itemsize() == 2};
+  st.n_tokens = (int32_t)n;
+  st.n_head = (int32_t)q.shape(1);
+  st.q = q.data();
+  py::array_t<float> out({(py::ssize_t)n, (py::ssize_t)q.shape(1), (py::ssize_t)v.shape(3)});
+  st.out = out.mutable_data();
+  st.positions = positions.data();
+  st.seq_ids = seq_ids.data();
+  st.block_tables = block_tables.data();
+  st.max_blocks = (int32_t)max_blocks;
+  st.window = window;
+  st.scale = scale;
+  {
+    py::gil_scoped_release release;
+    for (const ll::AttnTask& task : ll::plan_attention(st, tile_tokens, min_tasks)) ll::run_attention_task(st, task);
+  }
+  return out;
+}
+
+}  // namespace
+
+static void bind_attention(py::module_& m) {
+  m.def("attention", &attention_py, py::arg("k"), py::arg("v"), py::arg("q"), py::arg("positions"),
+        py::arg("seq_ids"), py::arg("block_tables"), py::arg("scale"), py::arg("window") = 0,
+        py::arg("tile_tokens") = 8, py::arg("min_tasks") = 1,
+        "The forward pass's attention over a paged cache k, v [n_blocks, block_size, n_head_kv, dim]\n"
+        "(float16 or float32) for queries q [n_tokens, n_head, head_dim] at positions of sequences\n"
+        "seq_ids: float32 [n_tokens, n_head, head_dim_v]. tile_tokens / min_tasks set how the work\n"
+        "is split (never the result).");
+}
+
 // --- module ---
 
 PYBIND11_MODULE(_core, m) {
@@ -598,4 +676,5 @@ PYBIND11_MODULE(_core, m) {
   bind_kernels(m);
   bind_model(m);
   bind_sampling(m);
+  bind_attention(m);
 }

@@ -20,6 +20,8 @@ namespace ll {
 // Work (roughly, in multiply-adds) below which an element-wise op runs on the
 // calling thread: waking the pool costs more than the op.
 constexpr int64_t kInlineWork = 16384;
+// Query tokens of one sequence that share each loaded K/V row in prefill.
+constexpr int32_t kAttnTileTokens = 8;
 
 namespace {
 
@@ -343,26 +345,27 @@ void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t w
     const int32_t blk = b.block_tables[(int64_t)b.seq_ids[t] * b.max_blocks + pos / bs];
     kv.write(il, blk, pos % bs, s.k.data() + t * kd, s.v.data() + t * vd);
   }
-  const int32_t group = hp.n_head / hp.n_head_kv;
-  const int64_t n_tasks = (int64_t)b.n_tokens * hp.n_head;
+  AttnStep st;
+  st.kv = KVLayerView{kv.k_at(il, 0, 0), kv.v_at(il, 0, 0), bs, kv.n_head_kv, kv.head_dim,
+                      kv.head_dim_v, kv.type == KVType::f16};
+  st.n_tokens = b.n_tokens;
+  st.n_head = hp.n_head;
+  st.q = s.q.data();
+  st.out = s.att.data();
+  st.positions = b.positions;
+  st.seq_ids = b.seq_ids;
+  st.block_tables = b.block_tables;
+  st.max_blocks = b.max_blocks;
+  st.window = window;
+  st.scale = hp.attn_scale;
+  const std::vector<AttnTask> tasks = plan_attention(st, kAttnTileTokens, 2 * m.pool->size());
   int32_t longest = 0;
   for (int32_t t = 0; t < b.n_tokens; ++t) longest = std::max(longest, b.positions[t] + 1);
-  const int64_t cost = (int64_t)(window > 0 ? std::min(window, longest) : longest) *
+  const int64_t span = window > 0 ? std::min(window, longest) : longest;
+  const int64_t cost = (int64_t)kAttnTileTokens * (hp.n_head / hp.n_head_kv) * span *
                        (hp.head_dim + hp.head_dim_v);
-  parallel_for(m, n_tasks, cost, [&](int64_t j0, int64_t j1) {
-    thread_local std::vector<float> scores_buf;
-    if ((int32_t)scores_buf.size() < longest) scores_buf.resize(longest);
-    float* scores = scores_buf.data();
-    for (int64_t j = j0; j < j1; ++j) {
-      const int64_t t = j / hp.n_head;
-      const int32_t h = (int32_t)(j % hp.n_head);
-      const int32_t pos = b.positions[t];
-      const int32_t p0 = window > 0 ? std::max(0, pos - window + 1) : 0;
-      const int32_t* table = b.block_tables + (int64_t)b.seq_ids[t] * b.max_blocks;
-      const float* q = s.q.data() + (t * hp.n_head + h) * hp.head_dim;
-      float* out = s.att.data() + (t * hp.n_head + h) * hp.head_dim_v;
-      attend_one(kv, il, h / group, q, table, p0, pos, hp.attn_scale, scores, out);
-    }
+  parallel_for(m, (int64_t)tasks.size(), cost, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) run_attention_task(st, tasks[j]);
   });
 }
 

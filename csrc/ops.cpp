@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "kernels.h"
-#include "kv_cache.h"
 #include "ops_simd.h"
 #include "scalar_util.h"
 
@@ -18,42 +17,58 @@ namespace ll {
 // --- vector primitives: generic versions and the per-ISA table ---------------------
 namespace {
 
-// Eight independent partial sums: the same order on every machine, and easy for
-// the compiler to keep in vector registers.
-float dot_generic(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+float load_value(const uint8_t* row, int64_t i, bool f16) {
+  return f16 ? fp16_to_fp32(reinterpret_cast<const uint16_t*>(row)[i])
+             : reinterpret_cast<const float*>(row)[i];
+}
+
+void load_chunk_generic(const uint8_t* const* k_rows, const uint8_t* const* v_rows, int64_t d,
+                        int64_t dv, bool f16, float* kt, float* vb) {
+  for (int32_t j = 0; j < kAttnChunk; ++j) {
+    for (int64_t i = 0; i < d; ++i) kt[i * kAttnChunk + j] = k_rows[j] ? load_value(k_rows[j], i, f16) : 0.0f;
+    if (v_rows[j]) {
+      for (int64_t i = 0; i < dv; ++i) vb[j * dv + i] = load_value(v_rows[j], i, f16);
+    }
   }
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 
-void axpy_generic(float* y, float a, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-float dot_f16_generic(const float* a, const uint16_t* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * fp16_to_fp32(b[i + j]);
+// See AttnFns::attn_chunk. Four partial sums over the head dimension per key.
+void attn_chunk_generic(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
+                        float scale, int32_t a, int32_t b, float* m, float* l, float* acc) {
+  float p[kAttnChunk];                                  // scores, then exp(score - m_new)
+  float m_chunk = -INFINITY;
+  for (int32_t j = a; j <= b; ++j) {
+    float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t i = 0; i < d; ++i) part[i % 4] += q[i] * kt[i * kAttnChunk + j];
+    p[j] = ((part[0] + part[1]) + (part[2] + part[3])) * scale;
+    m_chunk = std::max(m_chunk, p[j]);
   }
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * fp16_to_fp32(b[i]);
-  return s;
-}
-
-void axpy_f16_generic(float* y, float a, const uint16_t* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32(x[i]);
+  const float m_new = std::max(*m, m_chunk);
+  const float alpha = *m == -INFINITY ? 0.0f : std::exp(*m - m_new);
+  float sum = 0.0f;
+  for (int32_t j = a; j <= b; ++j) {
+    p[j] = std::exp(p[j] - m_new);
+    sum += p[j];
+  }
+  *l = *l * alpha + sum;
+  *m = m_new;
+  for (int64_t i = 0; i < dv; ++i) {                    // acc = acc * alpha + sum_j p_j v_j
+    float r = acc[i] * alpha;
+    for (int32_t j = a; j <= b; ++j) r += p[j] * vb[j * dv + i];
+    acc[i] = r;
+  }
 }
 
 struct AttnTables {
   AttnFns t[3];
   AttnTables() {
-    for (AttnFns& f : t) f = AttnFns{dot_generic, axpy_generic, dot_f16_generic, axpy_f16_generic, silu_mul, gelu_mul};
+    for (AttnFns& f : t) {
+      f = AttnFns{};
+      f.load_chunk = load_chunk_generic;
+      f.attn_chunk = attn_chunk_generic;   // attn_chunk_pair, attn_chunk_rows: SIMD only
+      f.silu_mul = silu_mul;
+      f.gelu_mul = gelu_mul;
+    }
 #ifdef LL_OPS_X86
     if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
     if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
@@ -117,42 +132,127 @@ void gelu_mul(float* x, const float* up, int64_t n) {
 }
 
 // --- attention ----------------------------------------------------------------------
-void softmax(float* x, int64_t n) {
-  float mx = x[0];
-  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
+// Queries per call up to which attend_queries reads K/V rows straight from the cache
+// (where the ISA has that path) instead of converting each chunk once.
+constexpr int32_t kRowsPathMaxQueries = 4;
 
-void attend_one(const KVCache& kv, int32_t layer, int32_t kv_head, const float* q,
-                const int32_t* table, int32_t p0, int32_t p1, float scale,
-                float* scores, float* out) {
+void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table, int32_t n_q,
+                    const float* const* q, const int32_t* p_lo, const int32_t* p_hi, float scale,
+                    float* const* out) {
+  if (n_q <= 0) return;
   const AttnFns& f = attn_fns();
-  const bool f16 = kv.type == KVType::f16;
   const int32_t bs = kv.block_size, d = kv.head_dim, dv = kv.head_dim_v;
-  const size_t k_off = (size_t)kv_head * d * kv.elem_size, v_off = (size_t)kv_head * dv * kv.elem_size;
-  const int32_t n = p1 - p0 + 1;
-  for (int32_t p = p0; p <= p1; ++p) {                // scores[j] = q . k[p] * scale
-    const uint8_t* k = kv.k_at(layer, table[p / bs], p % bs) + k_off;
-    const float dot = f16 ? f.dot_f16(q, reinterpret_cast<const uint16_t*>(k), d)
-                          : f.dot(q, reinterpret_cast<const float*>(k), d);
-    scores[p - p0] = dot * scale;
+  const size_t es = kv.f16 ? 2 : 4;
+  const size_t k_pos = (size_t)kv.n_head_kv * d * es, v_pos = (size_t)kv.n_head_kv * dv * es;
+  thread_local std::vector<float> kt, vb;               // [d16, kAttnChunk], [kAttnChunk, dv]
+  thread_local std::vector<float> m, l;                 // [n_q] running max and sum
+  const int64_t d16 = (d + 15) / 16 * 16;
+  if ((int64_t)kt.size() < kAttnChunk * d16) kt.resize((size_t)(kAttnChunk * d16));
+  if ((int64_t)vb.size() < (int64_t)kAttnChunk * dv) vb.resize((size_t)kAttnChunk * dv);
+  if ((int32_t)m.size() < n_q) {
+    m.resize(n_q);
+    l.resize(n_q);
   }
-  softmax(scores, n);
-  for (int32_t i = 0; i < dv; ++i) out[i] = 0.0f;     // out = sum_j scores[j] * v[p]
-  for (int32_t p = p0; p <= p1; ++p) {
-    const uint8_t* v = kv.v_at(layer, table[p / bs], p % bs) + v_off;
-    if (f16) {
-      f.axpy_f16(out, scores[p - p0], reinterpret_cast<const uint16_t*>(v), dv);
-    } else {
-      f.axpy(out, scores[p - p0], reinterpret_cast<const float*>(v), dv);
+  int32_t lo = p_lo[0], hi = p_hi[0];
+  for (int32_t i = 0; i < n_q; ++i) {
+    lo = std::min(lo, p_lo[i]);
+    hi = std::max(hi, p_hi[i]);
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+    std::fill(out[i], out[i] + dv, 0.0f);
+  }
+  const uint8_t* k_rows[kAttnChunk];
+  const uint8_t* v_rows[kAttnChunk];
+  // Few queries: converting the chunk once costs more than reading the rows per query.
+  const bool from_rows = f.attn_chunk_rows != nullptr && n_q <= kRowsPathMaxQueries;
+  for (int32_t c0 = lo - lo % kAttnChunk; c0 <= hi; c0 += kAttnChunk) {
+    // rows of the chunk that some query reads: loaded (converted) once for all
+    const int32_t s_lo = std::max(lo, c0) - c0, s_hi = std::min(hi, c0 + kAttnChunk - 1) - c0;
+    int32_t blk = (c0 + s_lo) / bs, slot = (c0 + s_lo) % bs;
+    for (int32_t j = 0; j < kAttnChunk; ++j) {
+      if (j < s_lo || j > s_hi) {
+        k_rows[j] = v_rows[j] = nullptr;
+        continue;
+      }
+      const size_t row = (size_t)table[blk] * bs + slot;
+      k_rows[j] = kv.k + row * k_pos + (size_t)kv_head * d * es;
+      v_rows[j] = kv.v + row * v_pos + (size_t)kv_head * dv * es;
+      if (++slot == bs) {
+        slot = 0;
+        ++blk;
+      }
+    }
+    if (!from_rows) f.load_chunk(k_rows, v_rows, d, dv, kv.f16, kt.data(), vb.data());
+    for (int32_t i = 0; i < n_q; ++i) {
+      const int32_t a = std::max(p_lo[i], c0) - c0, b = std::min(p_hi[i], c0 + kAttnChunk - 1) - c0;
+      if (a > b) continue;                                // the query reads nothing here
+      if (from_rows) {
+        f.attn_chunk_rows(q[i], k_rows, v_rows, kv.f16, d, dv, scale, a, b, &m[i], &l[i], out[i]);
+      } else if (f.attn_chunk_pair && i + 1 < n_q && p_lo[i + 1] == p_lo[i] && p_hi[i + 1] == p_hi[i]) {
+        f.attn_chunk_pair(q[i], q[i + 1], kt.data(), vb.data(), d, dv, scale, a, b, &m[i], &l[i],
+                          out[i], out[i + 1]);
+        ++i;                                              // two heads of one token
+      } else {
+        f.attn_chunk(q[i], kt.data(), vb.data(), d, dv, scale, a, b, &m[i], &l[i], out[i]);
+      }
     }
   }
+  for (int32_t i = 0; i < n_q; ++i) {                  // one rounding: divide, not * (1 / l)
+    for (int32_t x = 0; x < dv; ++x) out[i][x] /= l[i];
+  }
+}
+
+std::vector<AttnTask> plan_attention(const AttnStep& s, int32_t max_tile_tokens, int32_t min_tasks) {
+  std::vector<AttnTask> tiles;                          // kv_head, h0, n_h filled below
+  for (int32_t t = 0; t < s.n_tokens;) {
+    int32_t n = 1;
+    while (t + n < s.n_tokens && n < max_tile_tokens && s.seq_ids[t + n] == s.seq_ids[t] &&
+           s.positions[t + n] == s.positions[t + n - 1] + 1) {
+      ++n;
+    }
+    tiles.push_back(AttnTask{t, n, 0, 0, 0});
+    t += n;
+  }
+  const int32_t n_kv = s.kv.n_head_kv, group = s.n_head / n_kv;
+  const int64_t base = (int64_t)tiles.size() * n_kv;
+  const int32_t n_split = (int32_t)std::min<int64_t>(group, std::max<int64_t>(1, (min_tasks + base - 1) / base));
+  std::vector<AttnTask> tasks;
+  tasks.reserve(base * n_split);
+  for (const AttnTask& tile : tiles) {
+    for (int32_t g = 0; g < n_kv; ++g) {
+      for (int32_t k = 0; k < n_split; ++k) {
+        const int32_t h0 = group * k / n_split, h1 = group * (k + 1) / n_split;
+        if (h0 < h1) tasks.push_back(AttnTask{tile.t0, tile.n_t, g, g * group + h0, h1 - h0});
+      }
+    }
+  }
+  return tasks;
+}
+
+void run_attention_task(const AttnStep& s, const AttnTask& task) {
+  const int32_t d = s.kv.head_dim, dv = s.kv.head_dim_v;
+  const int32_t n_q = task.n_t * task.n_h;
+  thread_local std::vector<const float*> q;
+  thread_local std::vector<float*> out;
+  thread_local std::vector<int32_t> p_lo, p_hi;
+  q.resize(n_q);
+  out.resize(n_q);
+  p_lo.resize(n_q);
+  p_hi.resize(n_q);
+  for (int32_t i = 0; i < task.n_t; ++i) {
+    const int64_t t = task.t0 + i;
+    const int32_t pos = s.positions[t];
+    for (int32_t h = 0; h < task.n_h; ++h) {
+      const int32_t j = i * task.n_h + h;
+      q[j] = s.q + (t * s.n_head + task.h0 + h) * d;
+      out[j] = s.out + (t * s.n_head + task.h0 + h) * dv;
+      p_lo[j] = s.window > 0 ? std::max(0, pos - s.window + 1) : 0;
+      p_hi[j] = pos;
+    }
+  }
+  const int32_t* table = s.block_tables + (int64_t)s.seq_ids[task.t0] * s.max_blocks;
+  attend_queries(s.kv, task.kv_head, table, n_q, q.data(), p_lo.data(), p_hi.data(), s.scale,
+                 out.data());
 }
 
 }  // namespace ll

@@ -6,10 +6,9 @@
 // rows are in the batch (batch invariance).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace ll {
-
-struct KVCache;
 
 // y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] for one row of d values (y may equal x).
 void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps);
@@ -29,18 +28,54 @@ void silu_mul(float* x, const float* up, int64_t n);
 // In place: x[i] = gelu_tanh(x[i]) * up[i]  (GeGLU with the tanh approximation).
 void gelu_mul(float* x, const float* up, int64_t n);
 
-// In place softmax of n values.
-void softmax(float* x, int64_t n);
+// --- attention over the paged KV cache ---------------------------------------------
+// One layer's K/V in the pool: k [n_blocks, block_size, n_head_kv, head_dim] and
+// v [n_blocks, block_size, n_head_kv, head_dim_v], float16 bits or float32.
+struct KVLayerView {
+  const uint8_t* k = nullptr;
+  const uint8_t* v = nullptr;
+  int32_t block_size = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
+  bool f16 = true;
+};
 
-// Attention of one query head over its sequence's cached keys.
-//   q       [head_dim]             the query (already normed/roped)
-//   layer, kv_head: which cached K/V to read
-//   table   [max_blocks]           the sequence's block table
-//   p0..p1  inclusive position range to attend to
-//   scores  [p1 - p0 + 1]          scratch
-//   out     [head_dim_v]
-void attend_one(const KVCache& kv, int32_t layer, int32_t kv_head, const float* q,
-                const int32_t* table, int32_t p0, int32_t p1, float scale,
-                float* scores, float* out);
+// One layer's attention over a step: every token attends, for every head, to its
+// sequence's positions [max(0, pos - window + 1) (window > 0), pos].
+struct AttnStep {
+  KVLayerView kv;
+  int32_t n_tokens = 0, n_head = 0;
+  const float* q = nullptr;              // [n_tokens, n_head, head_dim]
+  float* out = nullptr;                  // [n_tokens, n_head, head_dim_v]
+  const int32_t* positions = nullptr;    // [n_tokens]
+  const int32_t* seq_ids = nullptr;      // [n_tokens]
+  const int32_t* block_tables = nullptr; // [n_seqs, max_blocks]
+  int32_t max_blocks = 0;
+  int32_t window = 0;                    // 0: no sliding window
+  float scale = 1.0f;                    // multiplies q.k
+};
+
+// A unit of attention work: tokens [t0, t0 + n_t) (consecutive positions of one
+// sequence) times query heads [h0, h0 + n_h), all reading K/V head kv_head, so
+// each key and value row is loaded and converted once for all of them.
+struct AttnTask {
+  int32_t t0 = 0, n_t = 0, kv_head = 0, h0 = 0, n_h = 0;
+};
+
+// Splits a step into tasks: tiles of up to max_tile_tokens consecutive tokens of a
+// sequence, times each kv head; a kv head's query heads are split further when
+// that gives fewer than min_tasks tasks (decode of one sequence). How the work is
+// split never changes a result.
+std::vector<AttnTask> plan_attention(const AttnStep& s, int32_t max_tile_tokens, int32_t min_tasks);
+
+// Computes s.out for the (token, head) pairs of one task.
+void run_attention_task(const AttnStep& s, const AttnTask& task);
+
+// Attention of n_q queries that read the same kv head of one sequence:
+//   table [max_blocks] the sequence's block table; q[i] [head_dim], out[i] [head_dim_v];
+//   query i attends to positions [p_lo[i], p_hi[i]] (p_lo <= p_hi).
+// Online softmax over chunks of kAttnChunk absolute positions, in position order:
+// a query's result is bitwise the same whatever other queries share the call.
+void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table, int32_t n_q,
+                    const float* const* q, const int32_t* p_lo, const int32_t* p_hi, float scale,
+                    float* const* out);
 
 }  // namespace ll

@@ -99,6 +99,16 @@ def bench_matmul_vs_read(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
 def gated_activation(kind: str, x: npt.ArrayLike, up: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh form)."""
 
+def attention(k: npt.NDArray, v: npt.NDArray, q: npt.ArrayLike, positions: npt.ArrayLike,
+              seq_ids: npt.ArrayLike, block_tables: npt.ArrayLike, scale: float,
+              window: int = 0, tile_tokens: int = 8, min_tasks: int = 1) -> npt.NDArray[np.float32]:
+    """The forward pass's attention over a paged cache (tests).
+
+    k, v [n_blocks, block_size, n_head_kv, dim], both float16 or both float32; q float32
+    [n_tokens, n_head, head_dim]; each token attends to its sequence's positions
+    <= its own (and > pos - window when window > 0). Returns [n_tokens, n_head, head_dim_v].
+    tile_tokens / min_tasks choose how the work is split, never the result."""
+
 class Model:
     """The weights of a GGUF file (pointers into its memory map) and the thread pool."""
 
