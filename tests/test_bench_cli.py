@@ -26,7 +26,8 @@ def test_bench_reports_speeds_and_roofs(tmp_path, smollm2_path):
                   "--json", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    entry = report["models"][str(smollm2_path)]
+    assert report["threads"] == [2] and report["parallel"] == []   # no --compare: no parallel
+    entry = report["models"][str(smollm2_path)]["by_threads"]["2"]
     lite = entry["engines"]["llamalite"]
     for key in ("pp_tok_s", "tg_tok_s", "load_s", "first_token_s", "peak_rss_mb"):
         assert lite[key]["n"] == 1 and lite[key]["median"] > 0, key
