@@ -124,11 +124,19 @@ def test_table_prints_every_thread_count_and_the_parallel_figures():
     assert p8[0][6:] == ["3.00x", "4.80x", "2.00x"]
 
 
-def test_table_reads_the_committed_single_thread_count_baseline():
-    baseline = TESTS_DIR.parent / "bench" / "results" / "baseline-compare.json"
-    text = format_table(json.loads(baseline.read_text()))
+def test_table_reads_a_report_of_the_first_format():
+    """A report written before thread lists and parallel runs (one thread count, flat fields)."""
+    old = TESTS_DIR / "data" / "compare_report_v1.json"
+    text = format_table(json.loads(old.read_text()))
     assert "threads=2" in text and "llamalite / llama.cpp" in text
     assert "parallel generation" not in text
+
+
+def test_table_reads_the_committed_baseline():
+    baseline = TESTS_DIR.parent / "bench" / "results" / "baseline-compare.json"
+    text = format_table(json.loads(baseline.read_text()))
+    for want in ("threads=1", "threads=2", "llamalite / llama.cpp", "parallel generation"):
+        assert want in text
 
 
 def test_without_the_peer_the_table_is_llamalite_only(tmp_path, smollm2_path):
