@@ -40,10 +40,12 @@ def test_interactive_with_piped_stdin_reset_and_exit(smollm2_path):
         assert r.returncode == 0, r.stderr
     first = "The capital of France is Paris.\n"
     assert reset.stdout.startswith(first) and kept.stdout.startswith(first)
-    # After /reset the second answer is the one a fresh session gives; with the
-    # conversation kept the model sees the first exchange and answers differently.
+    # After /reset the second answer is the one a fresh session gives. (Whether the kept
+    # history changes the answer is up to the model: greedy SmolLM2 says "The answer is
+    # 4." either way. That the history is sent is checked on the fake model in
+    # tests/test_cli_run_fake.py.)
     assert reset.stdout[len(first):] == alone.stdout
-    assert kept.stdout[len(first):] != alone.stdout
+    assert kept.stdout[len(first):].strip()
     assert "[conversation reset]" in reset.stderr
     assert "never read" not in reset.stdout
 
