@@ -185,57 +185,43 @@ bool x8_supported(int32_t type, int64_t N, int64_t K) {
 }
 
 void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
-  if (is_x8_kquant(type)) {
-    const int64_t nb = K / QK_K;
-    const size_t bs = type_traits(type).type_size, rb = (size_t)nb * bs;
-    for (int64_t g = g0; g < g1; g++) {
-      const uint8_t* rows[8];
-      for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
-      uint8_t* out = dst + (size_t)g * 8 * rb;
-      for (int64_t b = 0; b < nb; b++) {
-        if (type == TYPE_Q4_K) pack_q4k_block(rows, b, out + (size_t)b * 8 * bs);
-        else pack_q6k_block(rows, b, out + (size_t)b * 8 * bs);
-      }
-    }
-    return;
-  }
-  X8Layout L;
-  checked_layout(type, &L);
-  const X8Offsets o = x8_offsets(L);
-  const int64_t nb = K / QK32;
-  const size_t rb = (size_t)nb * L.block;
+  const bool kq = is_x8_kquant(type);
+  X8Layout L{};
+  if (!kq) checked_layout(type, &L);
+  const X8Offsets o = kq ? X8Offsets{} : x8_offsets(L);
+  const TypeTraits& t = type_traits(type);
+  const int64_t nb = K / t.block_size;
+  const size_t bs = t.type_size, rb = (size_t)nb * bs;
   for (int64_t g = g0; g < g1; g++) {
     const uint8_t* rows[8];
     for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
     uint8_t* out = dst + (size_t)g * 8 * rb;
-    for (int64_t b = 0; b < nb; b++) pack_block(L, o, rows, b, out + (size_t)b * 8 * L.block);
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t* blk = out + (size_t)b * 8 * bs;
+      if (type == TYPE_Q4_K) pack_q4k_block(rows, b, blk);
+      else if (type == TYPE_Q6_K) pack_q6k_block(rows, b, blk);
+      else pack_block(L, o, rows, b, blk);
+    }
   }
 }
 
 void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst) {
-  if (is_x8_kquant(type)) {
-    const int64_t nb = K / QK_K;
-    const size_t bs = type_traits(type).type_size, rb = (size_t)nb * bs;
-    for (int64_t n = n0; n < n1; n++) {
-      const uint8_t* group = packed + (size_t)(n / 8) * 8 * rb;
-      uint8_t* out = dst + (size_t)(n - n0) * rb;
-      for (int64_t b = 0; b < nb; b++) {
-        if (type == TYPE_Q4_K) unpack_q4k_block(group + (size_t)b * 8 * bs, (int)(n % 8), out + (size_t)b * bs);
-        else unpack_q6k_block(group + (size_t)b * 8 * bs, (int)(n % 8), out + (size_t)b * bs);
-      }
-    }
-    return;
-  }
-  X8Layout L;
-  checked_layout(type, &L);
-  const X8Offsets o = x8_offsets(L);
-  const int64_t nb = K / QK32;
-  const size_t rb = (size_t)nb * L.block;
+  const bool kq = is_x8_kquant(type);
+  X8Layout L{};
+  if (!kq) checked_layout(type, &L);
+  const X8Offsets o = kq ? X8Offsets{} : x8_offsets(L);
+  const TypeTraits& t = type_traits(type);
+  const int64_t nb = K / t.block_size;
+  const size_t bs = t.type_size, rb = (size_t)nb * bs;
   for (int64_t n = n0; n < n1; n++) {
     const uint8_t* group = packed + (size_t)(n / 8) * 8 * rb;
     uint8_t* out = dst + (size_t)(n - n0) * rb;
+    const int j = (int)(n % 8);
     for (int64_t b = 0; b < nb; b++) {
-      unpack_block(L, o, group + (size_t)b * 8 * L.block, (int)(n % 8), out + (size_t)b * L.block);
+      const uint8_t* blk = group + (size_t)b * 8 * bs;
+      if (type == TYPE_Q4_K) unpack_q4k_block(blk, j, out + (size_t)b * bs);
+      else if (type == TYPE_Q6_K) unpack_q6k_block(blk, j, out + (size_t)b * bs);
+      else unpack_block(L, o, blk, j, out + (size_t)b * bs);
     }
   }
 }

@@ -24,6 +24,17 @@ sys.path.insert(0, str(TESTS_DIR))
 NEAR_TIE = {"smollm2-135m": 0.5, "gemma3-270m": 0.7}
 
 
+@pytest.fixture
+def isa(request):
+    """Run a test under one instruction set (indirect parametrize), then restore the
+    active one: @pytest.mark.parametrize("isa", _core.supported_isas(), indirect=True)."""
+    from llamalite import _core
+    before = _core.active_isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     import llamalite

@@ -28,6 +28,12 @@ _FP16_FIELDS = {
 }
 
 
+def nmse(y: np.ndarray, ref: np.ndarray) -> float:
+    """Normalised mean squared error sum((y - ref)^2) / sum(ref^2), in float64."""
+    ref = np.asarray(ref, dtype=np.float64)
+    return float(((y.astype(np.float64) - ref) ** 2).sum() / (ref ** 2).sum())
+
+
 def random_blocks(qtype: T, n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """uint8 [n_rows, row_bytes]: random bytes with finite fp16 scales (any block type)."""
     block_size, type_size = GGML_QUANT_SIZES[qtype]

@@ -16,13 +16,6 @@ from llamalite import _core
 ISAS = _core.supported_isas()
 
 
-@pytest.fixture
-def isa(request):
-    """Run the test under one instruction set, then restore the active one."""
-    before = _core.active_isa()
-    _core.set_isa(request.param)
-    yield request.param
-    _core.set_isa(before)
 
 
 def make_cache(rng, n_blocks, block_size, n_kv, d, dv, dtype):

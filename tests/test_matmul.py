@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
-from kernel_data import MATMUL_TYPES, make_weights
+from kernel_data import MATMUL_TYPES, make_weights, nmse
 
 from llamalite import _core
 
@@ -26,17 +26,7 @@ FLOAT_TYPES = {T.F32, T.F16, T.BF16}
 N, K = 40, 512
 
 
-def nmse(y: np.ndarray, ref: np.ndarray) -> float:
-    return float(((y.astype(np.float64) - ref) ** 2).sum() / (ref ** 2).sum())
 
-
-@pytest.fixture
-def isa(request):
-    """Switch the active ISA for one test, restoring the previous one after."""
-    before = _core.active_isa()
-    _core.set_isa(request.param)
-    yield request.param
-    _core.set_isa(before)
 
 
 def _case(qtype: T):

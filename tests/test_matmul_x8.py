@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
-from kernel_data import make_weights, random_blocks
+from kernel_data import make_weights, nmse, random_blocks
 
 from llamalite import _core
 
@@ -30,16 +30,7 @@ def k_of(qtype: T) -> int:
     return 512 if qtype in (T.Q4_K, T.Q6_K) else 640
 
 
-def nmse(y: np.ndarray, ref: np.ndarray) -> float:
-    return float(((y.astype(np.float64) - ref) ** 2).sum() / (ref ** 2).sum())
 
-
-@pytest.fixture
-def isa(request):
-    before = _core.active_isa()
-    _core.set_isa(request.param)
-    yield request.param
-    _core.set_isa(before)
 
 
 def _case(qtype: T, seed: int = 0):
