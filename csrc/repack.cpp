@@ -175,6 +175,28 @@ void unpack_q6k_block(const uint8_t* src, int j, uint8_t* dst) {
 
 bool is_x8_kquant(int32_t type) { return type == TYPE_Q4_K || type == TYPE_Q6_K; }
 
+// What both directions need to walk a tensor of `type` with rows of K values.
+struct X8Plan {
+  X8Layout L{};      // the 32-value types' field offsets (unused for the K-quants)
+  X8Offsets o{};
+  int64_t nb = 0;    // blocks per row
+  size_t bs = 0;     // bytes per ggml block
+  size_t rb = 0;     // bytes per row
+};
+
+X8Plan x8_plan(int32_t type, int64_t K) {
+  X8Plan p;
+  if (!is_x8_kquant(type)) {
+    checked_layout(type, &p.L);
+    p.o = x8_offsets(p.L);
+  }
+  const TypeTraits& t = type_traits(type);
+  p.nb = K / t.block_size;
+  p.bs = t.type_size;
+  p.rb = (size_t)p.nb * p.bs;
+  return p;
+}
+
 }  // namespace
 
 bool x8_supported(int32_t type, int64_t N, int64_t K) {
@@ -185,13 +207,9 @@ bool x8_supported(int32_t type, int64_t N, int64_t K) {
 }
 
 void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
-  const bool kq = is_x8_kquant(type);
-  X8Layout L{};
-  if (!kq) checked_layout(type, &L);
-  const X8Offsets o = kq ? X8Offsets{} : x8_offsets(L);
-  const TypeTraits& t = type_traits(type);
-  const int64_t nb = K / t.block_size;
-  const size_t bs = t.type_size, rb = (size_t)nb * bs;
+  const X8Plan p = x8_plan(type, K);
+  const int64_t nb = p.nb;
+  const size_t bs = p.bs, rb = p.rb;
   for (int64_t g = g0; g < g1; g++) {
     const uint8_t* rows[8];
     for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
@@ -200,19 +218,15 @@ void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t 
       uint8_t* blk = out + (size_t)b * 8 * bs;
       if (type == TYPE_Q4_K) pack_q4k_block(rows, b, blk);
       else if (type == TYPE_Q6_K) pack_q6k_block(rows, b, blk);
-      else pack_block(L, o, rows, b, blk);
+      else pack_block(p.L, p.o, rows, b, blk);
     }
   }
 }
 
 void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst) {
-  const bool kq = is_x8_kquant(type);
-  X8Layout L{};
-  if (!kq) checked_layout(type, &L);
-  const X8Offsets o = kq ? X8Offsets{} : x8_offsets(L);
-  const TypeTraits& t = type_traits(type);
-  const int64_t nb = K / t.block_size;
-  const size_t bs = t.type_size, rb = (size_t)nb * bs;
+  const X8Plan p = x8_plan(type, K);
+  const int64_t nb = p.nb;
+  const size_t bs = p.bs, rb = p.rb;
   for (int64_t n = n0; n < n1; n++) {
     const uint8_t* group = packed + (size_t)(n / 8) * 8 * rb;
     uint8_t* out = dst + (size_t)(n - n0) * rb;
@@ -221,7 +235,7 @@ void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, 
       const uint8_t* blk = group + (size_t)b * 8 * bs;
       if (type == TYPE_Q4_K) unpack_q4k_block(blk, j, out + (size_t)b * bs);
       else if (type == TYPE_Q6_K) unpack_q6k_block(blk, j, out + (size_t)b * bs);
-      else unpack_block(L, o, blk, j, out + (size_t)b * bs);
+      else unpack_block(p.L, p.o, blk, j, out + (size_t)b * bs);
     }
   }
 }
