@@ -165,6 +165,12 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
   const uint8_t* v_rows[kAttnChunk];
   // Few queries: converting the chunk once costs more than reading the rows per query.
   const bool from_rows = f.attn_chunk_rows != nullptr && n_q <= kRowsPathMaxQueries;
+  // ... and when they are the heads of one token (same positions), one pass over the rows
+  // serves all of them (each bitwise as alone).
+  bool same_span = true;
+  for (int32_t i = 1; i < n_q; ++i) same_span = same_span && p_lo[i] == p_lo[0] && p_hi[i] == p_hi[0];
+  const bool rows_multi = from_rows && same_span && n_q >= 2 && n_q <= kAttnRowsMulti &&
+                          f.attn_chunk_rows_multi != nullptr;
   for (int32_t c0 = lo - lo % kAttnChunk; c0 <= hi; c0 += kAttnChunk) {
     // rows of the chunk that some query reads: loaded (converted) once for all
     const int32_t s_lo = std::max(lo, c0) - c0, s_hi = std::min(hi, c0 + kAttnChunk - 1) - c0;
@@ -183,6 +189,11 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
       }
     }
     if (!from_rows) f.load_chunk(k_rows, v_rows, d, dv, kv.f16, kt.data(), vb.data());
+    if (rows_multi) {
+      const int32_t a = std::max(p_lo[0], c0) - c0, b = std::min(p_hi[0], c0 + kAttnChunk - 1) - c0;
+      if (a <= b) f.attn_chunk_rows_multi(n_q, q, k_rows, v_rows, kv.f16, d, dv, scale, a, b, m.data(), l.data(), out);
+      continue;
+    }
     for (int32_t i = 0; i < n_q; ++i) {
       const int32_t a = std::max(p_lo[i], c0) - c0, b = std::min(p_hi[i], c0 + kAttnChunk - 1) - c0;
       if (a > b) continue;                                // the query reads nothing here

@@ -227,6 +227,7 @@ void fill_attn_avx2(AttnFns* t) {
   t->load_chunk = avx2::load_chunk;
   t->attn_chunk = avx2::attn_chunk;
   t->attn_chunk_rows = nullptr;
+  t->attn_chunk_rows_multi = nullptr;
   t->attn_chunk_pair = nullptr;
 }
 

@@ -368,6 +368,67 @@ static void attn_chunk_rows(const float* q, const uint8_t* const* k_rows, const 
   accumulate(acc, alpha, p, a, b, dv, v_rows, f16);
 }
 
+// See AttnFns::attn_chunk_rows_multi. Per query the operations are scores_rows'
+// (a[j] = FMAs over i in order from zero, then transpose_sum16), softmax_update's and
+// accumulate's, in the same order; only the loop nesting differs (rows outer), so each
+// query's bits are those of attn_chunk_rows.
+static void attn_chunk_rows_multi(int32_t n, const float* const* q, const uint8_t* const* k_rows,
+                                  const uint8_t* const* v_rows, bool f16, int64_t d, int64_t dv,
+                                  float scale, int32_t a, int32_t b, float* m, float* l,
+                                  float* const* acc) {
+  constexpr int kMax = kAttnRowsMulti;
+  __m512 s[kMax][16];
+  for (int j = 0; j < 16; ++j) {
+    __m512 t[kMax];
+    for (int qi = 0; qi < kMax; ++qi) t[qi] = _mm512_setzero_ps();
+    if (k_rows[j]) {                 // a null row leaves a[j] = +0, as scores_rows' FMAs with 0 do
+      for (int64_t i = 0; i < d; i += 16) {
+        const __mmask16 mk = d - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - i)) - 1u);
+        const __m512 rv = load_row16(k_rows[j], i, mk, f16);
+        for (int qi = 0; qi < n; ++qi) t[qi] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, q[qi] + i), rv, t[qi]);
+      }
+    }
+    for (int qi = 0; qi < n; ++qi) s[qi][j] = t[qi];
+  }
+  float p[kMax][16];
+  float alpha[kMax];
+  for (int qi = 0; qi < n; ++qi) {
+    alpha[qi] = softmax_update(_mm512_mul_ps(transpose_sum16(s[qi]), _mm512_set1_ps(scale)), a, b, m + qi,
+                               l + qi, p[qi]);
+  }
+  int64_t x = 0;
+  for (; x + 32 <= dv; x += 32) {    // two vectors of the output per query at a time
+    __m512 r[kMax][2];
+    for (int qi = 0; qi < n; ++qi) {
+      const __m512 va = _mm512_set1_ps(alpha[qi]);
+      r[qi][0] = _mm512_mul_ps(_mm512_loadu_ps(acc[qi] + x), va);
+      r[qi][1] = _mm512_mul_ps(_mm512_loadu_ps(acc[qi] + x + 16), va);
+    }
+    for (int32_t j = a; j <= b; ++j) {
+      const __m512 v0 = load_row16(v_rows[j], x, 0xffff, f16), v1 = load_row16(v_rows[j], x + 16, 0xffff, f16);
+      for (int qi = 0; qi < n; ++qi) {
+        const __m512 w = _mm512_set1_ps(p[qi][j]);
+        r[qi][0] = _mm512_fmadd_ps(w, v0, r[qi][0]);
+        r[qi][1] = _mm512_fmadd_ps(w, v1, r[qi][1]);
+      }
+    }
+    for (int qi = 0; qi < n; ++qi) {
+      _mm512_storeu_ps(acc[qi] + x, r[qi][0]);
+      _mm512_storeu_ps(acc[qi] + x + 16, r[qi][1]);
+    }
+  }
+  for (; x < dv; x += 16) {
+    const __mmask16 mk = dv - x >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dv - x)) - 1u);
+    __m512 r[kMax];
+    for (int qi = 0; qi < n; ++qi) r[qi] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, acc[qi] + x), _mm512_set1_ps(alpha[qi]));
+    for (int32_t j = a; j <= b; ++j) {
+      const __m512 v = load_row16(v_rows[j], x, mk, f16);
+      for (int qi = 0; qi < n; ++qi) r[qi] = _mm512_fmadd_ps(_mm512_set1_ps(p[qi][j]), v, r[qi]);
+    }
+    for (int qi = 0; qi < n; ++qi) _mm512_mask_storeu_ps(acc[qi] + x, mk, r[qi]);
+  }
+}
+
 }  // namespace avx512
 
 void fill_attn_avx512(AttnFns* t) {
@@ -376,6 +437,7 @@ void fill_attn_avx512(AttnFns* t) {
   t->load_chunk = avx512::load_chunk;
   t->attn_chunk = avx512::attn_chunk;
   t->attn_chunk_rows = avx512::attn_chunk_rows;
+  t->attn_chunk_rows_multi = avx512::attn_chunk_rows_multi;
   t->attn_chunk_pair = avx512::attn_chunk_pair;
 }
 

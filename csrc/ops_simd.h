@@ -11,6 +11,8 @@ namespace ll {
 // of it, so a query's chunks (and its arithmetic) do not depend on what else is
 // in the step.
 constexpr int32_t kAttnChunk = 16;
+// Most queries attn_chunk_rows_multi takes at once.
+constexpr int32_t kAttnRowsMulti = 4;
 
 struct AttnFns {
   // Loads one chunk of keys and values as float32, converting float16 once for every
@@ -43,6 +45,14 @@ struct AttnFns {
   void (*attn_chunk_rows)(const float* q, const uint8_t* const* k_rows, const uint8_t* const* v_rows,
                           bool f16, int64_t d, int64_t dv, float scale, int32_t a, int32_t b,
                           float* m, float* l, float* acc);
+  // attn_chunk_rows for n (2 to kAttnRowsMulti) queries reading the same slots [a, b] (the
+  // heads of one token sharing a KV head), each bitwise as attn_chunk_rows alone, with every
+  // cache row loaded and converted once for all of them: q, acc [n] pointers; m, l [n].
+  // Null where the ISA has no such path.
+  void (*attn_chunk_rows_multi)(int32_t n, const float* const* q, const uint8_t* const* k_rows,
+                                const uint8_t* const* v_rows, bool f16, int64_t d, int64_t dv,
+                                float scale, int32_t a, int32_t b, float* m, float* l,
+                                float* const* acc);
   // gated activations in place: x[i] = act(x[i]) * up[i] (act = silu or gelu_tanh)
   void (*silu_mul)(float* x, const float* up, int64_t n);
   void (*gelu_mul)(float* x, const float* up, int64_t n);
