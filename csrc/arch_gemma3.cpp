@@ -18,9 +18,7 @@ void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- attention ---
   rmsnorm_rows(m, s.x.data(), L.attn_norm, s.xb.data(), n, E);   // xb [n, E]
-  const Weight* qkv[3] = {&L.wq, &L.wk, &L.wv};
-  float* qkv_out[3] = {s.q.data(), s.k.data(), s.v.data()};       // [n, n_head * hd], [n, n_head_kv * hd],
-  linear_shared(m, qkv, qkv_out, 3, s.xb.data(), n);              // [n, n_head_kv * hdv]
+  project_qkv(m, L, n);                                           // q, k, v from xb
   rmsnorm_heads(m, s.q.data(), L.q_norm, n, hp.n_head, hp.head_dim);
   rmsnorm_heads(m, s.k.data(), L.k_norm, n, hp.n_head_kv, hp.head_dim);
   rope_qk(m, b, L);
@@ -31,9 +29,7 @@ void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- feed-forward (GELU-gated) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
-  const Weight* gate_up[2] = {&L.ffn_gate, &L.ffn_up};
-  float* gate_up_out[2] = {s.gate.data(), s.up.data()};           // gate, up [n, n_ff]
-  linear_shared(m, gate_up, gate_up_out, 2, s.xb.data(), n);
+  project_gate_up(m, L, n);                                       // gate, up [n, n_ff] from xb
   gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, true);
   linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
   rmsnorm_rows(m, s.proj.data(), L.post_ffn_norm, s.proj.data(), n, E);

@@ -16,9 +16,7 @@ void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- attention ---
   rmsnorm_rows(m, s.x.data(), L.attn_norm, s.xb.data(), n, E);   // xb [n, E]
-  const Weight* qkv[3] = {&L.wq, &L.wk, &L.wv};
-  float* qkv_out[3] = {s.q.data(), s.k.data(), s.v.data()};       // [n, n_head * hd], [n, n_head_kv * hd],
-  linear_shared(m, qkv, qkv_out, 3, s.xb.data(), n);              // [n, n_head_kv * hdv]
+  project_qkv(m, L, n);                                           // q, k, v from xb
   rope_qk(m, b, L);
   attention_step(m, kv, b, il, L.sliding ? hp.sliding_window : 0);  // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
@@ -26,9 +24,7 @@ void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- feed-forward (SwiGLU) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
-  const Weight* gate_up[2] = {&L.ffn_gate, &L.ffn_up};
-  float* gate_up_out[2] = {s.gate.data(), s.up.data()};           // gate, up [n, n_ff]
-  linear_shared(m, gate_up, gate_up_out, 2, s.xb.data(), n);
+  project_gate_up(m, L, n);                                       // gate, up [n, n_ff] from xb
   gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, false);
   linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
   add_into(m, s.x.data(), s.proj.data(), n * E);

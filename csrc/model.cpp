@@ -301,6 +301,18 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
   }
 }
 
+void project_qkv(Model& m, const LayerWeights& L, int64_t n) {
+  const Weight* ws[3] = {&L.wq, &L.wk, &L.wv};
+  float* ys[3] = {m.s.q.data(), m.s.k.data(), m.s.v.data()};
+  linear_shared(m, ws, ys, 3, m.s.xb.data(), n);
+}
+
+void project_gate_up(Model& m, const LayerWeights& L, int64_t n) {
+  const Weight* ws[2] = {&L.ffn_gate, &L.ffn_up};
+  float* ys[2] = {m.s.gate.data(), m.s.up.data()};
+  linear_shared(m, ws, ys, 2, m.s.xb.data(), n);
+}
+
 void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
   const Weight* ws[1] = {&W};
   float* ys[1] = {Y};

@@ -148,6 +148,11 @@ void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y);
 // X is quantized once per activation family. Bit-identical to linear() each.
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n);
+// s.q [n, n_head * hd], s.k [n, n_head_kv * hd], s.v [n, n_head_kv * hdv] = s.xb . Wq, Wk, Wv^T
+// (linear_shared: one activation quantization, one pool job).
+void project_qkv(Model& m, const LayerWeights& L, int64_t n);
+// s.gate, s.up [n, n_ff] = s.xb . Wgate^T, Wup^T (linear_shared).
+void project_gate_up(Model& m, const LayerWeights& L, int64_t n);
 // Row-wise RMSNorm of X [n, d] (row stride d) by F32 weight w into Y.
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d);
 // Per-head RMSNorm in place: X [n, n_heads, d] with one F32 weight w [d].
