@@ -177,11 +177,11 @@ static void check_pairing(int32_t weight_type, const QuantizedActs& xq) {
 }
 
 // Weight rows per chunk: about 8 chunks per thread.
-// Multiples of 16: two x8 row groups, the decode tile of the 4/5-bit types.
+// Multiples of 32: four x8 row groups, the decode tile of the 4/5-bit types.
 static int64_t chunk_rows(int64_t N, int n_threads) {
   int64_t chunk = (N + 8 * n_threads - 1) / (8 * n_threads);
-  chunk = ((chunk + 15) / 16) * 16;
-  return chunk < 16 ? 16 : chunk;
+  chunk = ((chunk + 31) / 32) * 32;
+  return chunk < 32 ? 32 : chunk;
 }
 
 void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, const QuantizedActs& xq,

@@ -22,7 +22,8 @@ from llamalite import _core
 ISAS = _core.supported_isas()
 X8_32 = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL]
 X8_TYPES = X8_32 + [T.Q4_K, T.Q6_K]
-N = 48
+# 7 groups of 8 rows: in chunks of 32 rows a decode runs tiles of 4, 2 and 1 groups
+N = 56
 
 
 def k_of(qtype: T) -> int:
@@ -108,8 +109,11 @@ def test_x8_batch_invariance(qtype, isa):
             part = _core.matmul(int(qtype), P, X[lo:hi], n_threads, x8=True)
             assert np.array_equal(part.view(np.uint32), full[lo:hi].view(np.uint32)), \
                 f"{qtype.name} {isa}: rows {lo}:{hi}, {n_threads} threads"
-    part = _core.matmul(int(qtype), P[8:40], X[:37], 2, x8=True)   # groups 1..4 alone
-    assert np.array_equal(part.view(np.uint32), full[:, 8:40].view(np.uint32))
+    for g0, g1 in ((1, 5), (1, 6), (2, 7)):   # groups g0..g1-1 alone, each row count
+        part = _core.matmul(int(qtype), P[8 * g0:8 * g1], X[:37], 2, x8=True)
+        assert np.array_equal(part.view(np.uint32), full[:, 8 * g0:8 * g1].view(np.uint32))
+        one = _core.matmul(int(qtype), P[8 * g0:8 * g1], X[3:4], 1, x8=True)
+        assert np.array_equal(one.view(np.uint32), full[3:4, 8 * g0:8 * g1].view(np.uint32))
 
 
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
