@@ -219,6 +219,45 @@ def test_async_stream_and_cancel_by_task():
         asyncio.run(main(eng))
 
 
+def test_async_streams_of_one_loop_share_a_wakeup_per_batch():
+    """Chunks from the engine thread reach each stream in order, and the chunks handed
+    over before the loop runs again cost one loop wakeup, not one each."""
+    from llamalite.engine import StreamChunk, _LoopInbox
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a: (wakeups.append(a), real(*a))[1]
+        inbox = _LoopInbox.of(loop)
+        assert _LoopInbox.of(loop) is inbox
+        qa, qb = asyncio.Queue(), asyncio.Queue()
+
+        def engine_thread(n):   # one "step": a chunk for each of two streams, n times
+            for i in range(n):
+                inbox.put(qa, StreamChunk("a", f"a{i}", [i]))
+                inbox.put(qb, StreamChunk("b", f"b{i}", [i]))
+
+        t = threading.Thread(target=engine_thread, args=(3,))
+        t.start()
+        t.join()   # the loop has not run since: one batch of six
+        assert len(wakeups) == 1
+        got_a = [(await qa.get()).text for _ in range(3)]
+        got_b = [(await qb.get()).text for _ in range(3)]
+        assert got_a == ["a0", "a1", "a2"] and got_b == ["b0", "b1", "b2"]
+        t = threading.Thread(target=engine_thread, args=(1,))   # the next batch wakes it again
+        t.start()
+        t.join()
+        assert len(wakeups) == 2
+        assert (await qa.get()).text == "a0" and (await qb.get()).text == "b0"
+        return inbox
+
+    inbox = asyncio.run(main())
+    with pytest.raises(RuntimeError):   # a closed loop: refused, and nothing is kept
+        inbox.put(asyncio.Queue(), StreamChunk("c", "c", [0]))
+    assert inbox._pending == []
+
+
 def test_forward_error_ends_requests_not_engine():
     class Broken(FakeModel):
         fail = True
