@@ -9,6 +9,7 @@ block table or reuses a stale cache prefix produces visibly wrong text.
 from __future__ import annotations
 
 import codecs
+import time
 
 import numpy as np
 
@@ -28,7 +29,9 @@ class FakeModel:
     n_vocab = N_VOCAB
     arch = "fake"
 
-    def __init__(self, text: str, noise: float = 1.0, peak: float = 8.0) -> None:
+    def __init__(self, text: str, noise: float = 1.0, peak: float = 8.0, delay: float = 0.0) -> None:
+        # delay: seconds each forward call sleeps (a step that takes real time)
+        self.delay = delay
         # "<eos>" in the text is an EOS the model emits there (end of a chat turn).
         self.script = [*FakeTokenizer().tokenize(text, parse_special=True), EOS]
         rng = np.random.default_rng(0)
@@ -44,6 +47,8 @@ class FakeModel:
             assert arr.dtype == np.int32
         assert len(tokens) == len(positions) == len(seq_ids)
         self.calls.append(len(tokens))
+        if self.delay:
+            time.sleep(self.delay)
         bs = kv.block_size
         for tok, pos, seq in zip(tokens, positions, seq_ids):
             kv.tokens[block_tables[seq, pos // bs], pos % bs] = tok
@@ -99,6 +104,6 @@ class FakeChatTemplate:
 
 def fake_llm(text: str, **kwargs) -> LLM:
     """An LLM over FakeModel(text) and the fake tokenizer, template and decoder."""
-    return LLM._from_parts(FakeModel(text, **{k: kwargs.pop(k) for k in ("noise", "peak")
+    return LLM._from_parts(FakeModel(text, **{k: kwargs.pop(k) for k in ("noise", "peak", "delay")
                                               if k in kwargs}),
                            FakeTokenizer(), FakeChatTemplate(), FakeStreamDecoder, **kwargs)

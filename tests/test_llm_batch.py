@@ -40,7 +40,8 @@ def test_generate_batch_seeded_sampling_and_logprobs():
 
 
 def test_async_streams_run_together_and_cancel():
-    llm = fake_llm(TEXT)
+    # 2 ms a step: the 200-token request cannot end on its own before the cancel lands
+    llm = fake_llm(TEXT, delay=0.002)
 
     async def main():
         outs = await asyncio.gather(*[llm.agenerate(p, temperature=0, max_tokens=30)
