@@ -243,14 +243,18 @@ py::array_t<float> dequantize_py(int32_t type, U8Array raw, int64_t n) {
   return out;
 }
 
+// A clear error unless [N, K] weights of type have an x8 layout.
+void require_x8(const char* who, int32_t type, int64_t N, int64_t K) {
+  if (ll::x8_supported(type, N, K)) return;
+  throw std::invalid_argument(std::string(who) + ": " + ll::type_traits(type).name + " [" + std::to_string(N) + ", " +
+                              std::to_string(K) + "] has no x8 layout (32-value types, Q4_K, Q6_K; N a multiple of 8)");
+}
+
 // W [N, row_bytes] ggml rows -> the same N rows in the x8 layout (same shape).
 py::array_t<uint8_t> pack_x8_py(int32_t type, U8Array W, int64_t K) {
   if (W.ndim() != 2) throw std::invalid_argument("pack_x8: W must be a 2-D uint8 array [N, row_bytes]");
   const int64_t N = W.shape(0);
-  if (!ll::x8_supported(type, N, K)) {
-    throw std::invalid_argument(std::string("pack_x8: ") + ll::type_traits(type).name + " [" + std::to_string(N) +
-                                ", " + std::to_string(K) + "] has no x8 layout (32-value types, Q4_K, Q6_K; N a multiple of 8)");
-  }
+  require_x8("pack_x8", type, N, K);
   if ((size_t)W.shape(1) != ll::row_bytes(type, K)) throw std::invalid_argument("pack_x8: W rows must be row_bytes(type, K)");
   py::array_t<uint8_t> out({W.shape(0), W.shape(1)});
   ll::pack_x8(type, W.data(), K, out.mutable_data(), 0, N / 8);
@@ -284,10 +288,7 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
     throw std::invalid_argument("matmul: W rows have " + std::to_string(W.shape(1)) + " bytes but K = " +
                                 std::to_string(K) + " values of " + t.name + " take " + std::to_string(rb));
   }
-  if (x8 && !ll::x8_supported(type, N, K)) {
-    throw std::invalid_argument(std::string("matmul: ") + t.name + " [" + std::to_string(N) + ", " +
-                                std::to_string(K) + "] has no x8 layout");
-  }
+  if (x8) require_x8("matmul", type, N, K);
   const int nt = resolve_threads(n_threads);
   py::array_t<float> Y({M, N});
   const uint8_t* w = W.data();
@@ -360,10 +361,7 @@ std::vector<std::string> supported_isas() {
 std::vector<uint8_t> bench_layout(int32_t type, U8Array W, int64_t N, int64_t K, bool x8) {
   std::vector<uint8_t> packed;
   if (!x8) return packed;
-  if (!ll::x8_supported(type, N, K)) {
-    throw std::invalid_argument(std::string("bench: ") + ll::type_traits(type).name + " [" + std::to_string(N) + ", " +
-                                std::to_string(K) + "] has no x8 layout");
-  }
+  require_x8("bench", type, N, K);
   packed.resize((size_t)W.size());
   ll::pack_x8(type, W.data(), K, packed.data(), 0, W.shape(0) / 8);   // N % 8 == 0: no group spans two copies
   return packed;
