@@ -257,7 +257,7 @@ py::array_t<uint8_t> pack_x8_py(int32_t type, U8Array W, int64_t K) {
   require_x8("pack_x8", type, N, K);
   if ((size_t)W.shape(1) != ll::row_bytes(type, K)) throw std::invalid_argument("pack_x8: W rows must be row_bytes(type, K)");
   py::array_t<uint8_t> out({W.shape(0), W.shape(1)});
-  ll::pack_x8(type, W.data(), K, out.mutable_data(), 0, N / 8);
+  ll::pack_x8(type, W.data(), N, K, out.mutable_data(), 0, N / 8);
   return out;
 }
 
@@ -269,7 +269,7 @@ py::array_t<uint8_t> unpack_x8_py(int32_t type, U8Array P, int64_t K) {
     throw std::invalid_argument("unpack_x8: P is not an x8 tensor of this type and K");
   }
   py::array_t<uint8_t> out({P.shape(0), P.shape(1)});
-  ll::unpack_x8_rows(type, P.data(), K, 0, N, out.mutable_data());
+  ll::unpack_x8_rows(type, P.data(), N, K, 0, N, out.mutable_data());
   return out;
 }
 
@@ -363,7 +363,8 @@ std::vector<uint8_t> bench_layout(int32_t type, U8Array W, int64_t N, int64_t K,
   if (!x8) return packed;
   require_x8("bench", type, N, K);
   packed.resize((size_t)W.size());
-  ll::pack_x8(type, W.data(), K, packed.data(), 0, W.shape(0) / 8);   // N % 8 == 0: no group spans two copies
+  const size_t bytes = ll::row_bytes(type, K) * (size_t)N;   // each copy packed as its own tensor
+  for (int64_t c = 0; c < W.shape(0) / N; c++) ll::pack_x8(type, W.data() + c * bytes, N, K, packed.data() + c * bytes, 0, N / 8);
   return packed;
 }
 

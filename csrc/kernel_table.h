@@ -36,9 +36,11 @@ using Int8PeakFn = int64_t (*)(int64_t iters, int64_t* macs_per_iter);
 
 struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight type id; null = use generic
-  // The same on weights in the x8 layout (kernels.h): w_row_bytes is then the
-  // bytes of one group of 8 rows, and n0, n1 are multiples of 8. Null: matmul.cpp
-  // unpacks each group and runs matmul[type] on it.
+  // The same on weights in the x8 layout (kernels.h): W is the whole packed
+  // tensor, w_row_bytes the bytes of one group of 8 rows, and n0, n1 are multiples
+  // of the type's set (8 * x8_set_groups rows), except that n1 may be the tensor's
+  // last row: a set counts as whole where all its groups lie below n1. Null:
+  // matmul.cpp unpacks each group and runs matmul[type] on it.
   MatmulFn matmul_x8[kMaxTypeId] = {};
   QuantizeRowFn quantize_q8a = nullptr;
   QuantizeRowFn quantize_q8k = nullptr;

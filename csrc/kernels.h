@@ -120,13 +120,27 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
 // (row_bytes(type, K) * N), and lossless (unpack_x8_rows gives the ggml bytes back).
 // Every output is computed by the same operations whatever M and the row split
 // are, so batch invariance holds as for ggml rows.
+//
+// Sets: the 4- and 5-bit types also interleave sets of 4 row groups (32 rows)
+// block by block: group 4s's block b, then group 4s+1's, 4s+2's, 4s+3's, then
+// block b+1 of each. A one-token decode multiplies a whole set at once, and so
+// reads the weights as one sequential stream (4 streams from DRAM ran at half the
+// rate of one). Groups after the last whole set (N % 32 rows) follow one after
+// the other, each block by block. Q8_0, Q4_K and Q6_K have sets of 1 group.
+//
 // Whether `type` has an x8 layout and N rows of K values can use it (N % 8 == 0).
 bool x8_supported(int32_t type, int64_t N, int64_t K);
+// Row groups per set: 4 or 1 (see above).
+int x8_set_groups(int32_t type);
+// Byte offset of block b of row group g in a packed tensor of N rows of K values.
+size_t x8_block_offset(int32_t type, int64_t N, int64_t K, int64_t g, int64_t b);
 // Packs row groups [g0, g1) (rows 8*g0 .. 8*g1) of the ggml rows src [N, row_bytes]
-// into dst (the whole packed tensor, row_bytes(type, K) * N bytes).
-void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1);
-// Rows [n0, n1) of a packed tensor back as ggml rows, dst [n1 - n0, row_bytes].
-void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst);
+// into dst (the whole packed tensor, row_bytes(type, K) * N bytes). g0 and g1
+// must be whole sets: multiples of x8_set_groups(type), or g1 = N / 8.
+void pack_x8(int32_t type, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst, int64_t g0, int64_t g1);
+// Rows [n0, n1) of a packed tensor of N rows back as ggml rows, dst [n1 - n0, row_bytes].
+void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t N, int64_t K, int64_t n0, int64_t n1,
+                    uint8_t* dst);
 // matmul_prepared() on a packed weight.
 void matmul_prepared_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N,
                         const QuantizedActs& xq, float* Y, int64_t ldy);

@@ -83,8 +83,8 @@ constexpr size_t kExactScratchBytes = 256 * 1024;
 // a per-thread scratch [rows, K] and run the active ISA's F32 kernel on the slab.
 // Each output is one F32-kernel dot product of two float rows, so it does not depend
 // on the slab or chunk it falls in (batch invariance holds as in the fast path).
-static void matmul_range_exact(int32_t wt, const void* W, bool x8, const QuantizedActs& xq, float* Y, int64_t ldy,
-                               int64_t n0, int64_t n1) {
+static void matmul_range_exact(int32_t wt, const void* W, int64_t N, bool x8, const QuantizedActs& xq, float* Y,
+                               int64_t ldy, int64_t n0, int64_t n1) {
   const KernelTable& kt = active_kernels();
   MatmulFn fn = kt.matmul[TYPE_F32];
   const int64_t K = xq.K;
@@ -100,7 +100,7 @@ static void matmul_range_exact(int32_t wt, const void* W, bool x8, const Quantiz
     for (int64_t n = s0; n < s1; n++) {
       const uint8_t* src = (const uint8_t*)W + (size_t)n * wrb;
       if (x8) {
-        unpack_x8_rows(wt, (const uint8_t*)W, K, n, n + 1, row.data());
+        unpack_x8_rows(wt, (const uint8_t*)W, N, K, n, n + 1, row.data());
         src = row.data();
       }
       dequantize_row(wt, src, scratch.data() + (size_t)(n - s0) * K, K);
@@ -111,12 +111,18 @@ static void matmul_range_exact(int32_t wt, const void* W, bool x8, const Quantiz
   }
 }
 
-// x8 layout: rows [n0, n1), multiples of 8 (or N).
-static void matmul_range_x8(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
-                            int64_t n1) {
+// x8 layout, N rows: rows [n0, n1), whole sets (kernel_table.h: n0 and n1 multiples
+// of 8 * x8_set_groups, or n1 = N).
+static void matmul_range_x8(int32_t wt, const void* W, int64_t N, const QuantizedActs& xq, float* Y, int64_t ldy,
+                            int64_t n0, int64_t n1) {
   if (n1 <= n0 || xq.M == 0) return;
+  const int64_t set_rows = 8 * (int64_t)x8_set_groups(wt);
+  if (n0 % set_rows != 0 || (n1 % set_rows != 0 && n1 != N)) {
+    throw std::logic_error("matmul: x8 rows [" + std::to_string(n0) + ", " + std::to_string(n1) +
+                           ") are not whole sets of " + std::to_string(set_rows));
+  }
   if (xq.exact) {
-    matmul_range_exact(wt, W, true, xq, Y, ldy, n0, n1);
+    matmul_range_exact(wt, W, N, true, xq, Y, ldy, n0, n1);
     return;
   }
   const KernelTable& kt = active_kernels();
@@ -131,7 +137,7 @@ static void matmul_range_x8(int32_t wt, const void* W, const QuantizedActs& xq, 
   thread_local std::vector<uint8_t> rows;   // [8, rb]
   if (rows.size() < 8 * rb) rows.resize(8 * rb);
   for (int64_t g = n0 / 8; g < n1 / 8; g++) {
-    unpack_x8_rows(wt, (const uint8_t*)W, xq.K, 8 * g, 8 * g + 8, rows.data());
+    unpack_x8_rows(wt, (const uint8_t*)W, N, xq.K, 8 * g, 8 * g + 8, rows.data());
     kt.matmul[wt](rows.data(), rb, xq.data, xq.row_bytes, xq.M, nb, Y + 8 * g, ldy, 0, 8);
   }
 }
@@ -139,7 +145,7 @@ static void matmul_range_x8(int32_t wt, const void* W, const QuantizedActs& xq, 
 static void matmul_range_typed(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
                                int64_t n1) {
   if (xq.exact && !is_float_type(wt)) {
-    if (n1 > n0 && xq.M > 0) matmul_range_exact(wt, W, false, xq, Y, ldy, n0, n1);
+    if (n1 > n0 && xq.M > 0) matmul_range_exact(wt, W, 0, false, xq, Y, ldy, n0, n1);
     return;
   }
   const KernelTable& kt = active_kernels();
@@ -211,7 +217,7 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
     while (c >= first[i + 1]) i++;
     const MatmulTask& t = tasks[i];
     const int64_t n0 = (c - first[i]) * chunk[i], n1 = n0 + chunk[i] < t.N ? n0 + chunk[i] : t.N;
-    if (t.x8) matmul_range_x8(t.weight_type, t.W, xq, t.Y, t.ldy, n0, n1);
+    if (t.x8) matmul_range_x8(t.weight_type, t.W, t.N, xq, t.Y, t.ldy, n0, n1);
     else matmul_range_typed(t.weight_type, t.W, xq, t.Y, t.ldy, n0, n1);
   });
 }

@@ -126,7 +126,9 @@ void repack_weights(Model& m, bool release_pages) {
   for (size_t i = 0; i < ws.size(); ++i) {
     const uint64_t rb = row_bytes(ws[i]->type, ws[i]->K), bytes = rb * (uint64_t)ws[i]->N;
     off[i + 1] = off[i] + (bytes + 63) / 64 * 64;
-    const int64_t groups = ws[i]->N / 8, per = std::max<int64_t>(1, (int64_t)(kRepackSlice / (8 * rb)));
+    // slices of whole sets (pack_x8)
+    const int64_t S = x8_set_groups(ws[i]->type);
+    const int64_t groups = ws[i]->N / 8, per = std::max<int64_t>(1, (int64_t)(kRepackSlice / (8 * rb * S))) * S;
     for (int64_t g = 0; g < groups; g += per) slices.push_back({i, g, std::min(groups, g + per)});
   }
   // Populated in one call: page by page first-touch faults cost more than the
@@ -141,7 +143,7 @@ void repack_weights(Model& m, bool release_pages) {
   m.pool->run_chunks((int64_t)slices.size(), [&](int64_t c) {
     const Slice& sl = slices[c];
     const Weight& w = *ws[sl.w];
-    pack_x8(w.type, w.data, w.K, buf + off[sl.w], sl.g0, sl.g1);
+    pack_x8(w.type, w.data, w.N, w.K, buf + off[sl.w], sl.g0, sl.g1);
     if (release_pages) {   // the file's whole pages under this slice's rows
       const uint64_t rb8 = 8 * row_bytes(w.type, w.K);
       const uintptr_t a = ((uintptr_t)w.data + sl.g0 * rb8 + page - 1) / page * page;
@@ -444,7 +446,7 @@ void embed(Model& m, const Batch& b) {
       thread_local std::vector<uint8_t> unpacked;   // one ggml row from the x8 layout
       if (m.tok_embd.x8) {
         unpacked.resize(rb);
-        unpack_x8_rows(m.tok_embd.type, m.tok_embd.data, E, b.tokens[t], b.tokens[t] + 1, unpacked.data());
+        unpack_x8_rows(m.tok_embd.type, m.tok_embd.data, m.tok_embd.N, E, b.tokens[t], b.tokens[t] + 1, unpacked.data());
         row = unpacked.data();
       }
       dequantize_row(m.tok_embd.type, row, x, E);

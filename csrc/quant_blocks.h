@@ -57,7 +57,8 @@ struct BlockQ8A {
 //               values 4t..4t+3);
 //   qh[2t], qh[2t+1]  (5-bit types) bit 4j+i is row j's 5th bit of the low / high
 //               nibble values of vector t.
-// Same bytes as the 8 ggml rows; a lossless permutation.
+// Same bytes as the 8 ggml rows; a lossless permutation. The groups of the 4- and
+// 5-bit types are further interleaved in sets of 4 (kernels.h, "Sets").
 struct BlockQ4_0x8 { uint16_t d[8]; uint8_t qs[128]; };
 struct BlockQ4_1x8 { uint16_t d[8]; uint16_t m[8]; uint8_t qs[128]; };
 struct BlockQ5_0x8 { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[128]; };

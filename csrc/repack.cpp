@@ -1,5 +1,6 @@
 // repack.cpp - the x8 weight layout (kernels.h, quant_blocks.h): packing ggml
-// rows of the 32-value types into groups of 8 interleaved rows, and back.
+// rows into groups of 8 interleaved rows (and, for the 4- and 5-bit types, sets
+// of 4 groups interleaved block by block), and back.
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -206,16 +207,35 @@ bool x8_supported(int32_t type, int64_t N, int64_t K) {
   return x8_layout(type, &L) && K % QK32 == 0;
 }
 
-void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
+int x8_set_groups(int32_t type) {
+  switch (type) {
+    case TYPE_Q4_0: case TYPE_Q4_1: case TYPE_Q5_0: case TYPE_Q5_1: case TYPE_IQ4_NL: return 4;
+    default: return 1;
+  }
+}
+
+size_t x8_block_offset(int32_t type, int64_t N, int64_t K, int64_t g, int64_t b) {
+  const TypeTraits& t = type_traits(type);
+  const int64_t nb = K / t.block_size, S = x8_set_groups(type);
+  const size_t bs8 = 8 * (size_t)t.type_size, gs = (size_t)nb * bs8;
+  const int64_t full = (N / 8) / S * S;   // groups in whole sets; the rest are the tail
+  if (S > 1 && g < full) return (size_t)(g / S) * S * gs + (size_t)(b * S + g % S) * bs8;
+  return (size_t)g * gs + (size_t)b * bs8;
+}
+
+void pack_x8(int32_t type, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
   const X8Plan p = x8_plan(type, K);
-  const int64_t nb = p.nb;
-  const size_t bs = p.bs, rb = p.rb;
+  const int64_t nb = p.nb, S = x8_set_groups(type);
+  if (g0 < 0 || g1 > N / 8 || g0 % S != 0 || (g1 % S != 0 && g1 != N / 8)) {
+    throw std::invalid_argument("pack_x8: groups [" + std::to_string(g0) + ", " + std::to_string(g1) +
+                                ") are not whole sets of " + std::to_string(S) + " of " + std::to_string(N / 8));
+  }
+  const size_t rb = p.rb;
   for (int64_t g = g0; g < g1; g++) {
     const uint8_t* rows[8];
     for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
-    uint8_t* out = dst + (size_t)g * 8 * rb;
     for (int64_t b = 0; b < nb; b++) {
-      uint8_t* blk = out + (size_t)b * 8 * bs;
+      uint8_t* blk = dst + x8_block_offset(type, N, K, g, b);
       if (type == TYPE_Q4_K) pack_q4k_block(rows, b, blk);
       else if (type == TYPE_Q6_K) pack_q6k_block(rows, b, blk);
       else pack_block(p.L, p.o, rows, b, blk);
@@ -223,16 +243,15 @@ void pack_x8(int32_t type, const uint8_t* src, int64_t K, uint8_t* dst, int64_t 
   }
 }
 
-void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t K, int64_t n0, int64_t n1, uint8_t* dst) {
+void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t N, int64_t K, int64_t n0, int64_t n1, uint8_t* dst) {
   const X8Plan p = x8_plan(type, K);
   const int64_t nb = p.nb;
   const size_t bs = p.bs, rb = p.rb;
   for (int64_t n = n0; n < n1; n++) {
-    const uint8_t* group = packed + (size_t)(n / 8) * 8 * rb;
     uint8_t* out = dst + (size_t)(n - n0) * rb;
     const int j = (int)(n % 8);
     for (int64_t b = 0; b < nb; b++) {
-      const uint8_t* blk = group + (size_t)b * 8 * bs;
+      const uint8_t* blk = packed + x8_block_offset(type, N, K, n / 8, b);
       if (type == TYPE_Q4_K) unpack_q4k_block(blk, j, out + (size_t)b * bs);
       else if (type == TYPE_Q6_K) unpack_q6k_block(blk, j, out + (size_t)b * bs);
       else unpack_block(p.L, p.o, blk, j, out + (size_t)b * bs);

@@ -73,6 +73,55 @@ def test_pack_places_row_bytes(qtype):
             assert np.array_equal(got, W[j, qs_off + 4 * t: qs_off + 4 * t + 4])
 
 
+SET4 = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.IQ4_NL]
+
+
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_pack_interleaves_whole_sets_of_four_groups(qtype):
+    """The 4- and 5-bit types store each whole set of 4 groups (32 rows) block by block
+    (group 0's block b, group 1's, 2's, 3's, then block b + 1), and the groups after the
+    last whole set one after the other; the other types keep each group whole."""
+    rng = np.random.default_rng(9)
+    K = k_of(qtype)
+    N = 56                                  # one whole set and a tail of 3 groups
+    W = random_blocks(qtype, N, K, rng)
+    P = _core.pack_x8(int(qtype), W, K).reshape(-1)
+    bs8 = 8 * _core.type_traits(int(qtype))["type_size"]
+    nb = K // _core.type_traits(int(qtype))["block_size"]
+    set4 = qtype in SET4
+
+    def group_alone(g):                     # group g's x8 blocks, as an 8-row tensor packs them
+        return _core.pack_x8(int(qtype), W[8 * g:8 * g + 8], K).reshape(nb, bs8)
+
+    for g in range(N // 8):
+        for b in (0, 1, nb - 1):
+            if set4 and g < 4:
+                off = (b * 4 + g) * bs8
+            else:
+                off = (g * nb + b) * bs8
+            assert np.array_equal(P[off:off + bs8], group_alone(g)[b]), f"group {g} block {b}"
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_x8_every_tail_of_a_set(qtype, isa):
+    """N = 8 .. 72: whole sets, tails of 1 to 3 groups, and both; a decode (M = 1),
+    a small batch and a prefill-sized one, on 1 and 2 threads, agree with the ggml-row
+    kernel."""
+    rng = np.random.default_rng(10 + int(qtype))
+    K = k_of(qtype)
+    X = rng.standard_normal((9, K)).astype(np.float32)
+    for N in (8, 16, 24, 32, 40, 48, 72):
+        W = make_weights(qtype, N, K, rng)
+        P = _core.pack_x8(int(qtype), W, K)
+        assert np.array_equal(_core.unpack_x8(int(qtype), P, K), W)
+        for M in (1, 3, 9):
+            Yg = _core.matmul(int(qtype), W, X[:M], 1).astype(np.float64)
+            for n_threads in (1, 2):
+                Y = _core.matmul(int(qtype), P, X[:M], n_threads, x8=True)
+                assert nmse(Y, Yg) < 1e-10, f"{qtype.name} {isa} N={N} M={M} threads={n_threads}"
+
+
 def test_pack_rejects_what_has_no_layout():
     W = np.zeros((12, 18), np.uint8)
     with pytest.raises(ValueError, match="no x8 layout"):
@@ -105,14 +154,16 @@ def test_x8_batch_invariance(qtype, isa):
     P = _core.pack_x8(int(qtype), W, K)
     full = _core.matmul(int(qtype), P, X[:37], 2, x8=True)
     for n_threads in (1, 2, 3):
-        for lo, hi in ((0, 1), (5, 6), (3, 10), (0, 37), (1, 33)):
+        for lo, hi in ((0, 1), (5, 6), (2, 4), (4, 7), (6, 10), (3, 10), (0, 37), (1, 33)):
             part = _core.matmul(int(qtype), P, X[lo:hi], n_threads, x8=True)
             assert np.array_equal(part.view(np.uint32), full[lo:hi].view(np.uint32)), \
                 f"{qtype.name} {isa}: rows {lo}:{hi}, {n_threads} threads"
-    for g0, g1 in ((1, 5), (1, 6), (2, 7)):   # groups g0..g1-1 alone, each row count
-        part = _core.matmul(int(qtype), P[8 * g0:8 * g1], X[:37], 2, x8=True)
+    # groups g0..g1-1 packed on their own: other sets, tails and tiles, the same bits
+    for g0, g1 in ((1, 5), (1, 6), (2, 7), (3, 4), (0, 2)):
+        Pg = _core.pack_x8(int(qtype), W[8 * g0:8 * g1], K)
+        part = _core.matmul(int(qtype), Pg, X[:37], 2, x8=True)
         assert np.array_equal(part.view(np.uint32), full[:, 8 * g0:8 * g1].view(np.uint32))
-        one = _core.matmul(int(qtype), P[8 * g0:8 * g1], X[3:4], 1, x8=True)
+        one = _core.matmul(int(qtype), Pg, X[3:4], 1, x8=True)
         assert np.array_equal(one.view(np.uint32), full[3:4, 8 * g0:8 * g1].view(np.uint32))
 
 
