@@ -71,8 +71,10 @@ struct BlockIQ4_NLx8 { uint16_t d[8]; uint8_t qs[128]; };
 // 64i+4t+c, high nibble: value 64i+32+4t+c).
 struct BlockQ4_Kx8 { uint16_t d[8]; uint16_t dmin[8]; uint8_t sl[64]; uint32_t sh[8]; uint8_t qs[1024]; };
 // Q6_K x8: scales[8s+j] = row j's scale of sub-block s (16 values); byte 4j+c of ql
-// vector v is row j's ql[4v+c], of qh vector v row j's qh[4v+c].
-struct BlockQ6_Kx8 { uint16_t d[8]; int8_t scales[128]; uint8_t ql[1024]; uint8_t qh[512]; };
+// vector v is row j's ql[4v+c], of qh vector v row j's qh[4v+c]. q holds them in the
+// order a one-token decode reads them, 96 bytes per step i = 8h + t (h = 0, 1;
+// t = 0..7): ql vector 16h + t, ql vector 16h + 8 + t, qh vector 8h + t.
+struct BlockQ6_Kx8 { uint16_t d[8]; int8_t scales[128]; uint8_t q[1536]; };
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block size");

@@ -154,14 +154,18 @@ void unpack_q4k_block(const uint8_t* src, int j, uint8_t* dst) {
     for (int t = 0; t < 8; t++) std::memcpy(x->qs + 32 * i + 4 * t, p->qs + 32 * (8 * i + t) + 4 * j, 4);
 }
 
+// Offsets of ql vector v and qh vector v in BlockQ6_Kx8::q (quant_blocks.h).
+size_t q6k_ql_off(int v) { return 96 * (size_t)(8 * (v / 16) + v % 8) + 32 * ((v / 8) % 2); }
+size_t q6k_qh_off(int v) { return 96 * (size_t)v + 64; }
+
 void pack_q6k_block(const uint8_t* const* rows, int64_t b, uint8_t* dst) {
   BlockQ6_Kx8* o = (BlockQ6_Kx8*)dst;
   for (int j = 0; j < 8; j++) {
     const BlockQ6_K* x = (const BlockQ6_K*)rows[j] + b;
     o->d[j] = x->d;
     for (int s = 0; s < 16; s++) o->scales[8 * s + j] = x->scales[s];
-    for (int v = 0; v < 32; v++) std::memcpy(o->ql + 32 * v + 4 * j, x->ql + 4 * v, 4);
-    for (int v = 0; v < 16; v++) std::memcpy(o->qh + 32 * v + 4 * j, x->qh + 4 * v, 4);
+    for (int v = 0; v < 32; v++) std::memcpy(o->q + q6k_ql_off(v) + 4 * j, x->ql + 4 * v, 4);
+    for (int v = 0; v < 16; v++) std::memcpy(o->q + q6k_qh_off(v) + 4 * j, x->qh + 4 * v, 4);
   }
 }
 
@@ -170,8 +174,8 @@ void unpack_q6k_block(const uint8_t* src, int j, uint8_t* dst) {
   BlockQ6_K* x = (BlockQ6_K*)dst;
   x->d = p->d[j];
   for (int s = 0; s < 16; s++) x->scales[s] = p->scales[8 * s + j];
-  for (int v = 0; v < 32; v++) std::memcpy(x->ql + 4 * v, p->ql + 32 * v + 4 * j, 4);
-  for (int v = 0; v < 16; v++) std::memcpy(x->qh + 4 * v, p->qh + 32 * v + 4 * j, 4);
+  for (int v = 0; v < 32; v++) std::memcpy(x->ql + 4 * v, p->q + q6k_ql_off(v) + 4 * j, 4);
+  for (int v = 0; v < 16; v++) std::memcpy(x->qh + 4 * v, p->q + q6k_qh_off(v) + 4 * j, 4);
 }
 
 bool is_x8_kquant(int32_t type) { return type == TYPE_Q4_K || type == TYPE_Q6_K; }

@@ -122,6 +122,25 @@ def test_x8_every_tail_of_a_set(qtype, isa):
                 assert nmse(Y, Yg) < 1e-10, f"{qtype.name} {isa} N={N} M={M} threads={n_threads}"
 
 
+def test_q6k_pack_places_vectors_in_decode_order():
+    """Q6_K x8: d[8], scales[8s+j], then 96 bytes per step 8h+t: ql vector 16h+t, ql vector
+    16h+8+t, qh vector 8h+t, where byte 4j+c of ql (qh) vector v is row j's ql[4v+c] (qh[4v+c])."""
+    rng = np.random.default_rng(11)
+    W = random_blocks(T.Q6_K, 8, 256, rng)          # ggml Q6_K: ql[128], qh[64], scales[16], d
+    P = _core.pack_x8(int(T.Q6_K), W, 256).reshape(-1)
+    q0 = 16 + 128
+    for j in range(8):
+        ql, qh, sc = W[j, 0:128], W[j, 128:192], W[j, 192:208]
+        assert bytes(P[2 * j:2 * j + 2]) == bytes(W[j, 208:210])
+        assert all(P[16 + 8 * s_ + j] == sc[s_] for s_ in range(16))
+        for h in range(2):
+            for t in range(8):
+                step = q0 + 96 * (8 * h + t)
+                for part, v, src in ((0, 16 * h + t, ql), (1, 16 * h + 8 + t, ql), (2, 8 * h + t, qh)):
+                    got = P[step + 32 * part + 4 * j: step + 32 * part + 4 * j + 4]
+                    assert np.array_equal(got, src[4 * v:4 * v + 4]), (j, h, t, part)
+
+
 def test_pack_rejects_what_has_no_layout():
     W = np.zeros((12, 18), np.uint8)
     with pytest.raises(ValueError, match="no x8 layout"):
