@@ -17,11 +17,14 @@ static double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// One read pass over n bytes on the pool, 64 KB chunks claimed dynamically
-// (the same scheduling as matmul).
+// One read pass over n bytes on the pool, in chunks claimed dynamically.
 static uint64_t read_pass(ThreadPool& pool, ReadBytesFn read, const uint8_t* p, size_t nbytes) {
   std::atomic<uint64_t> sink{0};
-  const size_t chunk = 64 * 1024;
+  // 2 chunks per thread, as a one-token decode splits a weight (matmul.cpp): each
+  // chunk is a new stream for the hardware prefetchers. 64 KB chunks read 20-30%
+  // slower from DRAM (fourth session).
+  size_t chunk = (nbytes + 2 * (size_t)pool.size() - 1) / (2 * (size_t)pool.size());
+  chunk = (chunk + 4095) / 4096 * 4096;
   const int64_t n_chunks = (int64_t)((nbytes + chunk - 1) / chunk);
   pool.run_chunks(n_chunks, [&](int64_t ci) {
     const size_t b0 = (size_t)ci * chunk, b1 = b0 + chunk < nbytes ? b0 + chunk : nbytes;
