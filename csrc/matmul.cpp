@@ -188,8 +188,8 @@ static void check_pairing(int32_t weight_type, const QuantizedActs& xq) {
 // 576-row weights came in 18 chunks of 32 rows. With 2 per thread, 2 threads:
 // Q4_0 M = 1 from DRAM 58-71% -> 79-89% of the read roof, and SmolLM2's
 // one-sequence decode 230-259 -> 300-311 tok/s (interleaved runs; Gemma 3
-// +5%). 3 and 4 per thread were slower, 1 no faster. Two chunks per thread
-// still let one thread take over most of the work of a descheduled one.
+// +5%). 3 and 4 per thread were slower, 1 no faster. With two per thread a
+// running thread still takes the chunks a descheduled one has not claimed.
 // Multiples of 32: whole sets of four x8 row groups (kernels.h).
 static int64_t chunk_rows(int64_t N, int n_threads, int64_t M) {
   const int64_t per_thread = M == 1 ? 2 : 8;
