@@ -132,8 +132,6 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
 bool x8_supported(int32_t type, int64_t N, int64_t K);
 // Row groups per set: 4 or 1 (see above).
 int x8_set_groups(int32_t type);
-// Byte offset of block b of row group g in a packed tensor of N rows of K values.
-size_t x8_block_offset(int32_t type, int64_t N, int64_t K, int64_t g, int64_t b);
 // Packs row groups [g0, g1) (rows 8*g0 .. 8*g1) of the ggml rows src [N, row_bytes]
 // into dst (the whole packed tensor, row_bytes(type, K) * N bytes). g0 and g1
 // must be whole sets: multiples of x8_set_groups(type), or g1 = N / 8.

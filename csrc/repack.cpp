@@ -218,14 +218,23 @@ int x8_set_groups(int32_t type) {
   }
 }
 
-size_t x8_block_offset(int32_t type, int64_t N, int64_t K, int64_t g, int64_t b) {
-  const TypeTraits& t = type_traits(type);
-  const int64_t nb = K / t.block_size, S = x8_set_groups(type);
-  const size_t bs8 = 8 * (size_t)t.type_size, gs = (size_t)nb * bs8;
-  const int64_t full = (N / 8) / S * S;   // groups in whole sets; the rest are the tail
-  if (S > 1 && g < full) return (size_t)(g / S) * S * gs + (size_t)(b * S + g % S) * bs8;
-  return (size_t)g * gs + (size_t)b * bs8;
+namespace {
+
+// Where row group g of a packed tensor of N rows lies: its block b at base + b * step
+// bytes (kernels.h, "Sets").
+struct GroupPlace {
+  size_t base, step;
+};
+
+GroupPlace group_place(int32_t type, int64_t N, const X8Plan& p, int64_t g) {
+  const int64_t S = x8_set_groups(type);
+  const size_t bs8 = 8 * p.bs, gs = (size_t)p.nb * bs8;
+  const int64_t whole = (N / 8) / S * S;   // groups in whole sets; the rest are the tail
+  if (S > 1 && g < whole) return {(size_t)(g / S) * S * gs + (size_t)(g % S) * bs8, S * bs8};
+  return {(size_t)g * gs, bs8};
 }
+
+}  // namespace
 
 void pack_x8(int32_t type, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst, int64_t g0, int64_t g1) {
   const X8Plan p = x8_plan(type, K);
@@ -238,8 +247,9 @@ void pack_x8(int32_t type, const uint8_t* src, int64_t N, int64_t K, uint8_t* ds
   for (int64_t g = g0; g < g1; g++) {
     const uint8_t* rows[8];
     for (int j = 0; j < 8; j++) rows[j] = src + (size_t)(8 * g + j) * rb;
+    const GroupPlace at = group_place(type, N, p, g);
     for (int64_t b = 0; b < nb; b++) {
-      uint8_t* blk = dst + x8_block_offset(type, N, K, g, b);
+      uint8_t* blk = dst + at.base + (size_t)b * at.step;
       if (type == TYPE_Q4_K) pack_q4k_block(rows, b, blk);
       else if (type == TYPE_Q6_K) pack_q6k_block(rows, b, blk);
       else pack_block(p.L, p.o, rows, b, blk);
@@ -254,8 +264,9 @@ void unpack_x8_rows(int32_t type, const uint8_t* packed, int64_t N, int64_t K, i
   for (int64_t n = n0; n < n1; n++) {
     uint8_t* out = dst + (size_t)(n - n0) * rb;
     const int j = (int)(n % 8);
+    const GroupPlace at = group_place(type, N, p, n / 8);
     for (int64_t b = 0; b < nb; b++) {
-      const uint8_t* blk = packed + x8_block_offset(type, N, K, n / 8, b);
+      const uint8_t* blk = packed + at.base + (size_t)b * at.step;
       if (type == TYPE_Q4_K) unpack_q4k_block(blk, j, out + (size_t)b * bs);
       else if (type == TYPE_Q6_K) unpack_q6k_block(blk, j, out + (size_t)b * bs);
       else unpack_block(p.L, p.o, blk, j, out + (size_t)b * bs);
