@@ -16,8 +16,6 @@ from llamalite import _core
 ISAS = _core.supported_isas()
 
 
-
-
 def make_cache(rng, n_blocks, block_size, n_kv, d, dv, dtype):
     k = rng.standard_normal((n_blocks, block_size, n_kv, d)).astype(dtype)
     v = rng.standard_normal((n_blocks, block_size, n_kv, dv)).astype(dtype)

@@ -26,9 +26,6 @@ FLOAT_TYPES = {T.F32, T.F16, T.BF16}
 N, K = 40, 512
 
 
-
-
-
 def _case(qtype: T):
     rng = np.random.default_rng(1000 + int(qtype))
     W = make_weights(qtype, N, K, rng)

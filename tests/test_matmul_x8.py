@@ -31,9 +31,6 @@ def k_of(qtype: T) -> int:
     return 512 if qtype in (T.Q4_K, T.Q6_K) else 640
 
 
-
-
-
 def _case(qtype: T, seed: int = 0):
     rng = np.random.default_rng(seed + int(qtype))
     K = k_of(qtype)
@@ -90,6 +87,9 @@ def test_pack_interleaves_whole_sets_of_four_groups(qtype):
     nb = K // _core.type_traits(int(qtype))["block_size"]
     set4 = qtype in SET4
 
+    bs = bs8 // 8
+    d_off = 208 if qtype == T.Q6_K else 0   # the fp16 scale d in a ggml block; an x8 block starts with d[8]
+
     def group_alone(g):                     # group g's x8 blocks, as an 8-row tensor packs them
         return _core.pack_x8(int(qtype), W[8 * g:8 * g + 8], K).reshape(nb, bs8)
 
@@ -99,6 +99,9 @@ def test_pack_interleaves_whole_sets_of_four_groups(qtype):
                 off = (b * 4 + g) * bs8
             else:
                 off = (g * nb + b) * bs8
+            for j in range(8):              # against the ggml rows themselves
+                want = W[8 * g + j, b * bs + d_off: b * bs + d_off + 2]
+                assert np.array_equal(P[off + 2 * j: off + 2 * j + 2], want), f"group {g} block {b} row {j}"
             assert np.array_equal(P[off:off + bs8], group_alone(g)[b]), f"group {g} block {b}"
 
 
