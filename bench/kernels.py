@@ -8,7 +8,10 @@ For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
   "cold": calls cycle through enough copies (>= 96 MB) that weights come from
   DRAM, as they do in a real forward pass of a model bigger than the L3 cache.
 - M = 512: GMAC/s beside the int8 dot-product peak (`_core.bench_int8_peak`:
-  vpdpbusd or maddubs chains in registers).
+  vpdpbusd or maddubs chains in registers). Under the amx instruction set also
+  beside the AMX tile-product peak (TDPBSSD on full tiles, `tile=True`), which a
+  kernel with a scale per 32-value block cannot approach: each block's 16 x 16
+  integer tile must be stored and scaled on the vector units.
 Every number is the median of several interleaved repetitions; all timing
 loops run in C++ on the core's thread pool.
 
@@ -69,7 +72,7 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
     X1 = rng.standard_normal((1, k)).astype(np.float32)
     do_512 = n <= BIG_N
     X512 = rng.standard_normal((512, k)).astype(np.float32) if do_512 else None
-    hot, hot_roof, cold, cold_roof, gmacs, peak = [], [], [], [], [], []
+    hot, hot_roof, cold, cold_roof, gmacs, peak, tile_peak = [], [], [], [], [], [], []
     for _ in range(reps):  # interleaved: each repetition measures everything once
         # M = 1: each round is one matmul then one read pass over the same weights
         for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
@@ -81,6 +84,7 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
             roof.append(nbytes / rd_s / 1e9)
         if do_512:
             peak.append(_core.bench_int8_peak(threads))
+            tile_peak.append(_core.bench_int8_peak(threads, tile=True))
             gmacs.append(512 * n * k / time_matmul(type_id, W1, X512, threads, 1, 0.1, x8) / 1e9)
     med = statistics.median
     row = {
@@ -93,12 +97,18 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
     if do_512:
         row.update(m512_gmacs=med(gmacs), int8_peak_gmacs=med(peak))
         row["m512_pct"] = 100 * row["m512_gmacs"] / row["int8_peak_gmacs"]
+        if med(tile_peak) > 0:
+            row.update(int8_tile_peak_gmacs=med(tile_peak))
+            row["m512_tile_pct"] = 100 * row["m512_gmacs"] / row["int8_tile_peak_gmacs"]
     return row
 
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'type':5} {'lay':4} {'N x K':>12} {'MB':>6} | {'M=1 hot GB/s':>12} {'roof':>6} {'%':>4} | "
             f"{'M=1 cold GB/s':>13} {'roof':>6} {'%':>4} | {'M=512 GMAC/s':>12} {'peak':>6} {'%':>4}")
+    tiles = any("int8_tile_peak_gmacs" in r for r in rows)
+    if tiles:
+        head += f" | {'tile peak':>9} {'%':>4}"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -106,14 +116,16 @@ def print_table(rows: list[dict]) -> None:
                 if "m512_gmacs" in r else f"{'-':>12} {'-':>6} {'-':>4}")
         print(f"{r['type']:5} {r.get('layout', 'ggml'):4} {r['N']:>6}x{r['K']:<5} {r['weight_bytes'] / 1e6:6.2f} | "
               f"{r['m1_hot_gbs']:12.1f} {r['m1_hot_roof_gbs']:6.1f} {r['m1_hot_pct']:4.0f} | "
-              f"{r['m1_cold_gbs']:13.1f} {r['m1_cold_roof_gbs']:6.1f} {r['m1_cold_pct']:4.0f} | {m512}")
+              f"{r['m1_cold_gbs']:13.1f} {r['m1_cold_roof_gbs']:6.1f} {r['m1_cold_pct']:4.0f} | {m512}"
+              + ((f" | {r['int8_tile_peak_gmacs']:9.1f} {r['m512_tile_pct']:4.0f}" if "int8_tile_peak_gmacs" in r
+                  else f" | {'-':>9} {'-':>4}") if tiles else ""))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--isa", choices=["generic", "avx2", "avx512"], default=None)
+    ap.add_argument("--isa", choices=["generic", "avx2", "avx512", "amx"], default=None)
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--quick", action="store_true", help="one shape per type, 3 repetitions")
     ap.add_argument("--layout", choices=["model", "ggml"], default="model",

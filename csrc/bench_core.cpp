@@ -75,9 +75,10 @@ static double int8_peak_of(ThreadPool& pool, Int8PeakFn peak) {
   return sink.load() == 42 ? best + 1e-12 : best;
 }
 
-double bench_int8_peak(ThreadPool& pool) {
-  // The better of the ISA's vector widths (512- and 256-bit vpdpbusd on AVX-512).
+double bench_int8_peak(ThreadPool& pool, bool tile) {
   const KernelTable& kt = active_kernels();
+  if (tile) return kt.int8_peak_tile ? int8_peak_of(pool, kt.int8_peak_tile) : 0.0;
+  // The better of the ISA's vector widths (512- and 256-bit vpdpbusd on AVX-512).
   double best = int8_peak_of(pool, kt.int8_peak);
   if (kt.int8_peak_alt) {
     const double alt = int8_peak_of(pool, kt.int8_peak_alt);

@@ -15,7 +15,8 @@ class ThreadPool;
 double bench_read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int reps);
 
 // GMAC/s of int8 dot-product instructions on registers, every pool thread busy.
-double bench_int8_peak(ThreadPool& pool);
+// tile: the AMX tile-product rate instead (0 when the active ISA has no tiles).
+double bench_int8_peak(ThreadPool& pool, bool tile = false);
 
 // Seconds per matmul, averaged over iters calls that cycle through n_copies
 // weight matrices (each N x row_bytes, back to back at W).

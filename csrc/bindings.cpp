@@ -194,7 +194,8 @@ ll::ISA parse_isa(const std::string& name) {
   if (name == "generic") return ll::ISA::generic;
   if (name == "avx2") return ll::ISA::avx2;
   if (name == "avx512") return ll::ISA::avx512;
-  throw std::invalid_argument("unknown instruction set '" + name + "': expected generic, avx2 or avx512");
+  if (name == "amx") return ll::ISA::amx;
+  throw std::invalid_argument("unknown instruction set '" + name + "': expected generic, avx2, avx512 or amx");
 }
 
 // One shared pool for the binding-level matmul; rebuilt when the size changes.
@@ -351,7 +352,7 @@ py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
-  for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512}) {
+  for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512, ll::ISA::amx}) {
     if (ll::isa_supported(isa)) out.push_back(ll::isa_name(isa));
   }
   return out;
@@ -423,13 +424,15 @@ void bind_kernels(py::module_& m) {
       "Read bandwidth in GB/s (mean of reps passes after a warm-up) over `copies` buffers of nbytes, on the pool.");
   m.def(
       "bench_int8_peak",
-      [](py::object n_threads) {
+      [](py::object n_threads, bool tile) {
         const int nt = resolve_threads(n_threads);
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(g_pool_mu);
-        return ll::bench_int8_peak(pool_of_size(nt));
+        return ll::bench_int8_peak(pool_of_size(nt), tile);
       },
-      py::arg("n_threads") = py::none(), "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers).");
+      py::arg("n_threads") = py::none(), py::arg("tile") = false,
+      "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers); tile=True: the AMX tile-product "
+      "peak (TDPBSSD on full 16 x 64 tiles), 0 when the active ISA has no tiles.");
   m.def(
       "bench_matmul_vs_read",
       [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies, bool x8) {

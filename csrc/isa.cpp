@@ -11,6 +11,10 @@
 #define LL_X86 1
 #include <cpuid.h>
 #endif
+#if defined(LL_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace ll {
 namespace {
@@ -21,7 +25,21 @@ struct CpuFeatures {
   bool avx = false, avx2 = false, fma = false, f16c = false, bmi2 = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, avxvnni = false;
+  bool amx_tile = false, amx_int8 = false;
+  bool os_amx = false;     // XCR0 bits 17, 18 (tile config + tile data)
+  bool amx_perm = false;   // Linux granted this process the tile data (arch_prctl)
 };
+
+// Linux keeps AMX tile data off until a process asks (ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA); the grant covers every thread of the process.
+bool request_amx_permission() {
+#if defined(LL_X86) && defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 CpuFeatures detect() {
   CpuFeatures f;
@@ -37,6 +55,7 @@ CpuFeatures detect() {
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     f.os_avx = (lo & 0x6) == 0x6;
     f.os_avx512 = f.os_avx && (lo & 0xE0) == 0xE0;
+    f.os_amx = (lo & 0x60000) == 0x60000;
   }
   unsigned max_leaf = __get_cpuid_max(0, nullptr);
   if (max_leaf >= 7) {
@@ -48,6 +67,8 @@ CpuFeatures detect() {
     f.avx512bw = (b >> 30) & 1;
     f.avx512vl = (b >> 31) & 1;
     f.avx512vnni = (c >> 11) & 1;
+    f.amx_int8 = (d >> 25) & 1;
+    f.amx_tile = (d >> 24) & 1;
     unsigned max_sub = a;
     if (max_sub >= 1) {
       __cpuid_count(7, 1, a, b, c, d);
@@ -75,7 +96,14 @@ CpuFeatures detect() {
     off(f.avx512vnni, "avx512vnni");
     off(f.avx512bf16, "avx512bf16");
     off(f.avxvnni, "avxvnni");
+    off(f.amx_tile, "amx-tile");
+    off(f.amx_int8, "amx-int8");
   }
+  // Only a process that may use the tiles asks for them (the grant enlarges each
+  // thread's saved state).
+#ifdef LL_X86
+  if (f.amx_tile && f.amx_int8 && f.os_amx && f.avx512f && amx_kernels_built()) f.amx_perm = request_amx_permission();
+#endif
   return f;
 }
 
@@ -109,11 +137,26 @@ std::string missing_features(ISA isa) {
     need(f.avx512vnni, "avx512vnni");
     need(f.os_avx512, "os-avx512-state(xgetbv)");
   }
+  if (isa == ISA::amx) {
+    need(f.avx512f, "avx512f");
+    need(f.avx512bw, "avx512bw");
+    need(f.avx512vl, "avx512vl");
+    need(f.avx512dq, "avx512dq");
+    need(f.avx512vnni, "avx512vnni");
+    need(f.os_avx512, "os-avx512-state(xgetbv)");
+    need(f.amx_tile, "amx-tile");
+    need(f.amx_int8, "amx-int8");
+    need(f.os_amx, "os-amx-state(xgetbv)");
+#ifdef LL_X86
+    need(amx_kernels_built(), "amx-kernels(this build's compiler lacked -mamx-int8)");
+#endif
+    if (miss.empty()) need(f.amx_perm, "amx-permission(arch_prctl)");
+  }
   return miss;
 }
 
 struct Tables {
-  KernelTable t[3];
+  KernelTable t[4];
   Tables() {
     fill_generic_kernels(&t[0]);
     // The fill functions live in ISA units and may themselves use those
@@ -122,6 +165,8 @@ struct Tables {
     if (missing_features(ISA::avx2).empty()) fill_avx2_kernels(&t[1]);
     t[2] = t[1];
     if (missing_features(ISA::avx512).empty()) fill_avx512_kernels(&t[2]);
+    t[3] = t[2];
+    if (missing_features(ISA::amx).empty()) fill_amx_kernels(&t[3]);
   }
 };
 
@@ -139,6 +184,7 @@ const char* isa_name(ISA isa) {
     case ISA::generic: return "generic";
     case ISA::avx2: return "avx2";
     case ISA::avx512: return "avx512";
+    case ISA::amx: return "amx";
   }
   return "unknown";
 }
@@ -146,6 +192,7 @@ const char* isa_name(ISA isa) {
 bool isa_supported(ISA isa) { return missing_features(isa).empty(); }
 
 ISA best_supported_isa() {
+  if (isa_supported(ISA::amx)) return ISA::amx;
   if (isa_supported(ISA::avx512)) return ISA::avx512;
   if (isa_supported(ISA::avx2)) return ISA::avx2;
   return ISA::generic;
@@ -181,6 +228,8 @@ std::string cpu_features() {
   add(f.avx512dq, "avx512dq");
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512bf16, "avx512bf16");
+  add(f.amx_tile && f.os_amx, "amx-tile");
+  add(f.amx_int8 && f.os_amx, "amx-int8");
   return s;
 }
 

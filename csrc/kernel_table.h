@@ -47,16 +47,22 @@ struct KernelTable {
   ReadBytesFn read_bytes = nullptr;
   Int8PeakFn int8_peak = nullptr;
   Int8PeakFn int8_peak_alt = nullptr;  // another vector width, where the ISA has one
+  Int8PeakFn int8_peak_tile = nullptr; // AMX tile products (the amx set only)
 };
 
 // Each fills the entries it implements; the caller starts from the generic table.
 void fill_generic_kernels(KernelTable* t);
 void fill_avx2_kernels(KernelTable* t);
 void fill_avx512_kernels(KernelTable* t);
+// avx512 plus the AMX-INT8 batched x8 matmuls (kernels_amx.inc); only call it
+// when isa.cpp reports AMX usable. amx_kernels_built(): whether this build has
+// them at all (the compiler accepted -mamx-int8).
+void fill_amx_kernels(KernelTable* t);
+bool amx_kernels_built();
 
 // The table of the active ISA (set at import, changed by set_active_isa).
 const KernelTable& active_kernels();
-// The table of a given ISA (isa: 0 generic, 1 avx2, 2 avx512), for tests.
+// The table of a given ISA (isa: 0 generic, 1 avx2, 2 avx512, 3 amx), for tests.
 const KernelTable& kernels_for(int isa);
 
 }  // namespace ll

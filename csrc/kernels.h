@@ -147,7 +147,9 @@ void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, 
                const float* X, int64_t M, float* Y, bool exact = false);
 
 // --- instruction sets -----------------------------------------------------------
-enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2 };
+// amx: avx512 plus AMX-INT8 tiles for batched matmuls of the 32-value x8 types
+// (the same bits as avx512; only the speed differs).
+enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2, amx = 3 };
 const char* isa_name(ISA isa);
 ISA best_supported_isa();        // from cpuid/xgetbv
 bool isa_supported(ISA isa);

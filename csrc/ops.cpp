@@ -60,7 +60,7 @@ void attn_chunk_generic(const float* q, const float* kt, const float* vb, int64_
 }
 
 struct AttnTables {
-  AttnFns t[3];
+  AttnFns t[4];
   AttnTables() {
     for (AttnFns& f : t) {
       f = AttnFns{};
@@ -72,6 +72,7 @@ struct AttnTables {
 #ifdef LL_OPS_X86
     if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
     if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
+    t[3] = t[2];   // amx: the avx512 attention
 #endif
   }
 };

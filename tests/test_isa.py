@@ -30,6 +30,8 @@ def test_supported_and_active():
         assert {"avx512f", "avx512bw", "avx512vl", "avx512vnni"} <= set(feats)
     if "avx2" in isas:
         assert {"avx2", "fma", "f16c"} <= set(feats)
+    if "amx" in isas:
+        assert "avx512" in isas and {"amx-tile", "amx-int8"} <= set(feats)
 
 
 def test_default_isa_is_best():
@@ -48,11 +50,11 @@ def test_env_forces_isa(isa):
 def test_env_unknown_isa_is_clear_error():
     r = _run("import llamalite", "avx9000")
     assert r.returncode != 0
-    assert "LLAMALITE_ISA=avx9000" in r.stderr and "expected generic, avx2 or avx512" in r.stderr
+    assert "LLAMALITE_ISA=avx9000" in r.stderr and "expected generic, avx2, avx512 or amx" in r.stderr
 
 
 def test_set_isa_unsupported_names_missing_features():
-    for isa in ("avx2", "avx512"):
+    for isa in ("avx2", "avx512", "amx"):
         if isa not in _core.supported_isas():
             with pytest.raises(RuntimeError, match="missing"):
                 _core.set_isa(isa)
@@ -94,3 +96,27 @@ def test_fallback_when_features_are_missing():
     assert "LLAMALITE_ISA=avx512" in r.stderr and "missing avx512bw avx512vnni" in r.stderr
     r = _run_masked("import llamalite", "avx2", "fma")
     assert "'avx2' is not available on this CPU: missing fma" in r.stderr
+
+
+@pytest.mark.skipif("amx" not in _core.supported_isas(), reason="needs a CPU and OS with AMX-INT8")
+def test_amx_falls_back_to_avx512_when_masked():
+    """Masking AMX-INT8 (test hook) leaves avx512 as the best set; forcing amx then
+    names what is missing."""
+    code = "from llamalite import _core; print(_core.active_isa(), ','.join(_core.supported_isas()))"
+    r = _run_masked(code, None, "amx-int8")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["avx512", "generic,avx2,avx512"]
+    r = _run_masked("import llamalite", "amx", "amx-tile")
+    assert r.returncode != 0
+    assert "LLAMALITE_ISA=amx" in r.stderr and "missing amx-tile" in r.stderr
+
+
+def test_tile_peak_only_where_there_are_tiles():
+    before = _core.active_isa()
+    try:
+        for isa in _core.supported_isas():
+            _core.set_isa(isa)
+            peak = _core.bench_int8_peak(1, tile=True)
+            assert (peak > 0) == (isa == "amx"), isa
+    finally:
+        _core.set_isa(before)

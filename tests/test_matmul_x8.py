@@ -189,6 +189,33 @@ def test_x8_batch_invariance(qtype, isa):
         assert np.array_equal(one.view(np.uint32), full[3:4, 8 * g0:8 * g1].view(np.uint32))
 
 
+@pytest.mark.skipif("amx" not in ISAS, reason="needs a CPU and OS with AMX-INT8")
+@pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
+def test_amx_gives_the_avx512_bits(qtype):
+    """The amx set (AMX tiles for batched 32-value x8 matmuls, rows past the last
+    multiple of 16 on the avx512 kernel) gives bit for bit what avx512 gives: for
+    batches of 16 to 100 rows, an odd block count, sets with tails of 1 to 3
+    groups (a lone last group fills half a tile), 1 and 2 threads."""
+    rng = np.random.default_rng(20 + int(qtype))
+    K = 288 if qtype not in (T.Q4_K, T.Q6_K) else 512      # 9 blocks of 32: an odd count
+    X = rng.standard_normal((100, K)).astype(np.float32)
+    before = _core.active_isa()
+    try:
+        for N in (8, 40, 56, 96):
+            W = make_weights(qtype, N, K, rng)
+            P = _core.pack_x8(int(qtype), W, K)
+            for M in (16, 17, 31, 48, 100):
+                for n_threads in (1, 2):
+                    _core.set_isa("avx512")
+                    ref = _core.matmul(int(qtype), P, X[:M], n_threads, x8=True)
+                    _core.set_isa("amx")
+                    got = _core.matmul(int(qtype), P, X[:M], n_threads, x8=True)
+                    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32)), \
+                        f"{qtype.name} N={N} M={M} threads={n_threads}"
+    finally:
+        _core.set_isa(before)
+
+
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
 def test_x8_exact_mode_is_the_ggml_exact_path(qtype):
     W, X, K = _case(qtype, 2)
