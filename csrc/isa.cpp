@@ -129,7 +129,7 @@ std::string missing_features(ISA isa) {
   need(f.fma, "fma");
   need(f.f16c, "f16c");
   need(f.bmi2, "bmi2");
-  if (isa == ISA::avx512) {
+  if (isa == ISA::avx512 || isa == ISA::amx) {
     need(f.avx512f, "avx512f");
     need(f.avx512bw, "avx512bw");
     need(f.avx512vl, "avx512vl");
@@ -138,12 +138,6 @@ std::string missing_features(ISA isa) {
     need(f.os_avx512, "os-avx512-state(xgetbv)");
   }
   if (isa == ISA::amx) {
-    need(f.avx512f, "avx512f");
-    need(f.avx512bw, "avx512bw");
-    need(f.avx512vl, "avx512vl");
-    need(f.avx512dq, "avx512dq");
-    need(f.avx512vnni, "avx512vnni");
-    need(f.os_avx512, "os-avx512-state(xgetbv)");
     need(f.amx_tile, "amx-tile");
     need(f.amx_int8, "amx-int8");
     need(f.os_amx, "os-amx-state(xgetbv)");
