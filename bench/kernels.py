@@ -7,6 +7,11 @@ For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
   "hot": the same weight matrix every call (it stays in cache when it fits);
   "cold": calls cycle through enough copies (>= 96 MB) that weights come from
   DRAM, as they do in a real forward pass of a model bigger than the L3 cache.
+  Hot, each round also passes the 4-bit decode floor over the same bytes
+  (`floor=True`): per 32 bytes one load, two nibble masks and two int8 dot
+  products, nothing else, the least work a matmul of packed nibbles does per
+  byte. Where that floor is below the roof, no 4-bit kernel can reach the roof
+  on this ISA; "floor" is its GB/s and "%fl" the kernel's share of it.
 - M = 512: GMAC/s beside the int8 dot-product peak (`_core.bench_int8_peak`:
   vpdpbusd or maddubs chains in registers). Under the amx instruction set also
   beside the AMX tile-product peak (TDPBSSD on full tiles, `tile=True`), which a
@@ -17,7 +22,8 @@ loops run in C++ on the core's thread pool.
 
 Layout: by default each type is measured in the layout a loaded model runs it in:
 the x8 layout (8 rows interleaved per block, repacked at load; every type here has
-one). `--layout ggml` measures ggml rows throughout.
+one). `--layout ggml` measures ggml rows throughout. Either way the weights lie
+64-byte aligned, as in a loaded model.
 
     python bench/kernels.py [--threads 2] [--reps 5] [--isa avx512] [--quick]
 """
@@ -41,6 +47,11 @@ SHAPES = [(1536, 576), (576, 1536), (2048, 640), (640, 2048), (49152, 576)]
 BIG_N = 16384  # shapes with more rows than this skip M = 512 (minutes of compute)
 COLD_BYTES = 96 << 20
 X8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"}   # repacked into the x8 layout at load
+# Types the 4-bit decode floor bounds: each needs at least its work per byte (Q4_0,
+# Q4_1, Q4_K: the same nibbles plus scales; Q5_0: a fifth bit to add on top;
+# Q6_K: per 96 bytes 4 dot products and at least 5 shifts on the same two ports,
+# against the floor's 6 dot products). Q8_0 needs no masks: its floor is higher.
+FLOOR_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K"}
 
 
 def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,16 +83,20 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
     X1 = rng.standard_normal((1, k)).astype(np.float32)
     do_512 = n <= BIG_N
     X512 = rng.standard_normal((512, k)).astype(np.float32) if do_512 else None
-    hot, hot_roof, cold, cold_roof, gmacs, peak, tile_peak = [], [], [], [], [], [], []
+    hot, hot_roof, hot_floor, cold, cold_roof, gmacs, peak, tile_peak = [], [], [], [], [], [], [], []
     for _ in range(reps):  # interleaved: each repetition measures everything once
         # M = 1: each round is one matmul then one read pass over the same weights
+        # (and hot, one pass of the 4-bit decode floor)
         for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
             W = W1 if copies_ == 1 else Wc
-            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_, x8=x8)
-            iters = max(3, min(20000, int(budget / max(mm_s + rd_s, 1e-7))))
-            mm_s, rd_s = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_, x8=x8)
-            out.append(nbytes / mm_s / 1e9)
-            roof.append(nbytes / rd_s / 1e9)
+            floor = copies_ == 1 and name in FLOOR_TYPES
+            t = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_, x8=x8, floor=floor)
+            iters = max(3, min(20000, int(budget / max(sum(t), 1e-7))))
+            t = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_, x8=x8, floor=floor)
+            out.append(nbytes / t[0] / 1e9)
+            roof.append(nbytes / t[1] / 1e9)
+            if floor and t[2] > 0:
+                hot_floor.append(nbytes / t[2] / 1e9)
         if do_512:
             peak.append(_core.bench_int8_peak(threads))
             tile_peak.append(_core.bench_int8_peak(threads, tile=True))
@@ -93,6 +108,10 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
         "m1_cold_gbs": med(cold), "m1_cold_roof_gbs": med(cold_roof),
     }
     row["m1_hot_pct"] = 100 * row["m1_hot_gbs"] / row["m1_hot_roof_gbs"]
+    if hot_floor:
+        row["m1_hot_floor_gbs"] = med(hot_floor)
+        row["m1_hot_floor_pct_of_roof"] = 100 * row["m1_hot_floor_gbs"] / row["m1_hot_roof_gbs"]
+        row["m1_hot_pct_of_floor"] = 100 * row["m1_hot_gbs"] / row["m1_hot_floor_gbs"]
     row["m1_cold_pct"] = 100 * row["m1_cold_gbs"] / row["m1_cold_roof_gbs"]
     if do_512:
         row.update(m512_gmacs=med(gmacs), int8_peak_gmacs=med(peak))
@@ -104,7 +123,8 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'type':5} {'lay':4} {'N x K':>12} {'MB':>6} | {'M=1 hot GB/s':>12} {'roof':>6} {'%':>4} | "
+    head = (f"{'type':5} {'lay':4} {'N x K':>12} {'MB':>6} | {'M=1 hot GB/s':>12} {'roof':>6} {'%':>4} "
+            f"{'floor':>6} {'%fl':>4} | "
             f"{'M=1 cold GB/s':>13} {'roof':>6} {'%':>4} | {'M=512 GMAC/s':>12} {'peak':>6} {'%':>4}")
     tiles = any("int8_tile_peak_gmacs" in r for r in rows)
     if tiles:
@@ -114,8 +134,10 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         m512 = (f"{r['m512_gmacs']:12.1f} {r['int8_peak_gmacs']:6.1f} {r['m512_pct']:4.0f}"
                 if "m512_gmacs" in r else f"{'-':>12} {'-':>6} {'-':>4}")
+        fl = (f"{r['m1_hot_floor_gbs']:6.1f} {r['m1_hot_pct_of_floor']:4.0f}" if "m1_hot_floor_gbs" in r
+              else f"{'-':>6} {'-':>4}")
         print(f"{r['type']:5} {r.get('layout', 'ggml'):4} {r['N']:>6}x{r['K']:<5} {r['weight_bytes'] / 1e6:6.2f} | "
-              f"{r['m1_hot_gbs']:12.1f} {r['m1_hot_roof_gbs']:6.1f} {r['m1_hot_pct']:4.0f} | "
+              f"{r['m1_hot_gbs']:12.1f} {r['m1_hot_roof_gbs']:6.1f} {r['m1_hot_pct']:4.0f} {fl} | "
               f"{r['m1_cold_gbs']:13.1f} {r['m1_cold_roof_gbs']:6.1f} {r['m1_cold_pct']:4.0f} | {m512}"
               + ((f" | {r['int8_tile_peak_gmacs']:9.1f} {r['m512_tile_pct']:4.0f}" if "int8_tile_peak_gmacs" in r
                   else f" | {'-':>9} {'-':>4}") if tiles else ""))

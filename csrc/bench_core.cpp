@@ -107,13 +107,16 @@ double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copi
 
 void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
                           const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
-                          bool x8) {
+                          bool x8, double* floor_s) {
   const size_t wbytes = row_bytes(type, K) * (size_t)N;
-  const ReadBytesFn read = active_kernels().read_bytes;
+  const KernelTable& kt = active_kernels();
+  const ReadBytesFn read = kt.read_bytes;
+  // the floor passes only where asked and the ISA has them (both widths, the faster counts)
+  const ReadBytesFn floors[2] = {floor_s ? kt.decode4_floor : nullptr, floor_s ? kt.decode4_floor_alt : nullptr};
   uint64_t sink = 0;
   run_matmul(pool, type, W, N, K, X, M, Y, x8);  // warm-up
   sink += read_pass(pool, read, W, wbytes);
-  double mm = 0.0, rd = 0.0;
+  double mm = 0.0, rd = 0.0, fl[2] = {0.0, 0.0};
   for (int i = 0; i < iters; i++) {
     const uint8_t* w = W + (size_t)(i % n_copies) * wbytes;
     // with several copies the read goes to one the matmul has not just touched
@@ -122,11 +125,24 @@ void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int 
     run_matmul(pool, type, w, N, K, X, M, Y, x8);
     const double t1 = now_s();
     sink += read_pass(pool, read, r, wbytes);
-    rd += now_s() - t1;
+    const double t2 = now_s();
+    rd += t2 - t1;
     mm += t1 - t0;
+    for (int f = 0; f < 2; f++) {
+      if (!floors[f]) continue;
+      const double t3 = now_s();
+      sink += read_pass(pool, floors[f], r, wbytes);
+      fl[f] += now_s() - t3;
+    }
   }
   *matmul_s = mm / iters;
   *read_s = rd / iters + (sink == 42 ? 1e-15 : 0.0);
+  if (floor_s) {
+    double best = 0.0;
+    for (int f = 0; f < 2; f++)
+      if (floors[f] && (best == 0.0 || fl[f] < best)) best = fl[f];
+    *floor_s = best / iters;
+  }
 }
 
 }  // namespace ll

@@ -28,9 +28,12 @@ double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copi
 // weight copy i % n_copies, then one read pass with the roof's read loop over
 // the same copy when n_copies is 1, else over the copy furthest from it, not
 // in cache), so both see the same machine at a fine time scale.
-// *matmul_s and *read_s receive the mean seconds of each.
+// *matmul_s and *read_s receive the mean seconds of each. floor_s, when given,
+// receives the mean seconds of a pass of the 4-bit decode floor over the same
+// bytes in each round (the faster of the ISA's vector widths; 0 when the ISA
+// has no floor loop: generic).
 void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
                           const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
-                          bool x8 = false);
+                          bool x8 = false, double* floor_s = nullptr);
 
 }  // namespace ll

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import llamalite
@@ -118,5 +119,26 @@ def test_tile_peak_only_where_there_are_tiles():
             _core.set_isa(isa)
             peak = _core.bench_int8_peak(1, tile=True)
             assert (peak > 0) == (isa == "amx"), isa
+    finally:
+        _core.set_isa(before)
+
+
+def test_decode_floor_only_where_there_are_vector_kernels():
+    """bench_matmul_vs_read(floor=True) adds the 4-bit decode floor's seconds: a real
+    pass on the SIMD sets, 0.0 on generic (no floor loop); without floor, two values."""
+    rng = np.random.default_rng(3)
+    N, K = 64, 256
+    blocks = rng.integers(0, 256, size=(N * K // 32, 18), dtype=np.uint8)   # Q4_0: fp16 scale, 16 bytes
+    blocks[:, :2] = np.array([0.01], dtype=np.float16).view(np.uint8)       # finite scales
+    W = blocks.reshape(N, -1)
+    X = rng.standard_normal((1, K)).astype(np.float32)
+    before = _core.active_isa()
+    try:
+        for isa in _core.supported_isas():
+            _core.set_isa(isa)
+            mm, rd, fl = _core.bench_matmul_vs_read(2, W, X, 1, iters=3, x8=True, floor=True)
+            assert mm > 0 and rd > 0
+            assert (fl > 0) == (isa != "generic"), isa
+            assert len(_core.bench_matmul_vs_read(2, W, X, 1, iters=2)) == 2
     finally:
         _core.set_isa(before)
