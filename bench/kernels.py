@@ -7,11 +7,13 @@ For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
   "hot": the same weight matrix every call (it stays in cache when it fits);
   "cold": calls cycle through enough copies (>= 96 MB) that weights come from
   DRAM, as they do in a real forward pass of a model bigger than the L3 cache.
-  Hot, each round also passes the 4-bit decode floor over the same bytes
-  (`floor=True`): per 32 bytes one load, two nibble masks and two int8 dot
-  products, nothing else, the least work a matmul of packed nibbles does per
-  byte. Where that floor is below the roof, no 4-bit kernel can reach the roof
-  on this ISA; "floor" is its GB/s and "%fl" the kernel's share of it.
+  Hot, each round also passes a decode floor over the same bytes (`floor=True`),
+  the least work a matmul of such weights does per byte, nothing else: per 32
+  bytes one load, two nibble masks and two int8 dot products (4-bit, every type
+  but Q8_0: each needs at least that work per byte), or one load, one sign flip
+  and one int8 dot product (8-bit, Q8_0). Where the floor is below the roof, no
+  kernel of that type can reach the roof on this ISA; "floor" is its GB/s and
+  "%fl" the kernel's share of it.
 - M = 512: GMAC/s beside the int8 dot-product peak (`_core.bench_int8_peak`:
   vpdpbusd or maddubs chains in registers). Under the amx instruction set also
   beside the AMX tile-product peak (TDPBSSD on full tiles, `tile=True`), which a
@@ -47,11 +49,10 @@ SHAPES = [(1536, 576), (576, 1536), (2048, 640), (640, 2048), (49152, 576)]
 BIG_N = 16384  # shapes with more rows than this skip M = 512 (minutes of compute)
 COLD_BYTES = 96 << 20
 X8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"}   # repacked into the x8 layout at load
-# Types the 4-bit decode floor bounds: each needs at least its work per byte (Q4_0,
-# Q4_1, Q4_K: the same nibbles plus scales; Q5_0: a fifth bit to add on top;
-# Q6_K: per 96 bytes 4 dot products and at least 5 shifts on the same two ports,
-# against the floor's 6 dot products). Q8_0 needs no masks: its floor is higher.
-FLOOR_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K"}
+# The 4-bit decode floor bounds every type here but Q8_0 (which has its 8-bit one):
+# each needs at least its work per byte (Q4_0, Q4_1, Q4_K: the same nibbles plus
+# scales; Q5_0: a fifth bit on top; Q6_K: per 96 bytes 4 dot products and at least
+# 5 shifts on the same two ports, against the floor's 6 dot products).
 
 
 def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,7 +90,7 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
         # (and hot, one pass of the 4-bit decode floor)
         for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
             W = W1 if copies_ == 1 else Wc
-            floor = copies_ == 1 and name in FLOOR_TYPES
+            floor = copies_ == 1
             t = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_, x8=x8, floor=floor)
             iters = max(3, min(20000, int(budget / max(sum(t), 1e-7))))
             t = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_, x8=x8, floor=floor)

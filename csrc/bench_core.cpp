@@ -111,8 +111,12 @@ void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int 
   const size_t wbytes = row_bytes(type, K) * (size_t)N;
   const KernelTable& kt = active_kernels();
   const ReadBytesFn read = kt.read_bytes;
-  // the floor passes only where asked and the ISA has them (both widths, the faster counts)
-  const ReadBytesFn floors[2] = {floor_s ? kt.decode4_floor : nullptr, floor_s ? kt.decode4_floor_alt : nullptr};
+  // the floor passes only where asked and the ISA has them (both widths, the faster
+  // counts): Q8_0's 8-bit floor, the 4-bit one for the other quantized types
+  // (each needs at least its work per byte), none for float weights
+  const bool q8 = type == TYPE_Q8_0, quant = type_traits(type).block_size > 1;
+  const ReadBytesFn floors[2] = {floor_s && quant ? (q8 ? kt.decode8_floor : kt.decode4_floor) : nullptr,
+                                 floor_s && quant ? (q8 ? kt.decode8_floor_alt : kt.decode4_floor_alt) : nullptr};
   uint64_t sink = 0;
   run_matmul(pool, type, W, N, K, X, M, Y, x8);  // warm-up
   sink += read_pass(pool, read, W, wbytes);

@@ -29,9 +29,10 @@ double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copi
 // the same copy when n_copies is 1, else over the copy furthest from it, not
 // in cache), so both see the same machine at a fine time scale.
 // *matmul_s and *read_s receive the mean seconds of each. floor_s, when given,
-// receives the mean seconds of a pass of the 4-bit decode floor over the same
-// bytes in each round (the faster of the ISA's vector widths; 0 when the ISA
-// has no floor loop: generic).
+// receives the mean seconds of a pass of the type's decode floor over the same
+// bytes in each round: the 8-bit one for Q8_0, the 4-bit one for the other
+// quantized types (the faster of the ISA's vector widths; 0 for float weights
+// and where the ISA has no floor loop: generic).
 void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
                           const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
                           bool x8 = false, double* floor_s = nullptr);

@@ -479,8 +479,9 @@ void bind_kernels(py::module_& m) {
       py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
       py::arg("copies") = 1, py::arg("x8") = false, py::arg("floor") = false,
       "(matmul seconds, read seconds): means over iters rounds of one matmul then one read pass over the same "
-      "weights. floor=True adds a third: seconds of a pass of the 4-bit decode floor (the least work a matmul of "
-      "packed nibbles does per byte) over the same bytes, 0.0 where the ISA has none (generic).");
+      "weights. floor=True adds a third: seconds of a pass of the decode floor (the least work a matmul of such "
+      "weights does per byte: 8-bit for Q8_0, 4-bit for the other quantized types) over the same bytes, 0.0 for "
+      "float weights and where the ISA has none (generic).");
   m.def(
       "bench_matmul",
       [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies, bool x8) {

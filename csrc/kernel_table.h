@@ -33,8 +33,9 @@ using ReadBytesFn = uint64_t (*)(const uint8_t* p, size_t n);
 // ... and run iters rounds of independent int8 dot-product instructions on
 // registers; *macs_per_iter receives the multiply-adds one round does.
 using Int8PeakFn = int64_t (*)(int64_t iters, int64_t* macs_per_iter);
-// The 4-bit decode floor is a ReadBytesFn: n bytes of packed nibbles through
-// the least work a 4-bit matmul does per byte (kernels_simd.inc).
+// The decode floors are ReadBytesFns: n bytes of packed nibbles (4-bit) or of
+// int8 weights (8-bit) through the least work a matmul of such weights does per
+// byte (kernels_simd.inc).
 
 struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight type id; null = use generic
@@ -52,6 +53,8 @@ struct KernelTable {
   Int8PeakFn int8_peak_tile = nullptr; // AMX tile products (the amx set only)
   ReadBytesFn decode4_floor = nullptr;     // the SIMD sets only
   ReadBytesFn decode4_floor_alt = nullptr; // another vector width, where the ISA has one
+  ReadBytesFn decode8_floor = nullptr;
+  ReadBytesFn decode8_floor_alt = nullptr;
 };
 
 // Each fills the entries it implements; the caller starts from the generic table.
