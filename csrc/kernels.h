@@ -121,12 +121,12 @@ void matmul_prepared_many(ThreadPool& pool, const MatmulTask* tasks, int32_t cou
 // Every output is computed by the same operations whatever M and the row split
 // are, so batch invariance holds as for ggml rows.
 //
-// Sets: the 4- and 5-bit types also interleave sets of 4 row groups (32 rows)
+// Sets: the 32-value types also interleave sets of 4 row groups (32 rows)
 // block by block: group 4s's block b, then group 4s+1's, 4s+2's, 4s+3's, then
 // block b+1 of each. The kernels multiply a whole set at once, and so read the
 // weights as one sequential stream (4 streams from DRAM ran at half the rate of
 // one). Groups after the last whole set (N % 32 rows) follow one after
-// the other, each block by block. Q8_0, Q4_K and Q6_K have sets of 1 group.
+// the other, each block by block. Q4_K and Q6_K have sets of 1 group.
 //
 // Whether `type` has an x8 layout and N rows of K values can use it (N % 8 == 0).
 bool x8_supported(int32_t type, int64_t N, int64_t K);

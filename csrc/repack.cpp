@@ -1,6 +1,6 @@
 // repack.cpp - the x8 weight layout (kernels.h, quant_blocks.h): packing ggml
-// rows into groups of 8 interleaved rows (and, for the 4- and 5-bit types, sets
-// of 4 groups interleaved block by block), and back.
+// rows into groups of 8 interleaved rows (and, for the 32-value types, sets of
+// 4 groups interleaved block by block), and back.
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -213,7 +213,7 @@ bool x8_supported(int32_t type, int64_t N, int64_t K) {
 
 int x8_set_groups(int32_t type) {
   switch (type) {
-    case TYPE_Q4_0: case TYPE_Q4_1: case TYPE_Q5_0: case TYPE_Q5_1: case TYPE_IQ4_NL: return 4;
+    case TYPE_Q4_0: case TYPE_Q4_1: case TYPE_Q5_0: case TYPE_Q5_1: case TYPE_Q8_0: case TYPE_IQ4_NL: return 4;
     default: return 1;
   }
 }

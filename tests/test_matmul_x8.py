@@ -70,14 +70,14 @@ def test_pack_places_row_bytes(qtype):
             assert np.array_equal(got, W[j, qs_off + 4 * t: qs_off + 4 * t + 4])
 
 
-SET4 = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.IQ4_NL]
+SET4 = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL]
 
 
 @pytest.mark.parametrize("qtype", X8_TYPES, ids=lambda t: t.name)
 def test_pack_interleaves_whole_sets_of_four_groups(qtype):
-    """The 4- and 5-bit types store each whole set of 4 groups (32 rows) block by block
+    """The 32-value types store each whole set of 4 groups (32 rows) block by block
     (group 0's block b, group 1's, 2's, 3's, then block b + 1), and the groups after the
-    last whole set one after the other; the other types keep each group whole."""
+    last whole set one after the other; Q4_K and Q6_K keep each group whole."""
     rng = np.random.default_rng(9)
     K = k_of(qtype)
     N = 56                                  # one whole set and a tail of 3 groups
