@@ -49,10 +49,6 @@ SHAPES = [(1536, 576), (576, 1536), (2048, 640), (640, 2048), (49152, 576)]
 BIG_N = 16384  # shapes with more rows than this skip M = 512 (minutes of compute)
 COLD_BYTES = 96 << 20
 X8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"}   # repacked into the x8 layout at load
-# The 4-bit decode floor bounds every type here but Q8_0 (which has its 8-bit one):
-# each needs at least its work per byte (Q4_0, Q4_1, Q4_K: the same nibbles plus
-# scales; Q5_0: a fifth bit on top; Q6_K: per 96 bytes 4 dot products and at least
-# 5 shifts on the same two ports, against the floor's 6 dot products).
 
 
 def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -87,7 +83,11 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
     hot, hot_roof, hot_floor, cold, cold_roof, gmacs, peak, tile_peak = [], [], [], [], [], [], [], []
     for _ in range(reps):  # interleaved: each repetition measures everything once
         # M = 1: each round is one matmul then one read pass over the same weights
-        # (and hot, one pass of the 4-bit decode floor)
+        # (and hot, passes of the type's decode floor). The 4-bit floor bounds every
+        # type here but Q8_0 (which has the 8-bit one): each needs at least its work
+        # per byte (Q4_0, Q4_1, Q4_K: the same nibbles plus scales; Q5_0: a fifth bit
+        # on top; Q6_K: per 96 bytes 4 dot products and at least 5 shifts on the same
+        # two ports, against the floor's 6 dot products).
         for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
             W = W1 if copies_ == 1 else Wc
             floor = copies_ == 1
