@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 from . import _core
-from .errors import GGUFError, LlamaliteError, RegistryError
+from .errors import (EngineError, GGUFError, LlamaliteError, QueueFull, RegistryError,
+                     RequestRejected, TemplateError)
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
-from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
+from .llm import LLM
 from .model import HParams, KVCache, Model
+from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
 from .system import system_info
@@ -22,6 +24,7 @@ __version__ = _core.__version__
 __all__ = [
     "Completion",
     "CompletionChunk",
+    "EngineError",
     "GGUFError",
     "GGUFFile",
     "GGUFFormatError",
@@ -34,12 +37,16 @@ __all__ = [
     "LLM",
     "LlamaliteError",
     "MODELS",
+    "QueueFull",
     "Model",
     "RegistryError",
+    "RequestRejected",
     "SampleResult",
     "Sampler",
     "SamplingParams",
+    "TemplateError",
     "TensorInfo",
+    "Timings",
     "TokenLogprob",
     "Usage",
     "cache_dir",

@@ -417,3 +417,17 @@ class ChatTemplate:
 
     def __repr__(self) -> str:
         return f"ChatTemplate(name={self.name!r}, is_fallback={self.is_fallback})"
+
+
+def chat_prompt_ids(template: Any, tokenizer: Any, messages: list[dict], *,
+                    tools: list[dict] | None = None, add_generation_prompt: bool = True,
+                    special_in_content: bool = False) -> list[int]:
+    """The prompt ids of a conversation: the rendered template, tokenized with BOS,
+    keeping one BOS where the template writes its own."""
+    text = template.render(list(messages), add_generation_prompt=add_generation_prompt,
+                           tools=tools)
+    ids = list(tokenizer.tokenize(text, add_special=True, parse_special=True))
+    bos = getattr(tokenizer, "bos_id", None)
+    if bos is not None and len(ids) >= 2 and ids[0] == ids[1] == bos:
+        ids = ids[1:]
+    return ids

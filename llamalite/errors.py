@@ -21,3 +21,33 @@ class TokenizerError(LlamaliteError, ValueError):
 class TemplateError(LlamaliteError):
     """A chat template failed to render: a syntax error, `raise_exception`, a sandbox
     violation (access to Python internals) or a resource limit."""
+
+
+class EngineError(LlamaliteError):
+    """Base of the errors the generation engine raises to callers."""
+
+
+class RequestRejected(EngineError, ValueError):
+    """A request that can never be served (bad ids, too long): refused before queueing.
+
+    param names the request field at fault; code is a short machine-readable reason.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 **details: object) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+        self.details = details
+
+
+class QueueFull(EngineError):
+    """Too many requests are waiting; retry later (the server answers 429)."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineStopped(EngineError):
+    """The engine was shut down."""

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -12,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from llamalite.engine import (AsyncStream, Completion, EngineError, EngineStopped, QueueFull,
-                              RequestRejected, StreamChunk, TokenLogprob, Usage)
+from llamalite.async_stream import AsyncStream
+from llamalite.errors import (EngineError, EngineStopped, QueueFull, RequestRejected,
+                              TemplateError)
+from llamalite.openai_format import OpenAIShape
 
 from .backend import Backend
 from .errors import APIError, bad_request
@@ -67,87 +67,6 @@ def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
     return handler
 
 
-# --- formatting -------------------------------------------------------------------------
-
-def _usage(u: Usage | None) -> dict | None:
-    if u is None:
-        return None
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
-
-
-def _chat_logprobs(b: Backend, lps: list[TokenLogprob] | None) -> dict | None:
-    if lps is None:
-        return None
-
-    def entry(tok: int, lp: float) -> dict:
-        return {"token": b.piece(tok), "logprob": lp, "bytes": list(b.piece_bytes(tok))}
-    return {"content": [{**entry(x.token, x.logprob),
-                         "top_logprobs": [entry(t, v) for t, v in x.top_logprobs]} for x in lps]}
-
-
-def _text_logprobs(b: Backend, lps: list[TokenLogprob] | None, offset: int = 0) -> dict | None:
-    if lps is None:
-        return None
-    tokens, offsets = [], []
-    for x in lps:
-        piece = b.piece(x.token)
-        tokens.append(piece)
-        offsets.append(offset)
-        offset += len(piece)
-    return {"tokens": tokens, "token_logprobs": [x.logprob for x in lps],
-            "top_logprobs": [{b.piece(t): v for t, v in x.top_logprobs} for x in lps],
-            "text_offset": offsets}
-
-
-def _finish(reason: str | None) -> str | None:
-    return reason if reason in (None, "stop", "length") else "stop"
-
-
-class _Shape:
-    """The OpenAI object shapes of one request (chat or text completion)."""
-
-    def __init__(self, kind: str, model: str) -> None:
-        self.kind = kind
-        self.model = model
-        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
-
-    def _head(self, obj: str) -> dict:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "system_fingerprint": "llamalite"}
-
-    def whole(self, b: Backend, c: Completion) -> dict:
-        if self.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": c.text},
-                      "logprobs": _chat_logprobs(b, c.logprobs),
-                      "finish_reason": _finish(c.finish_reason)}
-            return {**self._head("chat.completion"), "choices": [choice], "usage": _usage(c.usage)}
-        choice = {"index": 0, "text": c.text, "logprobs": _text_logprobs(b, c.logprobs),
-                  "finish_reason": _finish(c.finish_reason)}
-        return {**self._head("text_completion"), "choices": [choice], "usage": _usage(c.usage)}
-
-    def chunk(self, b: Backend, text: str | None, lps: list | None, finish: str | None,
-              role: bool = False) -> dict:
-        if self.kind == "chat":
-            delta: dict[str, Any] = {}
-            if role:
-                delta["role"] = "assistant"
-            if text is not None:
-                delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": _chat_logprobs(b, lps),
-                      "finish_reason": finish}
-            return {**self._head("chat.completion.chunk"), "choices": [choice]}
-        choice = {"index": 0, "text": text or "", "logprobs": _text_logprobs(b, lps),
-                  "finish_reason": finish}
-        return {**self._head("text_completion"), "choices": [choice]}
-
-    def usage_chunk(self, u: Usage | None) -> dict:
-        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return {**self._head(obj), "choices": [], "usage": _usage(u)}
-
-
 # --- generation -------------------------------------------------------------------------
 
 def _start(b: Backend, state: ServerState, prompt: list[int], params: Any,
@@ -164,22 +83,20 @@ def _start(b: Backend, state: ServerState, prompt: list[int], params: Any,
         raise APIError(503, str(e), code="engine_stopped")
 
 
-async def _stream_events(b: Backend, shape: _Shape, stream: AsyncStream,
+async def _stream_events(shape: OpenAIShape, stream: AsyncStream,
                          include_usage: bool) -> AsyncIterator[bytes]:
     if shape.kind == "chat":
-        yield sse_event(shape.chunk(b, "", None, None, role=True))
+        yield sse_event(shape.chunk("", role=True))
     usage = None
     async for ch in stream:
         if ch.finish_reason == "error":
             err = APIError(500, ch.error or "generation failed", code="generation_failed")
             yield sse_event(err.body())
             break
-        if ch.text or ch.logprobs:
-            yield sse_event(shape.chunk(b, ch.text, ch.logprobs, None))
+        for event in shape.events(ch):
+            yield sse_event(event)
         if ch.finish_reason is not None:
             usage = ch.usage
-            yield sse_event(shape.chunk(b, None if shape.kind == "chat" else "", None,
-                                        _finish(ch.finish_reason)))
     if include_usage:
         yield sse_event(shape.usage_chunk(usage))
     yield sse_event("[DONE]")
@@ -189,10 +106,10 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
                     params: Any, common: Common) -> Response:
     b = state.backend
     assert b is not None
-    shape = _Shape(kind, b.name)
+    shape = OpenAIShape(kind, b.name, b.tokenizer.token_bytes)
     stream = _start(b, state, prompt, params, "messages" if kind == "chat" else "prompt")
     if common.stream:
-        return SSEResponse(_stream_events(b, shape, stream, common.include_usage), stream.cancel)
+        return SSEResponse(_stream_events(shape, stream, common.include_usage), stream.cancel)
     collect = asyncio.ensure_future(stream.collect())
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
@@ -208,7 +125,7 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
         completion = collect.result()
     except EngineError as e:
         raise APIError(500, str(e), code="generation_failed")
-    return JSONResponse(shape.whole(b, completion))
+    return JSONResponse(shape.whole(completion))
 
 
 def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
@@ -242,7 +159,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     _check_model(b, req.common)
     try:
         prompt = b.chat_prompt(req.messages)
-    except Exception as e:   # template errors: the messages do not fit the model's template
+    except TemplateError as e:   # the messages do not fit the model's template
         raise bad_request(f"cannot apply the chat template: {e}", "messages")
     params = _params(b, req.common, req.logprobs)
     return await _generate(request, state, "chat", prompt, params, req.common)

@@ -25,7 +25,6 @@ class Settings:
     port: int = 8080
     n_parallel: int = 4
     ctx_size: int = 4096
-    block_size: int = 16
     max_batch_tokens: int = 512
     max_queue: int = 64
     n_threads: int | None = None
