@@ -48,7 +48,7 @@ def _run(model: Model, tokens: np.ndarray, n_blocks: int, block: int = BLOCK,
 
 
 class PreciseCase:
-    """A real model in precise mode with its session-cached full passes."""
+    """A real model in precise mode with its full passes, computed once per pytest run."""
 
     def __init__(self, name: str, path: Path, tokens: np.ndarray) -> None:
         self.name = name
