@@ -95,3 +95,20 @@ def test_reused_cache_prefix_gives_the_same_tokens_as_a_fresh_cache(llm):
         fresh = cold.generate(longer, temperature=0, max_tokens=6)
     assert fresh.usage.cached_tokens == 0 and fresh.timings.prompt_tokens == len(longer)
     assert again.token_ids == fresh.token_ids
+
+
+def test_a_broken_chat_template_does_not_block_plain_completion(smollm2_path, monkeypatch):
+    """The file's template fails to parse: the model still loads and completes text; chat
+    says why it cannot run."""
+    from llamalite.chat_template import ChatTemplate
+    real = ChatTemplate.from_metadata.__func__
+
+    def broken(cls, metadata, arch):
+        return real(cls, {**metadata, "tokenizer.chat_template": "{% for %}"}, arch)
+    monkeypatch.setattr(ChatTemplate, "from_metadata", classmethod(broken))
+    with llamalite.LLM(smollm2_path, n_ctx=256) as llm:
+        assert "syntax error" in llm.template_error
+        out = llm.generate("The capital of France is", temperature=0, max_tokens=4)
+        assert out.usage.completion_tokens == 4
+        with pytest.raises(llamalite.TemplateError, match="syntax error"):
+            llm.chat([{"role": "user", "content": "Hi"}])
