@@ -128,9 +128,9 @@ class Engine:
         with self._lock:
             self._stop = True
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def __enter__(self) -> "Engine":
         return self
@@ -399,6 +399,7 @@ class Engine:
                 error: str | None = None) -> None:
         text += req.output.tail(reason)
         self.scheduler.release(req)
+        self._update_gauges()                 # before the caller hears of the end
         if reason == "cancelled":
             self.stats_recorder.add(requests_cancelled=1)
         else:

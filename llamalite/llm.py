@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Optional, Sequence, Union
@@ -173,6 +174,8 @@ class LLM:
             block_size=KV_BLOCK_SIZE, max_batch_tokens=max_batch_tokens, max_queue=max_queue,
             decoder_factory=stream_decoder)
         self.n_ctx = self._engine.n_ctx       # per sequence, capped by the training context
+        # An LLM dropped without close() stops its engine thread when collected.
+        weakref.finalize(self, self._engine.shutdown)
 
     @property
     def engine(self) -> Engine:

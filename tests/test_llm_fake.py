@@ -253,3 +253,17 @@ def test_chat_context_limit_matches_generate():
     with pytest.raises(ValueError, match="n_ctx=24"):
         llm.chat([{"role": "user", "content": "Hi there you"}], temperature=0)
     llm.close()
+
+
+def test_a_dropped_llm_stops_its_engine_thread():
+    import gc
+    import threading
+    llm = fake_llm(TEXT)
+    llm.generate("Hello", temperature=0, max_tokens=2)
+    thread = llm.engine._thread
+    assert thread.is_alive()
+    del llm
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert thread not in threading.enumerate()
