@@ -20,13 +20,15 @@ import itertools
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .async_stream import AsyncStream
 from .engine_stats import EngineStats, StatsRecorder
-from .errors import EngineError, EngineStopped, QueueFull, RequestRejected
+from .errors import EngineError, EngineStopped, GrammarError, QueueFull, RequestRejected
+from .grammar import GrammarCompiler
 from .kv_blocks import BlockManager
 from .output_processor import RequestOutput
 from .outputs import Completion, CompletionChunk, Timings, Usage, join_chunks
@@ -97,6 +99,9 @@ class Engine:
         self.eog_ids = frozenset(int(t) for t in getattr(tokenizer, "eog_ids", ()) or ())
         self._sampler_factory = sampler_factory or _default_sampler_factory
         self._decoder_factory = decoder_factory or _default_decoder_factory
+        self.grammars = GrammarCompiler(tokenizer, self.n_vocab)
+        # Token masks of constrained requests are computed here while the forward runs.
+        self._mask_worker: ThreadPoolExecutor | None = None
         # Held around every forward call of the model: teacher-forced scoring
         # (LLM.logits) calls the model from another thread and takes it too.
         self.forward_lock = threading.Lock()
@@ -131,6 +136,8 @@ class Engine:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        if self._mask_worker is not None:
+            self._mask_worker.shutdown(wait=False)
 
     def __enter__(self) -> "Engine":
         return self
@@ -195,6 +202,10 @@ class Engine:
                     params.validate(self.n_vocab)
                 except ValueError as e:
                     raise RequestRejected(str(e), code="invalid_value") from e
+            try:
+                mask = self.grammars.compile(params)
+            except GrammarError as e:
+                raise RequestRejected(str(e), param=e.param, code="invalid_grammar") from e
         except RequestRejected:
             self.stats_recorder.add(requests_rejected=1)
             raise
@@ -202,7 +213,8 @@ class Engine:
                                n_prompt=len(prompt), max_tokens=max_tokens, n_ctx=self.n_ctx)
         req = Request(id=request_id or f"req-{next(_ids)}", tokens=prompt, n_prompt=len(prompt),
                       params=params, sampler=self._sampler_factory(params, self.n_vocab),
-                      output=output, on_event=on_event, submitted_at=time.perf_counter())
+                      output=output, on_event=on_event, submitted_at=time.perf_counter(),
+                      mask=mask)
         with self._lock:
             if self._stop:
                 raise EngineStopped("the engine has been shut down")
@@ -362,9 +374,12 @@ class Engine:
             if start + n == len(req.tokens):
                 logit_rows.append(i - 1)
                 sampled.append(req)
+        masks = self._start_masks(sampled)
         with self.forward_lock:
             logits = self.model.forward(self.kv, tokens, positions, seq_ids, block_tables,
                                         np.asarray(logit_rows, dtype=np.int32))
+        if masks is not None:
+            masks.result()
         self.stats_recorder.add(steps=1, prompt_tokens_computed=sum(
             n for r, n in plan if r.n_computed < r.n_prompt))
         for req, n in plan:
@@ -375,9 +390,35 @@ class Engine:
             self._on_logits(req, logits[row], now)
         self._update_gauges()
 
+    def _start_masks(self, sampled: list[Request]) -> Any:
+        """Compute the next-token masks of constrained requests on a worker thread while
+        the forward pass runs (both release the GIL); None when no request has one."""
+        masks = [r.mask for r in sampled if r.mask is not None]
+        if not masks:
+            return None
+        if self._mask_worker is None:
+            self._mask_worker = ThreadPoolExecutor(1, thread_name_prefix="llamalite-mask")
+
+        def compute() -> None:
+            for m in masks:
+                m.compute()
+        return self._mask_worker.submit(compute)
+
     def _on_logits(self, req: Request, logits_row: np.ndarray, now: float) -> None:
+        if req.mask is not None:
+            try:
+                logits_row = req.mask.apply(logits_row)
+            except GrammarError as e:
+                self._finish(req, "error", error=str(e))
+                return
         result = req.sampler.sample(logits_row, req.tokens)
         token = int(result.token)
+        if req.mask is not None:
+            try:
+                req.mask.consume(token)
+            except GrammarError as e:
+                self._finish(req, "error", error=str(e))
+                return
         req.tokens.append(token)
         self.stats_recorder.add(generated_tokens=1)
         if req.first_token_at == 0.0:
@@ -386,7 +427,8 @@ class Engine:
         else:
             self.stats_recorder.observe_itl(now - req.last_token_at)
         req.last_token_at = now
-        out = req.output.on_token(token, result)
+        out = req.output.on_token(token, result,
+                                  grammar_done=req.mask is not None and req.mask.done)
         if out.finish_reason is None:
             self._emit(req, CompletionChunk(out.text, out.token_ids, logprobs=out.logprobs,
                                             request_id=req.id))

@@ -51,3 +51,12 @@ class QueueFull(EngineError):
 
 class EngineStopped(EngineError):
     """The engine was shut down."""
+
+
+class GrammarError(LlamaliteError, ValueError):
+    """A JSON schema or grammar cannot constrain generation (it does not parse, or uses
+    what the grammar engine does not support). param names the request field."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param

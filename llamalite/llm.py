@@ -28,7 +28,8 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional, Sequence, U
 import numpy as np
 
 from .engine import Engine
-from .errors import EngineError, TemplateError
+from .errors import EngineError, GrammarError, TemplateError
+from .grammar import schema_of_response_format
 from .openai_format import OpenAIShape
 from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage, join_chunks
 from .registry import ProgressFn, resolve_model
@@ -258,7 +259,8 @@ class LLM:
         """Continue `prompt` (text, tokenized with BOS, or a list of token ids).
 
         `sampling` takes the fields of `SamplingParams` (temperature, top_k, top_p,
-        min_p, repeat_penalty, ..., max_tokens, stop, logprobs). Without max_tokens the
+        min_p, repeat_penalty, ..., max_tokens, stop, logprobs, and json_schema or grammar
+        to constrain the reply to JSON under a schema or to a GBNF grammar). Without max_tokens the
         reply stops at SamplingParams' default or where the context is full, whichever
         comes first; a max_tokens that cannot fit is an error. With stream=True the
         result is an iterator of `CompletionChunk`s, the last one carrying
@@ -272,15 +274,25 @@ class LLM:
         return chunks if stream else _collect(chunks)
 
     def chat(self, messages: Sequence[dict], *, stream: bool = False,
-             tools: Optional[list] = None,
+             tools: Optional[list] = None, response_format: Optional[dict] = None,
              **sampling: Any) -> Union[dict, Iterator[dict]]:
         """Answer a conversation; OpenAI-shaped `chat.completion` (or `.chunk`s when streaming:
         a role chunk, content chunks, a finish chunk and a usage chunk).
+
+        response_format: OpenAI's {"type": "json_object"} or {"type": "json_schema",
+        "json_schema": {"schema": {...}}}: the reply is JSON, enforced token by token
+        (like the json_schema and grammar options of `generate`).
 
         >>> r = llm.chat([{"role": "user", "content": "Say hi"}], max_tokens=16)  # doctest: +SKIP
         >>> r["object"], r["choices"][0]["message"]["role"]      # doctest: +SKIP
         ('chat.completion', 'assistant')
         """
+        schema = schema_of_response_format(response_format)
+        if schema is not None:
+            if sampling.get("json_schema") is not None or sampling.get("grammar") is not None:
+                raise GrammarError("give response_format or json_schema/grammar, not both",
+                                   param="response_format")
+            sampling = {**sampling, "json_schema": schema}
         chunks = self._submit(self.chat_prompt_ids(messages, tools=tools), sampling)
         shape = OpenAIShape("chat", self.model_name, self.tokenizer.token_bytes)
         if stream:

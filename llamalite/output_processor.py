@@ -52,8 +52,10 @@ class RequestOutput:
         self.n_ctx = n_ctx
         self.n_generated = 0
 
-    def on_token(self, token: int, sample: Any) -> TokenOutput:
-        """Account for one sampled token (`sample` has .logprob and .top_logprobs)."""
+    def on_token(self, token: int, sample: Any, *, grammar_done: bool = False) -> TokenOutput:
+        """Account for one sampled token (`sample` has .logprob and .top_logprobs).
+
+        grammar_done: the request's grammar is complete with this token (it stops)."""
         self.n_generated += 1
         lps = None
         if self.want_logprobs:
@@ -63,7 +65,7 @@ class RequestOutput:
             # Counted in usage, not part of the output (no text, no token id, no logprob).
             return TokenOutput("", [], [] if lps is not None else None, "stop")
         text, stopped = self.stop.push(self.decoder.push(token))
-        finish = "stop" if stopped else None
+        finish = "stop" if stopped or grammar_done else None
         if finish is None and (self.n_generated >= self.max_tokens
                                or self.n_prompt + self.n_generated >= self.n_ctx):
             finish = "length"

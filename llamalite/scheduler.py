@@ -42,6 +42,7 @@ class Request:
     blocks: Optional[SeqBlocks] = None
     slot: int = -1
     admitted_once: bool = False
+    mask: Any = None                   # grammar.TokenMask of a constrained request
     first_token_at: float = 0.0
     last_token_at: float = 0.0
     done: bool = False
