@@ -30,6 +30,7 @@ import numpy as np
 from .engine import Engine
 from .errors import EngineError, GrammarError, TemplateError
 from .grammar import schema_of_response_format
+from .tools import plan_tools
 from .openai_format import OpenAIShape
 from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage, join_chunks
 from .registry import ProgressFn, resolve_model
@@ -274,10 +275,16 @@ class LLM:
         return chunks if stream else _collect(chunks)
 
     def chat(self, messages: Sequence[dict], *, stream: bool = False,
-             tools: Optional[list] = None, response_format: Optional[dict] = None,
+             tools: Optional[list] = None, tool_choice: Any = None,
+             parallel_tool_calls: bool = True, response_format: Optional[dict] = None,
              **sampling: Any) -> Union[dict, Iterator[dict]]:
         """Answer a conversation; OpenAI-shaped `chat.completion` (or `.chunk`s when streaming:
         a role chunk, content chunks, a finish chunk and a usage chunk).
+
+        tools, tool_choice, parallel_tool_calls: OpenAI's. Calls come back as
+        `message.tool_calls` with finish_reason "tool_calls"; under "required" or a named
+        function the call format is enforced by a grammar (tools.py). With tools a
+        streamed reply is held back until it ends, then sent as content or call deltas.
 
         response_format: OpenAI's {"type": "json_object"} or {"type": "json_schema",
         "json_schema": {"schema": {...}}}: the reply is JSON, enforced token by token
@@ -287,17 +294,27 @@ class LLM:
         >>> r["object"], r["choices"][0]["message"]["role"]      # doctest: +SKIP
         ('chat.completion', 'assistant')
         """
+        template = self._template()
+        plan = plan_tools(tools, tool_choice, template.source,
+                          parallel_tool_calls=parallel_tool_calls)
         schema = schema_of_response_format(response_format)
-        if schema is not None:
-            if sampling.get("json_schema") is not None or sampling.get("grammar") is not None:
-                raise GrammarError("give response_format or json_schema/grammar, not both",
-                                   param="response_format")
-            sampling = {**sampling, "json_schema": schema}
-        chunks = self._submit(self.chat_prompt_ids(messages, tools=tools), sampling)
+        constraint = {"json_schema": schema, "grammar": plan.grammar}
+        given = [k for k in ("json_schema", "grammar") if sampling.get(k) is not None]
+        if sum(v is not None for v in constraint.values()) + len(given) > 1:
+            raise GrammarError("one constraint per request: response_format, a required tool "
+                               "call, json_schema or grammar", param="response_format")
+        sampling = {**sampling, **{k: v for k, v in constraint.items() if v is not None}}
+        ids = self.chat_prompt_ids(plan.messages(list(messages), template.source),
+                                   tools=plan.tools or None)
+        chunks = self._submit(ids, sampling)
         shape = OpenAIShape("chat", self.model_name, self.tokenizer.token_bytes)
+        if not plan.parses_calls:
+            return _openai_stream(shape, chunks) if stream else shape.whole(_collect(chunks))
         if stream:
-            return _openai_stream(shape, chunks)
-        return shape.whole(_collect(chunks))
+            return _openai_tool_stream(shape, chunks, plan)
+        out = _collect(chunks)
+        content, calls = plan.fmt.parse(out.text)
+        return shape.whole(out, calls, content)
 
     def generate_batch(self, prompts: Sequence[Union[str, Sequence[int]]],
                        **sampling: Any) -> list[Completion]:
@@ -479,6 +496,16 @@ def _openai_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk]) -> Ite
             if c.finish_reason is not None:
                 usage = c.usage
         yield shape.usage_chunk(usage)
+
+
+def _openai_tool_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk],
+                        plan: Any) -> Iterator[dict]:
+    with _closing(chunks):
+        yield shape.chunk("", role=True)
+        out = _collect(chunks)
+        content, calls = plan.fmt.parse(out.text)
+        yield from shape.tool_reply_events(out, calls, content)
+        yield shape.usage_chunk(out.usage)
 
 
 def _collect(chunks: Iterator[CompletionChunk]) -> Completion:

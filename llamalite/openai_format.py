@@ -25,8 +25,8 @@ def usage_dict(u: Optional[Usage]) -> Optional[dict]:
 
 
 def openai_finish_reason(reason: Optional[str]) -> Optional[str]:
-    """OpenAI knows "stop" and "length"; a cancelled request ends as "stop"."""
-    return reason if reason in (None, "stop", "length") else "stop"
+    """OpenAI knows "stop", "length" and "tool_calls"; a cancelled request ends as "stop"."""
+    return reason if reason in (None, "stop", "length", "tool_calls") else "stop"
 
 
 class OpenAIShape:
@@ -85,18 +85,44 @@ class OpenAIShape:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": "llamalite"}
 
-    def whole(self, c: Completion) -> dict:
-        """The non-streamed response."""
+    def whole(self, c: Completion, tool_calls: Optional[list] = None,
+              content: Optional[str] = None) -> dict:
+        """The non-streamed response. Chat with tool_calls (tools.ToolCall): the message
+        carries them, `content` is the text beside them (None if empty), and the finish
+        reason is "tool_calls"."""
         if self.kind == "chat":
-            choice: dict[str, Any] = {"index": 0,
-                                      "message": {"role": "assistant", "content": c.text}}
+            message: dict[str, Any] = {"role": "assistant", "content": c.text}
+            if tool_calls:
+                message = {"role": "assistant", "content": content or None,
+                           "tool_calls": [t.as_openai() for t in tool_calls]}
+            choice: dict[str, Any] = {"index": 0, "message": message}
             obj = "chat.completion"
         else:
             choice = {"index": 0, "text": c.text}
             obj = "text_completion"
         choice["logprobs"] = self.logprobs(c.logprobs)
-        choice["finish_reason"] = openai_finish_reason(c.finish_reason)
+        choice["finish_reason"] = openai_finish_reason("tool_calls" if tool_calls
+                                                       else c.finish_reason)
         return {**self._head(obj), "choices": [choice], "usage": usage_dict(c.usage)}
+
+    def tool_reply_events(self, c: Completion, tool_calls: list, content: Optional[str]) -> list[dict]:
+        """The chunks of a chat reply that was held back to be parsed for tool calls: its
+        text or its calls as deltas, then the finish chunk (after the role chunk)."""
+        events = []
+        if tool_calls:
+            if content:
+                events.append(self.chunk(content))
+            for i, call in enumerate(tool_calls):
+                delta = {"tool_calls": [{"index": i, **call.as_openai()}]}
+                events.append({**self._head("chat.completion.chunk"), "usage": None,
+                               "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                            "finish_reason": None}]})
+            events.append(self.chunk(None, None, "tool_calls"))
+            return events
+        if c.text:
+            events.append(self.chunk(c.text, c.logprobs))
+        events.append(self.chunk(None, None, c.finish_reason))
+        return events
 
     def chunk(self, text: Optional[str], lps: Optional[list[TokenLogprob]] = None,
               finish: Optional[str] = None, *, role: bool = False) -> dict:

@@ -188,6 +188,8 @@ class FakeStreamDecoder:
 
 
 class FakeChatTemplate:
+    source = "{# a stand-in: <role>content lines #}"
+
     def render(self, messages, add_generation_prompt: bool = True, tools=None) -> str:
         text = "".join(f"<{m['role']}>{m['content']}" + ("<eos>" if m["role"] == "assistant" else "")
                        + "\n" for m in messages)

@@ -68,3 +68,29 @@ def test_gbnf_grammar_on_a_real_model(llm):
     gbnf = 'root ::= "The answer is " ("yes" | "no") "."'
     out = llm.generate("Is the sky blue?", grammar=gbnf, temperature=1.0, seed=2)
     assert re.fullmatch(r"The answer is (yes|no)\.", out.text) and out.finish_reason == "stop"
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object",
+                   "properties": {"city": {"type": "string", "maxLength": 30},
+                                  "unit": {"enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"], "additionalProperties": False}}}
+
+
+@pytest.mark.slow
+def test_required_tool_call_on_a_real_model(llm):
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = llm.chat(msgs, tools=[WEATHER], tool_choice="required", parallel_tool_calls=False,
+                 temperature=0, max_tokens=120)
+    choice = r["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"][:1]
+    assert call["function"]["name"] == "get_weather"
+    jsonschema.validate(json.loads(call["function"]["arguments"]),
+                        WEATHER["function"]["parameters"])
+    # The result goes back through the template and the model answers in text.
+    msgs += [choice["message"], {"role": "tool", "tool_call_id": call["id"],
+                                 "content": "18 degrees, sunny"}]
+    r = llm.chat(msgs, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=24)
+    assert r["choices"][0]["message"]["content"] and "tool_calls" not in r["choices"][0]["message"]
