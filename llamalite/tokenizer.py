@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import codecs
 import re
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .bpe import BpeEncoder, byte_decode
-from .errors import TokenizerError
+from .errors import TokenizerError, TokenizerWarning
 from .pretokenizer import (ADD_BOS_DEFAULT, IGNORE_MERGES, NO_CLEAN_SPACES,
                            get_splitter)
 from .spm import SpmEncoder
@@ -257,7 +258,15 @@ class Tokenizer:
                 value = int(value)
             except (TypeError, ValueError):
                 raise TokenizerError(f"{key} must be an integer, got {value!r}") from None
-            return value if 0 <= value < n else default   # llama.cpp keeps the default
+            if 0 <= value < n:
+                return value
+            # llama.cpp keeps the default; say so, or the file's mistake goes unnoticed
+            instead = f"id {default} ({self._tokens[default]!r})" if default is not None \
+                else "no token"
+            warnings.warn(f"{key} is {value:,}, outside the vocabulary of {n:,} tokens "
+                          f"(ids 0..{n - 1:,}); using {instead} instead (corrupt or "
+                          f"mis-converted file?)", TokenizerWarning, stacklevel=4)
+            return default
 
         self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
                                             self.add_space_prefix))

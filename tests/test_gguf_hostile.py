@@ -527,3 +527,41 @@ def test_override_beyond_int32_is_a_value_error(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "_core", _NoCore)
     with pytest.raises(ValueError, match="sliding_window is 4,294,967,296; it must fit an int32"):
         model.Model.load(path, n_threads=1, hparams_overrides={"sliding_window": 2**32})
+
+
+# --- special token ids outside the vocabulary: the default is used, and said ------------
+
+def _spm_vocab_file(**ids: int) -> bytes:
+    kvs = [arch_kv(), kv("tokenizer.ggml.model", STR, "llama"),
+           kv("tokenizer.ggml.tokens", ARR, (STR, ["<unk>", "<s>", "</s>", "a"])),
+           kv("tokenizer.ggml.scores", ARR, (F32, [0.0, 0.0, 0.0, -1.0])),
+           kv("tokenizer.ggml.token_type", ARR, (I32, [2, 3, 3, 1]))]
+    kvs += [kv(f"tokenizer.ggml.{name}_token_id", I32 if v < 0 else U32, v)
+            for name, v in ids.items()]
+    return gguf_bytes(kvs)
+
+
+@pytest.mark.parametrize("name,value,instead", [
+    ("bos", 10**9, "using id 1 ('<s>') instead"),
+    ("eos", 4, "using id 2 ('</s>') instead"),
+    ("eot", 2**32 - 1, "using no token instead"),
+    ("padding", -1, "using no token instead"),
+])
+def test_out_of_range_special_id_warns_at_load(name, value, instead):
+    from llamalite.errors import TokenizerWarning
+    from llamalite.tokenizer import Tokenizer
+    with llamalite.open_gguf(_spm_vocab_file(**{name: value})) as g:
+        with pytest.warns(TokenizerWarning) as record:
+            tok = Tokenizer.from_metadata(g.metadata)
+    msg = str(record[0].message)
+    assert len(record) == 1
+    assert f"tokenizer.ggml.{name}_token_id is {value:,}, outside the vocabulary of 4" in msg
+    assert instead in msg
+    assert (tok.bos_id, tok.eos_id) == (1, 2)   # llama.cpp's defaults for SentencePiece
+
+
+def test_in_range_special_ids_load_silently():
+    from llamalite.tokenizer import Tokenizer
+    with llamalite.open_gguf(_spm_vocab_file(bos=3, eos=0)) as g:
+        tok = Tokenizer.from_metadata(g.metadata)     # a warning here fails the test
+    assert (tok.bos_id, tok.eos_id) == (3, 0)
