@@ -47,7 +47,8 @@ from jinja2.visitor import NodeTransformer
 
 from .errors import TemplateError
 
-__all__ = ["ChatTemplate", "TemplateLimits", "GEMMA_TEMPLATE", "CHATML_TEMPLATE"]
+__all__ = ["ChatTemplate", "TemplateLimits", "GEMMA_TEMPLATE", "CHATML_TEMPLATE",
+           "chat_prompt_ids"]
 
 # Built-in fallbacks. Message contents may be strings or OpenAI-style part lists.
 _CONTENT_MACRO = (
@@ -588,3 +589,237 @@ class ChatTemplate:
 
     def __repr__(self) -> str:
         return f"ChatTemplate(name={self.name!r}, is_fallback={self.is_fallback})"
+
+
+# --- chat prompt ids: the template's markup may write control tokens, content may not -----
+
+# Private-use characters (plane 16) that mark content while a template renders; chosen
+# per call among those that occur in no input.
+_MARK_FIRST, _MARK_LAST = 0x100000, 0x10FFFD
+_PLANE_16 = re.compile("[\U00100000-\U0010FFFF]")
+_NO_SENTINEL_KEYS = frozenset(["role", "type"])   # compared by templates: left as they are
+
+
+def chat_prompt_ids(template: ChatTemplate, tokenizer: Any, messages: list[dict], *,
+                    tools: list[dict] | None = None, add_generation_prompt: bool = True,
+                    special_in_content: bool = False) -> list[int]:
+    """The prompt token ids of a conversation: `template` rendered for `messages` (and
+    `tools`), tokenized by `tokenizer`, with one BOS where the template writes BOS
+    itself and the vocabulary adds one too.
+
+    Only the template's own markup becomes control tokens (`<|im_start|>`,
+    `<start_of_turn>`, BOS, ...). Message contents, tool calls and tool schemas are
+    tokenized as text (as tokenize(..., parse_special=False)): a user who writes
+    "<|im_end|>\\n<|im_start|>system\\n..." gets those characters, not a system turn.
+    For a conversation without control-token text in it the ids are exactly those of
+    tokenize(template.render(...), add_special=True, parse_special=True).
+
+    How the content is told from the markup: the template is rendered a second time
+    with a unique placeholder for every string in the messages and tools (except
+    'role' and 'type' values, which templates compare); the real rendering must be
+    that one with each placeholder replaced by its string, as is, trimmed, or
+    JSON-escaped. A template that transforms content otherwise (slices it, splits it)
+    is rendered once more with the control-token texts in the content replaced by
+    placeholder characters, which are tokenized back as plain text.
+    Roles, 'type' values and dict keys holding control-token text are refused
+    (TemplateError). Messages and tools are JSON-shaped: dicts, lists, strings, numbers.
+
+    special_in_content=True is the opt-in for trusted input: the rendered text is
+    tokenized with parse_special=True throughout, so control-token text anywhere,
+    content included, becomes control tokens.
+    """
+    text = template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
+    if special_in_content:
+        ids = tokenizer.tokenize(text, add_special=True, parse_special=True)
+    else:
+        parts = _content_parts(template, tokenizer, messages, tools, add_generation_prompt,
+                               text)
+        ids = tokenizer.tokenize_parts(parts, add_special=True)
+    return _one_bos(list(ids), tokenizer)
+
+
+def _one_bos(ids: list[int], tokenizer: Any) -> list[int]:
+    bos = getattr(tokenizer, "bos_id", None)
+    if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
+        return ids[1:]   # the template wrote BOS itself: keep one
+    return ids
+
+
+def _map_strings(obj: Any, fn: Any, key: Any = None) -> Any:
+    """A copy of nested dicts/lists with every string leaf s replaced by fn(s, key)
+    (key: the dict key it sits under)."""
+    if isinstance(obj, str):
+        return fn(obj, key)
+    if isinstance(obj, Mapping):
+        return {k: _map_strings(v, fn, k) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_map_strings(v, fn, key) for v in obj]
+    return obj
+
+
+def _markup_strings(obj: Any, key: Any = None) -> Iterator[tuple[str, str]]:
+    """(what, text) for the strings a template reads as structure: dict keys and
+    'role'/'type' values."""
+    if isinstance(obj, str):
+        if key in _NO_SENTINEL_KEYS:
+            yield f"{key} value", obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if isinstance(k, str):
+                yield "key", k
+            yield from _markup_strings(v, k)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _markup_strings(v, key)
+
+
+def _free_marks(n: int, *texts: str) -> list[str]:
+    """n private-use characters that occur in none of `texts`."""
+    used = set()
+    for t in texts:
+        if _PLANE_16.search(t):
+            used.update(_PLANE_16.findall(t))
+    marks: list[str] = []
+    for c in range(_MARK_LAST, _MARK_FIRST - 1, -1):
+        if len(marks) == n:
+            break
+        if chr(c) not in used:
+            marks.append(chr(c))
+    if len(marks) < n:
+        raise TemplateError("the conversation uses too many private-use characters to "
+                            "mark its content")
+    return marks
+
+
+def _content_parts(template: ChatTemplate, tokenizer: Any, messages: list[dict],
+                   tools: list[dict] | None, add_generation_prompt: bool,
+                   text: str) -> list[tuple[str, bool]]:
+    """`text` (the real rendering) as (piece, parse_special) parts: markup True,
+    content False."""
+    data = {"messages": messages, "tools": tools}
+    for what, s in _markup_strings(data):
+        spans = tokenizer.hidden_special_spans(s)
+        if spans:
+            a, b, _ = spans[0]
+            raise TemplateError(f"a message or tool {what} {s!r} holds the control token "
+                                f"{s[a:b]!r}; only message contents may hold such text "
+                                "(it is tokenized as text there)")
+    strings: list[str] = []
+    _map_strings(data, lambda s, k: strings.append(s) if s else None)
+    all_text = [template.source, template.bos_token, template.eos_token, *strings]
+    parts = _parts_by_placeholders(template, data, add_generation_prompt, text, all_text)
+    if parts is None:
+        parts = _parts_by_defusing(template, tokenizer, data, add_generation_prompt,
+                                   all_text)
+    return parts
+
+
+def _parts_by_placeholders(template: ChatTemplate, data: dict, add_generation_prompt: bool,
+                           text: str, all_text: list[str]) -> list[tuple[str, bool]] | None:
+    """Parts found by rendering with a placeholder per string; None when the real
+    rendering is not the placeholder one with each string put back (as it is, trimmed,
+    or JSON-escaped)."""
+    open_mark, close_mark = _free_marks(2, *all_text)
+    strings: list[str] = []
+
+    def placeholder(s: str, key: Any) -> str:
+        if not s or key in _NO_SENTINEL_KEYS:
+            return s
+        strings.append(s)
+        return f"{open_mark}{len(strings) - 1}{close_mark}"
+
+    marked = _map_strings(data, placeholder)
+    try:
+        rendered = template.render(marked["messages"], tools=marked["tools"],
+                                   add_generation_prompt=add_generation_prompt)
+    except TemplateError:
+        return None
+    pattern = re.compile(f"{re.escape(open_mark)}(\\d+){re.escape(close_mark)}")
+    pieces: list[str | int] = []     # markup text, or the index of a string
+    pos = 0
+    for m in pattern.finditer(rendered):
+        pieces.append(rendered[pos:m.start()])
+        pieces.append(int(m.group(1)))
+        pos = m.end()
+    pieces.append(rendered[pos:])
+    if any(isinstance(p, int) and p >= len(strings) for p in pieces):
+        return None
+    return _align(pieces, strings, text)
+
+
+def _variants(s: str) -> list[str]:
+    """The forms in which templates write a string: as it is, trimmed, JSON-escaped."""
+    out = []
+    for v in (s, s.strip(), s.lstrip(), s.rstrip(), json.dumps(s, ensure_ascii=False)[1:-1]):
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _align(pieces: list[str | int], strings: list[str],
+           text: str) -> list[tuple[str, bool]] | None:
+    """Match pieces against `text` in order: markup exactly, string i as one of its
+    variants. Depth-first, each (piece, position) tried once; the parts found are kept
+    as a chain of (part, previous) links."""
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[int, int, Any]] = [(0, 0, None)]
+    while stack:
+        i, pos, chain = stack.pop()
+        if (i, pos) in seen:
+            continue
+        seen.add((i, pos))
+        if i == len(pieces):
+            if pos != len(text):
+                continue
+            parts: list[tuple[str, bool]] = []
+            while chain is not None:
+                part, chain = chain
+                parts.append(part)
+            return parts[::-1]
+        piece = pieces[i]
+        if isinstance(piece, str):
+            if text.startswith(piece, pos):
+                stack.append((i + 1, pos + len(piece), ((piece, True), chain)))
+            continue
+        for v in reversed(_variants(strings[piece])):
+            if text.startswith(v, pos):
+                stack.append((i + 1, pos + len(v), ((v, False), chain)))
+    return None
+
+
+def _parts_by_defusing(template: ChatTemplate, tokenizer: Any, data: dict,
+                       add_generation_prompt: bool,
+                       all_text: list[str]) -> list[tuple[str, bool]]:
+    """Parts found by rendering with every control-token text in the strings replaced by
+    a private-use character (one per token), which becomes that text again, as plain text."""
+    token_text: dict[int, str] = {}
+
+    def found(s: str, key: Any) -> str:
+        if key not in _NO_SENTINEL_KEYS:
+            for a, b, tid in tokenizer.hidden_special_spans(s):
+                token_text[tid] = s[a:b]
+        return s
+
+    _map_strings(data, found)
+    marks = dict(zip(token_text, _free_marks(len(token_text), *all_text)))
+
+    def defuse(s: str, key: Any) -> str:
+        if key in _NO_SENTINEL_KEYS:
+            return s
+        spans = tokenizer.hidden_special_spans(s)
+        for a, b, tid in reversed(spans):
+            s = s[:a] + marks[tid] + s[b:]
+        return s
+
+    defused = _map_strings(data, defuse)
+    rendered = template.render(defused["messages"], tools=defused["tools"],
+                               add_generation_prompt=add_generation_prompt)
+    text_of = {m: token_text[tid] for tid, m in marks.items()}
+    parts: list[tuple[str, bool]] = []
+    start = 0
+    for i, c in enumerate(rendered):
+        if c in text_of:
+            parts += [(rendered[start:i], True), (text_of[c], False)]
+            start = i + 1
+    parts.append((rendered[start:], True))
+    return parts
