@@ -444,21 +444,25 @@ def _filter_wordwrap(context, s: str, width: int = 79, break_long_words: bool = 
                                       wrapstring, break_on_hyphens)
 
 
-def _json_indent_size(x: Any, width: int, budget: int) -> int:
-    """Characters that json.dumps(x, indent=width) adds for indentation and newlines,
-    counted without building anything; stops counting once past `budget`."""
+def _json_layout_size(x: Any, width: int, item_sep: int, key_sep: int, budget: int) -> int:
+    """Characters that json.dumps adds to x's values for indentation (`width` per level),
+    newlines and separators (lengths `item_sep`, `key_sep`), counted without building
+    anything; stops counting once past `budget`."""
     extra = 0
     stack = [(x, 0)]
     while stack and extra <= budget:
         obj, level = stack.pop()
         if isinstance(obj, Mapping):
             children = list(obj.values())
+            extra += len(children) * key_sep
         elif isinstance(obj, (list, tuple)):
             children = list(obj)
         else:
             continue
         if children:
-            extra += len(children) * (1 + (level + 1) * width) + 1 + level * width
+            extra += (len(children) - 1) * item_sep
+            if width >= 0:
+                extra += len(children) * (1 + (level + 1) * width) + 1 + level * width
             stack.extend((c, level + 1) for c in children)
     return extra
 
@@ -467,8 +471,10 @@ def _json_indent_size(x: Any, width: int, budget: int) -> int:
 def _tojson(context, x: Any, ensure_ascii: bool = False, indent: int | str | None = None,
             separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
     """Hugging Face's tojson: plain json.dumps, no HTML escaping. The indentation is
-    capped (TemplateLimits.max_json_indent) and its size counted before dumping."""
+    capped (TemplateLimits.max_json_indent), and the size of the indentation and
+    separators is counted before dumping."""
     guard = _guard_of(context)
+    width = -1    # no indentation
     if indent is not None:
         if isinstance(indent, bool) or not isinstance(indent, (int, str)):
             raise TemplateError(f"chat template calls tojson with indent={indent!r}; "
@@ -478,7 +484,16 @@ def _tojson(context, x: Any, ensure_ascii: bool = False, indent: int | str | Non
             raise TemplateError(f"chat template calls tojson with an indent of {width:,} "
                                 f"(limit {guard.limits.max_json_indent}, TemplateLimits."
                                 "max_json_indent)")
-        guard.build(_json_indent_size(x, width, guard.limits.max_string), "JSON indentation")
+    if width >= 0 or separators is not None:
+        seps = separators if separators is not None else ((",", ": ") if width >= 0
+                                                          else (", ", ": "))
+        try:
+            item_sep, key_sep = (len(str(sep)) for sep in seps)
+        except (TypeError, ValueError):
+            raise TemplateError(f"chat template calls tojson with separators={seps!r}; "
+                                "they must be two strings") from None
+        guard.build(_json_layout_size(x, width, item_sep, key_sep, guard.limits.max_string),
+                    "JSON layout")
     out = json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                      sort_keys=sort_keys)
     guard.build(len(out), "JSON string")
