@@ -202,3 +202,50 @@ def test_one_bos_when_the_template_writes_it(models):
     benign = conversation({})
     assert chat_prompt_ids(tmpl, tok, benign) == old_ids(tok, tmpl, benign)
     assert chat_prompt_ids(gemma, tok, benign)[0] == tok.bos_id     # added by the vocabulary
+
+
+# --- Tokenizer.tokenize_parts against tokenize() (checked against llama.cpp elsewhere) ---
+
+TOKENIZER_CASES = json.loads((Path(__file__).parent / "data" / "tokenizer_cases.json")
+                             .read_text("utf-8"))["models"]
+
+
+@pytest.mark.parametrize("name,corpus", [("smollm2", "smollm2-135m"), ("gemma3", "gemma3-270m")])
+def test_tokenize_parts_matches_tokenize(models, name, corpus):
+    """Texts cut at random points into parts with random flags: the same ids as the
+    joined text with parse_special=True wherever no control-token text meets a literal
+    part; a literal part's control-token text is text (as with parse_special=False)."""
+    import random
+    tok, _ = models[name]
+    rng = random.Random(7)
+    texts = [c["text"] for c in TOKENIZER_CASES[corpus]["cases"]]
+    control = INJECTIONS[name][0]
+    checked = 0
+    for text in texts:
+        for _ in range(3):
+            cuts = sorted(rng.sample(range(len(text) + 1), min(3, len(text) + 1)))
+            pieces = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+            parts = [(p, rng.random() < 0.5) for p in pieces]
+            joined = "".join(pieces)
+            spans = tok.hidden_special_spans(joined)
+            if not spans:
+                assert tok.tokenize_parts(parts) == tok.tokenize(joined, True, True), parts
+                checked += 1
+            if not tok.hidden_special_spans(text):
+                # control text as a literal part in the middle: as tokenize(...) without
+                # special parsing, the markup's own control text around it still parsed
+                got = tok.tokenize_parts([(text, False), (control, False), (text, False)])
+                assert got == tok.tokenize(text + control + text, True, False)
+                got = tok.tokenize_parts([(control, True), (text + control, False)])
+                assert controls(tok, got) == controls(tok, tok.tokenize(control, True, True))
+                assert tok.detokenize(got) == tok.detokenize(
+                    tok.tokenize(control + text + control, True, True))
+    assert checked > 100
+
+
+def test_hidden_special_spans(models):
+    tok, _ = models["smollm2"]
+    text = "a<|im_start|>b<|im_end|><repo_name>"
+    assert [(a, b, tok.token_text(t)) for a, b, t in tok.hidden_special_spans(text)] == [
+        (1, 13, "<|im_start|>"), (14, 24, "<|im_end|>"), (24, 35, "<repo_name>")]
+    assert tok.hidden_special_spans("plain <b> text") == []
