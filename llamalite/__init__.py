@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import _core
 from .errors import (EngineError, GGUFError, LlamaliteError, QueueFull, RegistryError,
-                     RequestRejected, TemplateError)
+                     RequestRejected, TemplateError, TokenizerWarning)
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
 from .llm import LLM
@@ -47,6 +47,7 @@ __all__ = [
     "TemplateError",
     "TensorInfo",
     "Timings",
+    "TokenizerWarning",
     "TokenLogprob",
     "Usage",
     "cache_dir",

@@ -18,6 +18,11 @@ class TokenizerError(LlamaliteError, ValueError):
     """A vocabulary in the file cannot be used, or a token id / text is invalid for it."""
 
 
+class TokenizerWarning(UserWarning):
+    """A vocabulary problem llamalite works around as llama.cpp does (e.g. a special
+    token id outside the vocabulary, replaced by the default), reported at load."""
+
+
 class TemplateError(LlamaliteError):
     """A chat template failed to render: a syntax error, `raise_exception`, a sandbox
     violation (access to Python internals) or a resource limit."""

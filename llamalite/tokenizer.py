@@ -18,14 +18,16 @@ cut out; control and unknown tokens only when `parse_special=True`.
 """
 from __future__ import annotations
 
+import bisect
 import codecs
 import re
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .bpe import BpeEncoder, byte_decode
-from .errors import TokenizerError
+from .errors import TokenizerError, TokenizerWarning
 from .pretokenizer import (ADD_BOS_DEFAULT, IGNORE_MERGES, NO_CLEAN_SPACES,
                            get_splitter)
 from .spm import SpmEncoder
@@ -135,6 +137,14 @@ def _as_int_array(value: Any, n: int, key: str) -> np.ndarray:
     if len(arr) < n:
         raise TokenizerError(f"{key} has {len(arr)} entries but the vocabulary has {n} tokens")
     return arr[:n].astype(np.int32, copy=False)
+
+
+def _valid_text(text: str) -> str:
+    """llama.cpp reads invalid UTF-8 as U+FFFD: lone surrogates become U+FFFD (one
+    character for one, so offsets into the text stay valid)."""
+    if _SURROGATES.search(text):
+        return _SURROGATES.sub("\ufffd", text)
+    return text
 
 
 def _clean_spaces(text: bytes) -> bytes:
@@ -257,7 +267,15 @@ class Tokenizer:
                 value = int(value)
             except (TypeError, ValueError):
                 raise TokenizerError(f"{key} must be an integer, got {value!r}") from None
-            return value if 0 <= value < n else default   # llama.cpp keeps the default
+            if 0 <= value < n:
+                return value
+            # llama.cpp keeps the default; say so, or the file's mistake goes unnoticed
+            instead = f"id {default} ({self._tokens[default]!r})" if default is not None \
+                else "no token"
+            warnings.warn(f"{key} is {value:,}, outside the vocabulary of {n:,} tokens "
+                          f"(ids 0..{n - 1:,}); using {instead} instead (corrupt or "
+                          f"mis-converted file?)", TokenizerWarning, stacklevel=4)
+            return default
 
         self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
                                             self.add_space_prefix))
@@ -450,12 +468,56 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"tokenize() takes a str, got {type(text).__name__}")
-        if _SURROGATES.search(text):
-            text = _SURROGATES.sub("\ufffd", text)   # llama.cpp reads invalid UTF-8 as U+FFFD
+        return self._encode(self._partition(_valid_text(text), parse_special), add_special)
+
+    def tokenize_parts(self, parts: Sequence[tuple[str, bool]],
+                       add_special: bool = True) -> list[int]:
+        """Token ids of the joined texts of `parts`, pairs (text, parse_special).
+
+        Control and unknown tokens are cut out only where their whole text lies in
+        parts with parse_special=True; user-defined tokens everywhere, as in tokenize().
+        The joined text is split into words as one text, across part boundaries, so
+        when no control-token text touches a parse_special=False part the ids are
+        exactly tokenize(joined, add_special, parse_special=True). For chat prompts:
+        the template's markup may write control tokens, message content may not.
+        """
+        texts: list[str] = []
+        literal: list[tuple[int, int]] = []   # sorted, disjoint [start, end) spans
+        pos = 0
+        for text, parse_special in parts:
+            if not isinstance(text, str):
+                raise TypeError(f"tokenize_parts() takes str texts, got {type(text).__name__}")
+            if text and not parse_special:
+                if literal and literal[-1][1] == pos:
+                    literal[-1] = (literal[-1][0], pos + len(text))
+                else:
+                    literal.append((pos, pos + len(text)))
+            texts.append(text)
+            pos += len(text)
+        joined = _valid_text("".join(texts))    # same length: spans stay valid
+        return self._encode(self._partition_outside(joined, literal), add_special)
+
+    def hidden_special_spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, id) of each control or unknown token that
+        tokenize(text, parse_special=True) cuts out of `text` (and parse_special=False
+        would not)."""
+        spans: list[tuple[int, int, int]] = []
+        pos = 0
+        for frag in self._partition(_valid_text(text), True):
+            if isinstance(frag, int):
+                n = len(self._tokens[frag])
+                if self._attr[frag] & _HIDDEN_ATTRS:
+                    spans.append((pos, pos + n, frag))
+                pos += n
+            else:
+                pos += len(frag)
+        return spans
+
+    def _encode(self, fragments: list[str | int], add_special: bool) -> list[int]:
+        """Ids of partitioned text: special ids as they are, raw fragments encoded."""
         out: list[int] = []
         if add_special and self.add_bos:
             out.append(self.bos_id)  # type: ignore[arg-type]
-        fragments = self._partition(text, parse_special)
         if self._spm is not None:
             prev_special = True          # a space prefix goes at the start and after specials
             for frag in fragments:
@@ -532,6 +594,52 @@ class Tokenizer:
                     out.append(frag[start:])
             fragments = out
         return fragments
+
+    def _partition_outside(self, text: str,
+                           literal: list[tuple[int, int]]) -> list[str | int]:
+        """_partition(text, parse_special=True), except that a control or unknown token
+        whose text overlaps a `literal` span (sorted, disjoint) stays raw text."""
+        if not literal:
+            return self._partition(text, True)
+        if not text:
+            return []
+        lst = self._special_list(True)
+        hits: list[int] = []
+        for prefix, group in self._special_groups[True].items():
+            if prefix in text:
+                group.find_in(text, prefix, hits)
+        hits.sort()
+        starts = [a for a, _ in literal]
+
+        def overlaps_literal(a: int, b: int) -> bool:
+            i = bisect.bisect_left(starts, b) - 1      # the last span starting before b
+            return i >= 0 and literal[i][1] > a
+
+        fragments: list[tuple[int, int] | int] = [(0, len(text))]
+        for k in hits:
+            tid, tok = lst[k]
+            guarded = bool(self._attr[tid] & _HIDDEN_ATTRS)
+            size = len(tok)
+            out: list[tuple[int, int] | int] = []
+            for frag in fragments:
+                if isinstance(frag, int):
+                    out.append(frag)
+                    continue
+                start, end = frag
+                j = text.find(tok, start, end)
+                while j >= 0:
+                    if guarded and overlaps_literal(j, j + size):
+                        j = text.find(tok, j + 1, end)
+                        continue
+                    if j > start:
+                        out.append((start, j))
+                    out.append(tid)
+                    start = j + size
+                    j = text.find(tok, start, end)
+                if start < end:
+                    out.append((start, end))
+            fragments = out
+        return [text[f[0]:f[1]] if isinstance(f, tuple) else f for f in fragments]
 
     # --- ids -> text ---
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 import time
 from typing import NamedTuple
 
@@ -169,6 +170,17 @@ class FakeTokenizer:
             ids += [EOS, *part.encode("utf-8")]
         return [BOS, *ids] if add_special else ids
 
+    def tokenize_parts(self, parts, add_special: bool = True) -> list[int]:
+        """(text, parse_special) pieces tokenized one after another (chat_prompt_ids)."""
+        ids = [BOS] if add_special else []
+        for text, special in parts:
+            ids += self.tokenize(text, add_special=False, parse_special=special)
+        return ids
+
+    def hidden_special_spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, id) of the control-token texts ("<eos>") in text."""
+        return [(m.start(), m.end(), EOS) for m in re.finditer("<eos>", text)]
+
     def detokenize(self, ids) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
 
@@ -189,6 +201,7 @@ class FakeStreamDecoder:
 
 class FakeChatTemplate:
     source = "{# a stand-in: <role>content lines #}"
+    bos_token = eos_token = ""
 
     def render(self, messages, add_generation_prompt: bool = True, tools=None) -> str:
         text = "".join(f"<{m['role']}>{m['content']}" + ("<eos>" if m["role"] == "assistant" else "")
