@@ -30,7 +30,7 @@ import numpy as np
 from .engine import Engine
 from .errors import EngineError, GrammarError, TemplateError
 from .grammar import schema_of_response_format
-from .tools import plan_tools
+from .tools import ToolPlan, plan_tools
 from .openai_format import OpenAIShape
 from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage, join_chunks
 from .registry import ProgressFn, resolve_model
@@ -84,6 +84,15 @@ def load_model(model: Union[str, os.PathLike], *, n_threads: Optional[int] = Non
         template_error = str(e)
     name = str(model) if not Path(str(model)).expanduser().is_file() else Path(path).stem
     return LoadedModel(loaded, tokenizer, template, template_error, Path(path), name)
+
+
+@dataclass
+class PreparedChat:
+    """A chat request made ready (LLM.prepare_chat)."""
+
+    prompt_ids: list[int]
+    sampling: dict                           # SamplingParams fields, constraint included
+    plan: ToolPlan                           # reads tool calls out of the reply
 
 
 # --- the API ---------------------------------------------------------------------------
@@ -294,19 +303,11 @@ class LLM:
         >>> r["object"], r["choices"][0]["message"]["role"]      # doctest: +SKIP
         ('chat.completion', 'assistant')
         """
-        template = self._template()
-        plan = plan_tools(tools, tool_choice, template.source,
-                          parallel_tool_calls=parallel_tool_calls)
-        schema = schema_of_response_format(response_format)
-        constraint = {"json_schema": schema, "grammar": plan.grammar}
-        given = [k for k in ("json_schema", "grammar") if sampling.get(k) is not None]
-        if sum(v is not None for v in constraint.values()) + len(given) > 1:
-            raise GrammarError("one constraint per request: response_format, a required tool "
-                               "call, json_schema or grammar", param="response_format")
-        sampling = {**sampling, **{k: v for k, v in constraint.items() if v is not None}}
-        ids = self.chat_prompt_ids(plan.messages(list(messages), template.source),
-                                   tools=plan.tools or None)
-        chunks = self._submit(ids, sampling)
+        prepared = self.prepare_chat(messages, tools=tools, tool_choice=tool_choice,
+                                     parallel_tool_calls=parallel_tool_calls,
+                                     response_format=response_format, sampling=sampling)
+        plan = prepared.plan
+        chunks = self._submit(prepared.prompt_ids, prepared.sampling)
         shape = OpenAIShape("chat", self.model_name, self.tokenizer.token_bytes)
         if not plan.parses_calls:
             return _openai_stream(shape, chunks) if stream else shape.whole(_collect(chunks))
@@ -315,6 +316,30 @@ class LLM:
         out = _collect(chunks)
         content, calls = plan.fmt.parse(out.text)
         return shape.whole(out, calls, content)
+
+    def prepare_chat(self, messages: Sequence[dict], *, tools: Optional[list] = None,
+                     tool_choice: Any = None, parallel_tool_calls: bool = True,
+                     response_format: Optional[dict] = None,
+                     sampling: Optional[dict] = None) -> "PreparedChat":
+        """What `chat` (and the server's chat route) sends: the prompt ids, the sampling
+        options with the request's constraint (response_format's schema, or the grammar
+        that forces a required tool call), and the tool plan that reads the reply.
+        GrammarError naming the field for bad tools, tool_choice or response_format."""
+        sampling = dict(sampling or {})
+        template = self._template()
+        plan = plan_tools(tools, tool_choice, template.source,
+                          parallel_tool_calls=parallel_tool_calls)
+        constraint = {"json_schema": schema_of_response_format(response_format),
+                      "grammar": plan.grammar}
+        given = [k for k in ("json_schema", "grammar") if sampling.get(k) is not None]
+        if sum(v is not None for v in constraint.values()) + len(given) > 1:
+            raise GrammarError("one constraint per request: response_format, a required tool "
+                               "call, json_schema or grammar",
+                               param="response_format" if response_format else "tool_choice")
+        sampling.update({k: v for k, v in constraint.items() if v is not None})
+        ids = self.chat_prompt_ids(plan.messages(list(messages), template.source),
+                                   tools=plan.tools or None)
+        return PreparedChat(ids, sampling, plan)
 
     def generate_batch(self, prompts: Sequence[Union[str, Sequence[int]]],
                        **sampling: Any) -> list[Completion]:
