@@ -1,6 +1,7 @@
 // kernels_avx2.cpp - AVX2 (+FMA, F16C) kernels: kernels_simd.inc compiled with
-// maddubs/madd dot products. Built with -mavx2 -mfma -mf16c -mbmi2 only; every
-// function here has internal linkage inside ll::avx2 (see kernel_table.h, ODR).
+// maddubs/madd dot products, and the attention and activation ops of ops_simd.inc
+// on 8-float vectors. Built with -mavx2 -mfma -mf16c -mbmi2 only; every function
+// here has internal linkage inside ll::avx2 (see kernel_table.h, ODR).
 #include <immintrin.h>
 
 #include <cstddef>
@@ -8,6 +9,7 @@
 
 #include "kernel_table.h"
 #include "kernels.h"
+#include "ops_simd.h"
 #include "quant_blocks.h"
 
 namespace ll {
@@ -23,6 +25,7 @@ namespace avx2 {
 #define LL_XRM 4
 #define LL_XKRM 2
 #include "kernels_simd.inc"
+#include "ops_simd.inc"
 
 }  // namespace avx2
 
@@ -30,5 +33,7 @@ void fill_avx2_kernels(KernelTable* t) {
   avx2::fill_simd_table(t);
   avx2::fill_bench_table(t);
 }
+
+void fill_attn_avx2(AttnFns* t) { avx2::fill_attn_table(t); }
 
 }  // namespace ll

@@ -1,6 +1,7 @@
 // kernels_avx512.cpp - AVX-512 kernels: kernels_simd.inc compiled with VNNI
 // (vpdpbusd / vpdpwssd on 256-bit vectors, 32 vector registers for bigger
-// tiles), and the AMX-INT8 tiles of the "amx" set (kernels_amx.inc). Built with
+// tiles), the attention and activation ops of ops_simd.inc on 16-float vectors,
+// and the AMX-INT8 tiles of the "amx" set (kernels_amx.inc). Built with
 // -mavx512f/bw/vl/dq/vnni (+ -mamx-tile -mamx-int8 where the compiler has them);
 // every function here has internal linkage inside ll::avx512 (see
 // kernel_table.h, ODR).
@@ -13,6 +14,7 @@
 
 #include "kernel_table.h"
 #include "kernels.h"
+#include "ops_simd.h"
 #include "quant_blocks.h"
 
 namespace ll {
@@ -28,6 +30,7 @@ namespace avx512 {
 #define LL_XRM 8
 #define LL_XKRM 4
 #include "kernels_simd.inc"
+#include "ops_simd.inc"
 
 // AMX-INT8 tiles for the batched x8 matmuls, where the compiler can target them
 // (CMake adds -mamx-tile -mamx-int8 to this unit when it accepts them).
@@ -44,6 +47,8 @@ void fill_avx512_kernels(KernelTable* t) {
   avx512::fill_simd_table(t);
   avx512::fill_bench_table(t);
 }
+
+void fill_attn_avx512(AttnFns* t) { avx512::fill_attn_table(t); }
 
 bool amx_kernels_built() { return LL_AMX_BUILT; }
 

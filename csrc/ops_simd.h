@@ -1,7 +1,7 @@
 // ops_simd.h - the float32 vector primitives of attention and the gated FFN, one implementation per
-// instruction set (ops.cpp generic, ops_avx2.cpp, ops_avx512.cpp), picked by the
-// core's active ISA. Same ODR rule as kernel_table.h: the ISA units hold plain
-// functions only and export one table-filling function each.
+// instruction set (ops.cpp generic; ops_simd.inc compiled by kernels_avx2.cpp and
+// kernels_avx512.cpp), picked by the core's active ISA. Same ODR rule as kernel_table.h:
+// the ISA units hold plain functions only and export one table-filling function each.
 #pragma once
 #include <cstdint>
 
