@@ -239,7 +239,7 @@ class Model:
         self.n_vocab = hparams.n_vocab
         self._native = native
         self.n_threads = int(native.n_threads)
-        self.precise = bool(native.exact)
+        self.precise = bool(native.precise)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, GGUFFile], *, n_threads: int | None = None,
@@ -274,7 +274,7 @@ class Model:
             rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
             tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
         try:
-            native = _core.Model(g.data, asdict(hp), tensors, n_threads, exact=bool(precise),
+            native = _core.Model(g.data, asdict(hp), tensors, n_threads, precise=bool(precise),
                                  repack=_repack_enabled(precise),
                                  release_pages=g.is_mapped)
         except ValueError as e:
