@@ -18,6 +18,16 @@ class Settings:
     max_queue:    requests allowed to wait for a slot; more get 429
     api_key:      if set, every route but /health needs "Authorization: Bearer KEY"
     max_body_bytes: request bodies above this get 413 before they are parsed
+    max_prompt_chars: a prompt (text, all messages' contents, /tokenize content) longer than
+                  this gets 400 before it is tokenized
+    cpu_workers:  threads that parse, render and tokenize requests off the event loop (at
+                  most this many at once; more requests wait their turn)
+    header_timeout_s: a connection that has not sent a whole request head this long after
+                  it opened (or after the first byte of a later request) gets 408 and is closed
+    body_timeout_s: a body not all received this long after its head gets 408 (closed)
+    allowed_hosts: Host header values accepted besides localhost, 127.0.0.1, [::1], the
+                  --host value and the address the connection came in on; "*" accepts any
+    cors_origins: origins that get CORS headers (and preflight answers); "*" is any origin
     """
     model: str = ""
     model_name: str | None = None
@@ -32,6 +42,12 @@ class Settings:
     api_key: str | None = None
     max_body_bytes: int = 8 * MiB
     retry_after_s: int = 1
+    max_prompt_chars: int = 1_000_000
+    cpu_workers: int = 2
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def served_name(self) -> str:
