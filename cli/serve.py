@@ -33,8 +33,9 @@ def serve(
     cors_origin: Optional[List[str]] = typer.Option(
         None, "--cors-origin", help="Origin allowed to call from a web page (repeatable; "
         "'*' allows any). Without it no CORS headers are sent."),
-    max_prompt_chars: int = typer.Option(1_000_000, "--max-prompt-chars",
-                                         help="Longest prompt, in characters (400 beyond)."),
+    max_prompt_chars: Optional[int] = typer.Option(
+        None, "--max-prompt-chars", help="Longest prompt in characters, 400 beyond "
+        "(default: 32 per token of --ctx-size)."),
     header_timeout: float = typer.Option(10.0, "--header-timeout",
                                          help="Seconds to receive a request head (408 after)."),
     body_timeout: float = typer.Option(60.0, "--body-timeout",
@@ -50,7 +51,7 @@ def serve(
 
     for name, value, low in (("--parallel", parallel, 1), ("--ctx-size", ctx_size, 16),
                              ("--max-queue", max_queue, 0), ("--port", port, 0),
-                             ("--max-prompt-chars", max_prompt_chars, 1),
+                             ("--max-prompt-chars", 1 if max_prompt_chars is None else max_prompt_chars, 1),
                              ("--cpu-workers", cpu_workers, 1)):
         if value < low:
             raise fail(f"{name} must be at least {low}, got {value}")

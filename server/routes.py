@@ -246,7 +246,7 @@ def _check_model(b: Backend, common: Common) -> None:
 
 async def _read_body(request: Request, state: ServerState) -> bytes:
     """The raw body, read on the loop (size and time limits); _parse decodes it."""
-    return await read_body(request, state.settings.max_body_bytes, state.settings.body_timeout_s)
+    return await read_body(request, state.settings.body_bytes_limit, state.settings.body_timeout_s)
 
 
 async def _parse(state: ServerState, parser: Callable[..., Any], raw: bytes, *args: Any) -> Any:
@@ -260,7 +260,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     b = state.backend
     raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = await _parse(state, parse_chat, raw, b.n_vocab, state.settings.max_prompt_chars)
+    req = await _parse(state, parse_chat, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
     try:
         prompt = await state.workers.run(b.chat_prompt, req.messages)
@@ -274,7 +274,7 @@ async def completions(request: Request, state: ServerState) -> Response:
     b = state.backend
     raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = await _parse(state, parse_completion, raw, b.n_vocab, state.settings.max_prompt_chars)
+    req = await _parse(state, parse_completion, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
     prompt = req.prompt
     if isinstance(prompt, str):
@@ -294,7 +294,7 @@ async def models(request: Request, state: ServerState) -> Response:
 async def tokenize(request: Request, state: ServerState) -> Response:
     b = state.backend
     content, add_special, with_pieces = await _parse(
-        state, parse_tokenize, await _read_body(request, state), state.settings.max_prompt_chars)
+        state, parse_tokenize, await _read_body(request, state), state.settings.prompt_chars_limit)
 
     def work() -> Response:                 # tokens and their JSON on a worker thread
         ids = list(b.tokenizer.tokenize(content, add_special=add_special, parse_special=True))

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from starlette.requests import ClientDisconnect, Request
 
 from .errors import APIError, bad_request
@@ -24,8 +22,6 @@ CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 MAX_JSON_DEPTH = 32        # OpenAI bodies nest at most ~6 deep (body.messages[i].content[j])
 MAX_STOP_CHARS = 1024      # each stop string is searched for after every generated token
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
@@ -64,45 +60,45 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
                        code="client_disconnected")
 
 
-def json_depth(text: str) -> int:
-    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not
-    count), in C-speed passes: strings removed, brackets kept, depth by a running sum.
-    Meant for valid JSON; on invalid text it is a bound the parser then refuses anyway."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return _depth_of_few(text)
-    brackets = re.sub(r"[^\[\]{}]+", "", _STRING.sub("", text)).encode("ascii")
-    steps = np.frombuffer(brackets, dtype=np.uint8)
-    delta = np.where((steps == ord("[")) | (steps == ord("{")), 1, -1).astype(np.int64)
-    return int(np.cumsum(delta).max(initial=0))
-
-
-def _depth_of_few(text: str) -> int:
-    depth = deepest = 0
-    for c in re.sub(r"[^\[\]{}]+", "", _STRING.sub("", text)):
-        depth += 1 if c in "[{" else -1
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a decoded JSON value (a scalar: 0). Iterative
+    Python, so a big body lets the event loop take the GIL while it is walked."""
+    deepest = 0
+    stack = [(value, 1)] if isinstance(value, (list, dict)) else []
+    while stack:
+        v, depth = stack.pop()
         deepest = max(deepest, depth)
+        for x in (v.values() if isinstance(v, dict) else v):
+            if isinstance(x, (list, dict)):
+                stack.append((x, depth + 1))
     return deepest
 
 
 def parse_json(raw: bytes) -> dict:
     """The body as a JSON object: 400 for bad UTF-8, bad JSON, nesting deeper than
-    MAX_JSON_DEPTH or lone surrogate escapes. CPU work: callers run it off the event loop."""
+    MAX_JSON_DEPTH or lone surrogate escapes. CPU work: callers run it off the event loop.
+
+    The decoder itself stops at Python's recursion limit (RecursionError, about 1,000 levels),
+    so a 100,000-deep body fails fast while parsing; the depth of what parsed is checked next.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise bad_request(f"request body is not valid UTF-8 (byte {e.start})", code="invalid_utf8")
-    depth = json_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise bad_request(f"request body nests arrays/objects {depth} deep; at most "
-                          f"{MAX_JSON_DEPTH} levels are allowed", code="invalid_json")
+    too_deep = f"at most {MAX_JSON_DEPTH} levels of arrays/objects are allowed"
     try:
         body = json.loads(text)
     except json.JSONDecodeError as e:
         raise bad_request(f"request body is not valid JSON: {e.msg} at line {e.lineno} "
                           f"column {e.colno}", code="invalid_json")
     except RecursionError:
-        raise bad_request(f"request body nests arrays/objects too deeply; at most "
-                          f"{MAX_JSON_DEPTH} levels are allowed", code="invalid_json")
+        raise bad_request(f"request body nests arrays/objects too deeply; {too_deep}",
+                          code="invalid_json")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:     # else it cannot be too deep
+        depth = json_depth(body)
+        if depth > MAX_JSON_DEPTH:
+            raise bad_request(f"request body nests arrays/objects {depth} deep; {too_deep}",
+                              code="invalid_json")
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object", code="invalid_json")
     if "\\u" in text:
@@ -383,6 +379,9 @@ def parse_completion(body: dict, n_vocab: int, max_chars: int) -> CompletionRequ
     if isinstance(p, str):
         _check_chars(len(p), max_chars, "prompt")
         prompt: str | list[int] = p
+    elif isinstance(p, list) and len(p) > max_chars:
+        raise bad_request(f"'prompt' has {len(p)} token ids; at most {max_chars} are allowed "
+                          "(--max-prompt-chars)", "prompt", "prompt_too_long")
     elif isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
         bad = [t for t in p if not 0 <= t < n_vocab]
         if bad:

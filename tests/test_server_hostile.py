@@ -155,14 +155,12 @@ def _random_json(rng: random.Random, depth: int):
     return {f"k{i}[": _random_json(rng, depth - 1) for i in range(rng.randint(0, 3))}
 
 
-def test_json_depth_matches_the_parsed_depth():
+def test_json_depth_matches_a_recursive_walk():
     rng = random.Random(5)
     for _ in range(300):
         value = {"x": _random_json(rng, rng.randint(0, 45))}
-        text = json.dumps(value, ensure_ascii=rng.random() < 0.5)
-        if rng.random() < 0.5:
-            text = text.replace(", ", " ,\n ")
-        assert json_depth(text) == _depth(value), text
+        assert json_depth(value) == _depth(value)
+    assert json_depth(3) == 0 and json_depth([]) == 1 and json_depth({"a": [{}]}) == 3
 
 
 @pytest.mark.parametrize("path, key", [("/v1/chat/completions", "messages"),
@@ -176,6 +174,17 @@ def test_deeply_nested_json_is_400(srv, path, key):
     objects = ('{"%s": ' % key + '{"a":' * n + "1" + "}" * n + "}").encode()
     assert_error(httpx.post(srv.url + path, content=objects,
                             headers={"content-type": "application/json"}), 400, "deep")
+
+
+def test_nesting_just_over_the_limit_is_400(srv):
+    n = MAX_JSON_DEPTH + 8                    # under the decoder's own recursion limit
+    raw = ('{"messages": ' + "[" * (n - 1) + "]" * (n - 1) + "}").encode()
+    assert_error(httpx.post(srv.url + "/v1/chat/completions", content=raw,
+                            headers={"content-type": "application/json"}), 400, f"{n} deep")
+    ok = ('{"messages": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}")
+    err = assert_error(httpx.post(srv.url + "/v1/chat/completions", content=ok.encode(),
+                                  headers={"content-type": "application/json"}), 400)
+    assert "deep" not in err["message"] and err["param"] == "messages[0]"
 
 
 def test_brackets_inside_strings_do_not_count(srv):
@@ -350,6 +359,7 @@ def test_accepted_fields_work(srv):
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 3000}] * 2},
      "messages"),
     ("/tokenize", {"content": "x" * 5001}, "content"),
+    ("/v1/completions", {"prompt": [65] * 5001}, "prompt"),
 ])
 def test_prompt_longer_than_the_character_limit(srv, path, body, param):
     err = assert_error(httpx.post(srv.url + path, json=body), 400, "5000", "--max-prompt-chars")
