@@ -22,6 +22,9 @@ CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 MAX_JSON_DEPTH = 32        # OpenAI bodies nest at most ~6 deep (body.messages[i].content[j])
 MAX_STOP_CHARS = 1024      # each stop string is searched for after every generated token
+MESSAGE_CHARS = 32         # what a chat message counts against the prompt limit besides its
+                           # content: about what a template adds (role markers), so the
+                           # number of messages is bounded too
 
 
 async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
@@ -227,9 +230,9 @@ def _string(body: dict, name: str) -> str | None:
     return v
 
 
-def _check_chars(n: int, limit: int, name: str) -> None:
+def _check_chars(n: int, limit: int, name: str, counted: str = "") -> None:
     if n > limit:
-        raise bad_request(f"'{name}' has {n} characters; at most {limit} are allowed "
+        raise bad_request(f"'{name}' has {n} characters{counted}; at most {limit} are allowed "
                           "(--max-prompt-chars)", name, "prompt_too_long")
 
 
@@ -306,7 +309,8 @@ def _content_text(content: Any, i: int) -> str:
 
 def parse_messages(body: dict, max_chars: int) -> list[dict[str, str]]:
     """Validated messages as [{"role", "content"}, + "name"] (content always a string);
-    400 if their contents add up to more than max_chars characters."""
+    400 if their contents, plus MESSAGE_CHARS for each message, add up to more than
+    max_chars characters."""
     if "messages" not in body:
         raise bad_request("'messages' is required", "messages", "missing_required_parameter")
     msgs = body["messages"]
@@ -327,8 +331,9 @@ def parse_messages(body: dict, max_chars: int) -> list[dict[str, str]]:
             content = ""
         msg = {"role": "system" if role == "developer" else role,
                "content": _content_text(content, i)}
-        chars += len(msg["content"])
-        _check_chars(chars, max_chars, "messages")
+        chars += len(msg["content"]) + MESSAGE_CHARS
+        _check_chars(chars, max_chars, "messages",
+                     f" (contents + {MESSAGE_CHARS} per message)")
         name = m.get("name")
         if name is not None:
             if not isinstance(name, str):

@@ -358,6 +358,7 @@ def test_accepted_fields_work(srv):
     ("/v1/completions", {"prompt": "x" * 5001}, "prompt"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 3000}] * 2},
      "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}] * 200}, "messages"),
     ("/tokenize", {"content": "x" * 5001}, "content"),
     ("/v1/completions", {"prompt": [65] * 5001}, "prompt"),
 ])
