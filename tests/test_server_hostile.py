@@ -464,6 +464,14 @@ def test_every_429_and_4xx_is_counted():
         s.stop()
 
 
+def test_serve_cli_checks_the_new_options():
+    from conftest import run_cli
+    for flag, value in (("--header-timeout", "0"), ("--body-timeout", "-1"),
+                        ("--max-prompt-chars", "0"), ("--cpu-workers", "0")):
+        r = run_cli("serve", "/nonexistent/model.gguf", flag, value)
+        assert r.returncode == 1 and flag in r.stderr, r.stderr
+
+
 # --- requests h11 cannot parse ---------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", [
