@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
@@ -18,20 +19,30 @@ from llamalite.openai_format import OpenAIShape
 from .backend import Backend
 from .errors import APIError, bad_request
 from .metrics import render_metrics
-from .schemas import (Common, parse_chat, parse_completion, parse_detokenize, parse_tokenize,
-                      read_json)
+from .schemas import (Common, parse_chat, parse_completion, parse_detokenize, parse_json,
+                      parse_tokenize, read_body)
 from .settings import Settings
 from .sse import SSEResponse, sse_event, wait_for_disconnect
+from .workers import CPUWorkers
 
 
 @dataclass
 class ServerState:
-    """Shared by every route: settings, the backend once loaded, HTTP counters."""
+    """Shared by every route: settings, the backend once loaded, the CPU workers, HTTP
+    counters (kept by guard.Guard and the connection protocol through count_response)."""
     settings: Settings
     backend: Backend | None = None
     load_error: str | None = None
+    workers: CPUWorkers | None = None
     requests_total: int = 0
     errors_total: int = 0
+    refused_early: int = 0                  # 429s of the early queue check (not the engine's)
+    responses: Counter = field(default_factory=Counter)   # status -> answers
+
+    def count_response(self, status: int) -> None:
+        self.responses[status] += 1
+        if status >= 400:
+            self.errors_total += 1
 
 
 Handler = Callable[[Request, ServerState], Awaitable[Response]]
@@ -52,7 +63,6 @@ def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
     """Wrap a handler with auth, the loading check and APIError -> JSON error response."""
     async def handler(request: Request) -> Response:
         state: ServerState = request.app.state.llamalite
-        state.requests_total += 1
         try:
             if auth:
                 _check_auth(request, state.settings)
@@ -62,7 +72,6 @@ def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
                                headers={"Retry-After": str(state.settings.retry_after_s)})
             return await fn(request, state)
         except APIError as e:
-            state.errors_total += 1
             return e.response()
     return handler
 
@@ -139,6 +148,7 @@ def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
 def _refuse_if_queue_full(state: ServerState) -> None:
     """Answer 429 before any parsing or tokenizing when the queue is already full."""
     if state.backend.engine.queue_full:
+        state.refused_early += 1
         raise APIError(429, f"too many requests are waiting (max_queue="
                             f"{state.backend.engine.max_queue}); retry later", code="queue_full",
                        headers={"Retry-After": str(state.settings.retry_after_s)})
@@ -151,14 +161,26 @@ def _check_model(b: Backend, common: Common) -> None:
                        code="model_not_found")
 
 
+async def _read_body(request: Request, state: ServerState) -> bytes:
+    """The raw body, read on the loop (size and time limits); _parse decodes it."""
+    return await read_body(request, state.settings.body_bytes_limit, state.settings.body_timeout_s)
+
+
+async def _parse(state: ServerState, parser: Callable[..., Any], raw: bytes, *args: Any) -> Any:
+    """JSON-decode and validate a body on a worker thread (big bodies cost CPU)."""
+    def work() -> Any:
+        return parser(parse_json(raw), *args)
+    return await state.workers.run(work)
+
+
 async def chat_completions(request: Request, state: ServerState) -> Response:
     b = state.backend
-    body = await read_json(request, state.settings.max_body_bytes)
+    raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = parse_chat(body, b.n_vocab)
+    req = await _parse(state, parse_chat, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
     try:
-        prompt = b.chat_prompt(req.messages)
+        prompt = await state.workers.run(b.chat_prompt, req.messages)
     except TemplateError as e:   # the messages do not fit the model's template
         raise bad_request(f"cannot apply the chat template: {e}", "messages")
     params = _params(b, req.common, req.logprobs)
@@ -167,11 +189,13 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
 
 async def completions(request: Request, state: ServerState) -> Response:
     b = state.backend
-    body = await read_json(request, state.settings.max_body_bytes)
+    raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = parse_completion(body, b.n_vocab)
+    req = await _parse(state, parse_completion, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
-    prompt = b.text_prompt(req.prompt) if isinstance(req.prompt, str) else req.prompt
+    prompt = req.prompt
+    if isinstance(prompt, str):
+        prompt = await state.workers.run(b.text_prompt, prompt)
     params = _params(b, req.common, req.logprobs)
     return await _generate(request, state, "text", prompt, params, req.common)
 
@@ -186,18 +210,21 @@ async def models(request: Request, state: ServerState) -> Response:
 
 async def tokenize(request: Request, state: ServerState) -> Response:
     b = state.backend
-    content, add_special, with_pieces = parse_tokenize(
-        await read_json(request, state.settings.max_body_bytes))
-    ids = list(b.tokenizer.tokenize(content, add_special=add_special, parse_special=True))
-    if with_pieces:
-        return JSONResponse({"tokens": [{"id": t, "piece": b.piece(t)} for t in ids]})
-    return JSONResponse({"tokens": ids})
+    content, add_special, with_pieces = await _parse(
+        state, parse_tokenize, await _read_body(request, state), state.settings.prompt_chars_limit)
+
+    def work() -> Response:                 # tokens and their JSON on a worker thread
+        ids = list(b.tokenizer.tokenize(content, add_special=add_special, parse_special=True))
+        if with_pieces:
+            return JSONResponse({"tokens": [{"id": t, "piece": b.piece(t)} for t in ids]})
+        return JSONResponse({"tokens": ids})
+    return await state.workers.run(work)
 
 
 async def detokenize(request: Request, state: ServerState) -> Response:
     b = state.backend
-    ids = parse_detokenize(await read_json(request, state.settings.max_body_bytes), b.n_vocab)
-    return JSONResponse({"content": b.tokenizer.detokenize(ids)})
+    ids = await _parse(state, parse_detokenize, await _read_body(request, state), b.n_vocab)
+    return await state.workers.run(lambda: JSONResponse({"content": b.tokenizer.detokenize(ids)}))
 
 
 async def health(request: Request, state: ServerState) -> Response:
@@ -208,7 +235,8 @@ async def health(request: Request, state: ServerState) -> Response:
 
 
 async def metrics(request: Request, state: ServerState) -> Response:
-    text = render_metrics(state.backend.engine.stats(), state.requests_total, state.errors_total)
+    text = render_metrics(state.backend.engine.stats(), state.requests_total, state.errors_total,
+                          state.refused_early, dict(state.responses))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -255,10 +255,12 @@ def fake_llm(text: str, **kwargs) -> LLM:
                            FakeStreamDecoder, **kwargs)
 
 
-def fake_backend(settings, model=None, name: str = "fake-model", **llm_kw):
+def fake_backend(settings, model=None, name: str = "fake-model", tokenizer=None, template=None,
+                 **llm_kw):
     """A server Backend over an LLM of `model` (default HashModel()) and the fakes."""
     from llamalite.server.backend import Backend
-    llm = LLM._from_parts(model or HashModel(), FakeTokenizer(), FakeChatTemplate(),
+    llm = LLM._from_parts(model or HashModel(), tokenizer or FakeTokenizer(),
+                          template or FakeChatTemplate(),
                           FakeStreamDecoder, n_ctx=settings.ctx_size,
                           n_parallel=settings.n_parallel, max_queue=settings.max_queue,
                           max_batch_tokens=llm_kw.pop("max_batch_tokens",

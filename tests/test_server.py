@@ -289,9 +289,21 @@ def test_health_is_503_while_loading():
         s.stop()
 
 
+class GatedModel(HashModel):
+    """HashModel whose forward waits for `go` (so a request stays running until released)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def forward(self, *args):
+        assert self.go.wait(30), "never released"
+        return super().forward(*args)
+
+
 def test_full_queue_gets_429_with_retry_after():
-    s = serve(Settings(model="m.gguf", ctx_size=512, n_parallel=1, max_queue=1),
-              model=HashModel(delay=0.02))
+    model = GatedModel()
+    s = serve(Settings(model="m.gguf", ctx_size=512, n_parallel=1, max_queue=1), model=model)
     try:
         eng = engine_of(s)
         results: list[int] = []
@@ -301,19 +313,23 @@ def test_full_queue_gets_429_with_retry_after():
                                       json={"prompt": "slow", "max_tokens": 15}).status_code)
         threads = [threading.Thread(target=call) for _ in range(2)]
         threads[0].start()
-        end = time.time() + 5
+        end = time.time() + 30
         while eng.stats().running < 1 and time.time() < end:
             time.sleep(0.005)
         threads[1].start()
         while eng.stats().waiting < 1 and time.time() < end:
             time.sleep(0.005)
-        r = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 1})
+        try:
+            r = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 1})
+        finally:
+            model.go.set()
         err = assert_error(r, 429)
         assert r.headers["retry-after"] == "1" and err["code"] == "queue_full"
         for t in threads:
             t.join(30)
         assert results == [200, 200]
     finally:
+        model.go.set()
         s.stop()
 
 
