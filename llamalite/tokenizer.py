@@ -1,13 +1,15 @@
 """Tokenizers read from GGUF metadata, giving the same ids as llama.cpp.
 
-Two vocabulary kinds are supported:
+Three vocabulary kinds are supported:
 
 * byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer named by
-  `tokenizer.ggml.pre` (see `llamalite.pretokenizer`), and
+  `tokenizer.ggml.pre` (see `llamalite.pretokenizer`),
 * SentencePiece BPE (`tokenizer.ggml.model = llama`): piece scores, byte fallback
-  `<0xXX>`, spaces as U+2581, an optional leading space (`add_space_prefix`).
+  `<0xXX>`, spaces as U+2581, an optional leading space (`add_space_prefix`), and
+* Gemma 4's BPE (`tokenizer.ggml.model = gemma4`): merges over whole lines of raw
+  characters with spaces as U+2581, byte fallback `<0xXX>`, always a BOS.
 
->>> tok = Tokenizer.from_metadata(open_gguf(path).metadata)     # doctest: +SKIP
+>>> tok = Tokenizer.from_gguf(path)                              # doctest: +SKIP
 >>> ids = tok.tokenize("Hello world")                           # doctest: +SKIP
 >>> tok.detokenize(ids, skip_special=True)                      # doctest: +SKIP
 'Hello world'
@@ -19,6 +21,7 @@ cut out; control and unknown tokens only when `parse_special=True`.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -238,9 +241,20 @@ class Tokenizer:
                                    ignore_merges=self.pre in IGNORE_MERGES)
             self._spm = None
             return 11, 11, None
+        if model == "gemma4":
+            # llama.cpp ignores tokenizer.ggml.pre here and always uses its "gemma4" split
+            self.pre = "gemma4"
+            self.add_space_prefix, self.add_bos, self.add_eos = False, True, False
+            self.clean_spaces = True
+            if merges is None:
+                raise TokenizerError("BPE vocabulary without tokenizer.ggml.merges")
+            self._bpe = BpeEncoder(self._token_to_id, merges, get_splitter("gemma4"),
+                                   byte_level=False)
+            self._spm = None
+            return None, None, None
         raise TokenizerError(
             f"unsupported tokenizer.ggml.model={model!r}; supported: 'gpt2' (byte-level "
-            "BPE) and 'llama' (SentencePiece)")
+            "BPE), 'llama' (SentencePiece) and 'gemma4' (Gemma 4's BPE)")
 
     def _read_flags_and_ids(self, md: Mapping[str, Any], bos: int | None, eos: int | None,
                             unk: int | None) -> dict[str, int | None]:
@@ -262,6 +276,8 @@ class Tokenizer:
         self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
                                             self.add_space_prefix))
         self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.add_bos))
+        if self.model == "gemma4":
+            self.add_bos = True          # llama.cpp overrides a false flag for Gemma 4
         self.add_eos = bool(md.get("tokenizer.ggml.add_eos_token", self.add_eos))
         self.bos_id = token_id("tokenizer.ggml.bos_token_id", bos)
         self.eos_id = token_id("tokenizer.ggml.eos_token_id", eos)
@@ -283,6 +299,18 @@ class Tokenizer:
     # --- construction ---
 
     @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str]) -> "Tokenizer":
+        """The tokenizer of a GGUF file: a whole model, or a vocabulary-only file such
+        as llama.cpp's `models/ggml-vocab-*.gguf` (no tensors needed).
+
+        Raises GGUFError when the file cannot be read, TokenizerError when its
+        vocabulary is missing, malformed or unsupported.
+        """
+        from .gguf import open_gguf
+        with open_gguf(path) as f:
+            return cls.from_metadata(f.metadata)
+
+    @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> "Tokenizer":
         """Build the tokenizer from GGUF key/values (the `tokenizer.ggml.*` keys).
 
@@ -299,7 +327,7 @@ class Tokenizer:
         types_arr = None if types is None else _as_int_array(types, len(tokens),
                                                              "tokenizer.ggml.token_type")
         merges = metadata.get("tokenizer.ggml.merges")
-        if model == "gpt2":
+        if model in ("gpt2", "gemma4"):
             if merges is None:
                 raise TokenizerError("the BPE vocabulary has no tokenizer.ggml.merges")
             merges = _as_str_list(merges, "tokenizer.ggml.merges")
@@ -429,7 +457,7 @@ class Tokenizer:
         if attr & (_HIDDEN_ATTRS | TokenAttr.USER_DEFINED):
             return text.encode("utf-8")
         if attr & TokenAttr.NORMAL:
-            if self.model == "llama":
+            if self.model != "gpt2":
                 return text.replace(_SPACE_ESCAPE, " ").encode("utf-8")
             return byte_decode(text)
         if attr & TokenAttr.BYTE:
@@ -469,11 +497,12 @@ class Tokenizer:
                 prev_special = False
         else:
             assert self._bpe is not None
+            escape = self.model == "gemma4"
             for frag in fragments:
                 if isinstance(frag, int):
                     out.append(frag)
                 else:
-                    self._bpe.encode(frag, out)
+                    self._bpe.encode(frag.replace(" ", _SPACE_ESCAPE) if escape else frag, out)
         if add_special and self.add_eos:
             out.append(self.eos_id)  # type: ignore[arg-type]
         return out
