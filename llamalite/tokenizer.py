@@ -183,7 +183,7 @@ class Tokenizer:
 
     Build it with `Tokenizer.from_metadata(metadata)`. Attributes:
     `n_vocab`, `bos_id`, `eos_id`, `eot_id`, `add_bos`, `add_eos`, `add_space_prefix`,
-    `eog_ids` (ids that end generation), `model` ("gpt2" or "llama"), `pre`.
+    `eog_ids` (ids that end generation), `model` ("gpt2", "llama" or "gemma4"), `pre`.
     """
 
     def __init__(self, *, model: str, tokens: list[str], token_types: np.ndarray | None,
