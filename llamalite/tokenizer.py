@@ -215,6 +215,7 @@ class Tokenizer:
         """The encoder and llama.cpp's defaults for the vocabulary kind; returns the
         default (bos, eos, unk) ids."""
         n = self.n_vocab
+        self._escape_spaces = False     # BPE over "▁"-for-space text (Gemma 4)
         if model == "llama":
             self.pre = "default"
             self.add_space_prefix, self.add_bos, self.add_eos = True, True, False
@@ -229,7 +230,7 @@ class Tokenizer:
             self._spm: SpmEncoder | None = SpmEncoder(self._token_to_id, scores_list)
             self._bpe: BpeEncoder | None = None
             return 1, 2, 0
-        if model == "gpt2":
+        if model == "gpt2" and pre != "gemma4":
             splitter = get_splitter(pre)
             self.pre = pre or "default"
             self.add_space_prefix, self.add_eos = False, False
@@ -241,9 +242,11 @@ class Tokenizer:
                                    ignore_merges=self.pre in IGNORE_MERGES)
             self._spm = None
             return 11, 11, None
-        if model == "gemma4":
-            # llama.cpp ignores tokenizer.ggml.pre here and always uses its "gemma4" split
+        if model == "gemma4" or model == "gpt2":
+            # llama.cpp ignores tokenizer.ggml.pre for model gemma4 and always uses its
+            # "gemma4" split; model gpt2 with that split is the same tokenizer
             self.pre = "gemma4"
+            self._escape_spaces = True
             self.add_space_prefix, self.add_bos, self.add_eos = False, True, False
             self.clean_spaces = True
             if merges is None:
@@ -251,7 +254,7 @@ class Tokenizer:
             self._bpe = BpeEncoder(self._token_to_id, merges, get_splitter("gemma4"),
                                    byte_level=False)
             self._spm = None
-            return None, None, None
+            return (11, 11, None) if model == "gpt2" else (None, None, None)
         raise TokenizerError(
             f"unsupported tokenizer.ggml.model={model!r}; supported: 'gpt2' (byte-level "
             "BPE), 'llama' (SentencePiece) and 'gemma4' (Gemma 4's BPE)")
@@ -276,7 +279,7 @@ class Tokenizer:
         self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
                                             self.add_space_prefix))
         self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.add_bos))
-        if self.model == "gemma4":
+        if self.pre == "gemma4":
             self.add_bos = True          # llama.cpp overrides a false flag for Gemma 4
         self.add_eos = bool(md.get("tokenizer.ggml.add_eos_token", self.add_eos))
         self.bos_id = token_id("tokenizer.ggml.bos_token_id", bos)
@@ -457,7 +460,7 @@ class Tokenizer:
         if attr & (_HIDDEN_ATTRS | TokenAttr.USER_DEFINED):
             return text.encode("utf-8")
         if attr & TokenAttr.NORMAL:
-            if self.model != "gpt2":
+            if self.model == "llama" or self._escape_spaces:
                 return text.replace(_SPACE_ESCAPE, " ").encode("utf-8")
             return byte_decode(text)
         if attr & TokenAttr.BYTE:
@@ -497,7 +500,7 @@ class Tokenizer:
                 prev_special = False
         else:
             assert self._bpe is not None
-            escape = self.model == "gemma4"
+            escape = self._escape_spaces
             for frag in fragments:
                 if isinstance(frag, int):
                     out.append(frag)

@@ -82,6 +82,20 @@ def test_gemma4_vocabulary(llama_cpp_tree):
     assert tok.is_eog(tok.token_to_id("<turn|>")) and not tok.is_eog(tok.token_to_id("</s>"))
 
 
+def test_gemma4_split_under_the_gpt2_model(llama_cpp_tree):
+    """llama.cpp gives `tokenizer.ggml.model = gpt2` with `tokenizer.ggml.pre = gemma4`
+    the Gemma 4 tokenizer too (spaces as "▁", no byte-level characters, BOS forced)."""
+    with llamalite.open_gguf(llama_cpp_tree / "models" / "ggml-vocab-gemma-4.gguf") as f:
+        md = dict(f.metadata)
+    md.update({"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gemma4",
+               "tokenizer.ggml.add_bos_token": False})
+    tok = Tokenizer.from_metadata(md)
+    assert tok.pre == "gemma4" and tok.add_bos
+    for text, want in read_vocab_tests(llama_cpp_tree, "gemma-4"):
+        assert tok.tokenize(text, add_special=False) == want
+        assert tok.detokenize(want) == _tokenizer(llama_cpp_tree, "gemma-4").detokenize(want)
+
+
 def test_from_gguf_equals_from_metadata(llama_cpp_tree):
     path = llama_cpp_tree / "models" / "ggml-vocab-qwen2.gguf"
     with llamalite.open_gguf(path) as f:
