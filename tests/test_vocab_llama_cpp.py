@@ -117,3 +117,17 @@ def test_from_gguf_bad_input(llama_cpp_tree, tmp_path):
         Tokenizer.from_gguf(junk)
     with pytest.raises(TokenizerError, match="unsupported tokenizer.ggml.model='bert'"):
         Tokenizer.from_gguf(llama_cpp_tree / "models" / "ggml-vocab-bert-bge.gguf")
+
+
+def test_non_ascii_spaces_stay_out_of_explicit_ranges():
+    """llama.cpp matches expressions without a \\p{..} class after turning non-ASCII
+    spaces into "\\v" (llama-vocab.cpp / unicode.cpp): an em space (U+2003) lies inside
+    DeepSeek's U+0800-U+4E00 range and the ideographic space (U+3000) inside its
+    punctuation set, yet both split as whitespace only."""
+    from llamalite.pretokenizer import get_splitter
+    assert get_splitter("deepseek-llm").split("\u4e2d\u2003\u6587 a\u3000b") == \
+        ["\u4e2d", "\u2003", "\u6587", " a", "\u3000b"]
+    assert get_splitter("deepseek-llm").split("x\u3001\u3002 ") == ["x", "\u3001\u3002", " "]
+    # "\s?\p{L}+" first takes the space along; the CJK range then cuts it off again
+    assert get_splitter("deepseek-coder").split("\u4e2d\u2003\u6587") == \
+        ["\u4e2d", "\u2003", "\u6587"]
