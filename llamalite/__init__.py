@@ -18,10 +18,13 @@ from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
 from .system import system_info
+from .tokenizer import Tokenizer
+from .chat_template import ChatTemplate
 
 __version__ = _core.__version__
 
 __all__ = [
+    "ChatTemplate",
     "Completion",
     "CompletionChunk",
     "EngineError",
@@ -49,6 +52,7 @@ __all__ = [
     "Timings",
     "TokenizerWarning",
     "TokenLogprob",
+    "Tokenizer",
     "Usage",
     "cache_dir",
     "list_cached",

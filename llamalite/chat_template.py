@@ -174,8 +174,99 @@ def _sequence_size(seq: Any) -> int:
     return sum(len(x) if isinstance(x, (str, list, tuple)) else 1 for x in seq)
 
 
+class _TemplateList(list):
+    """A list the template built (a `[...]` literal). Unlike lists passed in (the
+    messages, the tools), the template may change it: `append`, `extend`, `insert`,
+    `pop`, `remove`, `clear`, `reverse`. What it adds counts against the rendering's
+    limits (items in one list, items built in total, loop iterations)."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, items: Iterable[Any], guard: _Guard) -> None:
+        super().__init__(items)
+        self._guard = guard
+
+    def _grow(self, n: int) -> None:
+        self._guard.check_time()
+        if len(self) + n > self._guard.limits.max_string:
+            raise TemplateError(f"chat template builds a list of more than "
+                                f"{self._guard.limits.max_string:,} items")
+        self._guard.build(n, "list")
+
+    def append(self, item: Any) -> None:
+        self._grow(1)
+        super().append(item)
+
+    def insert(self, index: Any, item: Any) -> None:
+        self._grow(1)
+        super().insert(index, item)
+
+    def extend(self, items: Iterable[Any]) -> None:
+        new = list(self._guard.iterate(items))
+        self._grow(len(new))
+        super().extend(new)
+
+
+class _TemplateDict(dict):
+    """A dict the template built (a `{...}` literal): the template may change it with
+    `update`, `setdefault`, `pop`, `popitem`, `clear`; growth is accounted as for
+    `_TemplateList`."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, items: Mapping[Any, Any], guard: _Guard) -> None:
+        super().__init__(items)
+        self._guard = guard
+
+    def _grow(self, n: int) -> None:
+        self._guard.check_time()
+        if len(self) + n > self._guard.limits.max_string:
+            raise TemplateError(f"chat template builds a dict of more than "
+                                f"{self._guard.limits.max_string:,} items")
+        self._guard.build(n, "dict")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        new = dict(*args, **kwargs)
+        self._grow(len(new))
+        super().update(new)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self._grow(1)
+        return super().setdefault(key, default)
+
+
+# methods a template may call on the lists and dicts it built itself
+_TEMPLATE_MUTATORS = {
+    _TemplateList: frozenset(["append", "extend", "insert", "pop", "remove", "clear",
+                              "reverse"]),
+    _TemplateDict: frozenset(["update", "setdefault", "pop", "popitem", "clear"]),
+}
+
+
+@jinja2.pass_context
+def _template_list(context: Any, items: Iterable[Any]) -> _TemplateList:
+    return _TemplateList(items, _guard_of(context))
+
+
+@jinja2.pass_context
+def _template_dict(context: Any, items: Mapping[Any, Any]) -> _TemplateDict:
+    return _TemplateDict(items, _guard_of(context))
+
+
 class _BoundTemplate(NodeTransformer):
-    """Rewrites a parsed template so loops and `~` go through the rendering's guard."""
+    """Rewrites a parsed template so loops and `~` go through the rendering's guard,
+    and `[...]` / `{...}` literals build lists and dicts the template may change."""
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        node = self.generic_visit(node)
+        return nodes.Call(nodes.Name("_ll_list", "load"), [node], [], None, None,
+                          lineno=node.lineno)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        node = self.generic_visit(node)
+        return nodes.Call(nodes.Name("_ll_dict", "load"), [node], [], None, None,
+                          lineno=node.lineno)
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)
@@ -251,7 +342,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.tests = {name: _timed(f) for name, f in self.tests.items()}
         self.globals.pop("lipsum", None)     # lipsum(n) builds n paragraphs of text
         self.globals.update(range=self._range, raise_exception=_raise_exception,
-                            strftime_now=_strftime_now)
+                            strftime_now=_strftime_now, _ll_list=_template_list,
+                            _ll_dict=_template_dict)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # the immutable sandbox refuses every list/dict mutator; allow the few listed
+        # ones on the lists and dicts the template built itself
+        if attr in _TEMPLATE_MUTATORS.get(type(obj), ()):
+            return True
+        return super().is_safe_attribute(obj, attr, value)
 
     def getattr(self, obj: Any, attribute: str) -> Any:  # noqa: D102 - jinja hook
         _tick()

@@ -1,13 +1,15 @@
 """Tokenizers read from GGUF metadata, giving the same ids as llama.cpp.
 
-Two vocabulary kinds are supported:
+Three vocabulary kinds are supported:
 
 * byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer named by
-  `tokenizer.ggml.pre` (see `llamalite.pretokenizer`), and
+  `tokenizer.ggml.pre` (see `llamalite.pretokenizer`),
 * SentencePiece BPE (`tokenizer.ggml.model = llama`): piece scores, byte fallback
-  `<0xXX>`, spaces as U+2581, an optional leading space (`add_space_prefix`).
+  `<0xXX>`, spaces as U+2581, an optional leading space (`add_space_prefix`), and
+* Gemma 4's BPE (`tokenizer.ggml.model = gemma4`): merges over whole lines of raw
+  characters with spaces as U+2581, byte fallback `<0xXX>`, always a BOS.
 
->>> tok = Tokenizer.from_metadata(open_gguf(path).metadata)     # doctest: +SKIP
+>>> tok = Tokenizer.from_gguf(path)                              # doctest: +SKIP
 >>> ids = tok.tokenize("Hello world")                           # doctest: +SKIP
 >>> tok.detokenize(ids, skip_special=True)                      # doctest: +SKIP
 'Hello world'
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import os
 import re
 import warnings
 from typing import Any, Iterable, Mapping, Sequence
@@ -190,7 +193,7 @@ class Tokenizer:
 
     Build it with `Tokenizer.from_metadata(metadata)`. Attributes:
     `n_vocab`, `bos_id`, `eos_id`, `eot_id`, `add_bos`, `add_eos`, `add_space_prefix`,
-    `eog_ids` (ids that end generation), `model` ("gpt2" or "llama"), `pre`.
+    `eog_ids` (ids that end generation), `model` ("gpt2", "llama" or "gemma4"), `pre`.
     """
 
     def __init__(self, *, model: str, tokens: list[str], token_types: np.ndarray | None,
@@ -222,6 +225,7 @@ class Tokenizer:
         """The encoder and llama.cpp's defaults for the vocabulary kind; returns the
         default (bos, eos, unk) ids."""
         n = self.n_vocab
+        self._escape_spaces = False     # BPE over "▁"-for-space text (Gemma 4)
         if model == "llama":
             self.pre = "default"
             self.add_space_prefix, self.add_bos, self.add_eos = True, True, False
@@ -236,7 +240,7 @@ class Tokenizer:
             self._spm: SpmEncoder | None = SpmEncoder(self._token_to_id, scores_list)
             self._bpe: BpeEncoder | None = None
             return 1, 2, 0
-        if model == "gpt2":
+        if model == "gpt2" and pre != "gemma4":
             splitter = get_splitter(pre)
             self.pre = pre or "default"
             self.add_space_prefix, self.add_eos = False, False
@@ -248,9 +252,22 @@ class Tokenizer:
                                    ignore_merges=self.pre in IGNORE_MERGES)
             self._spm = None
             return 11, 11, None
+        if model == "gemma4" or model == "gpt2":
+            # llama.cpp ignores tokenizer.ggml.pre for model gemma4 and always uses its
+            # "gemma4" split; model gpt2 with that split is the same tokenizer
+            self.pre = "gemma4"
+            self._escape_spaces = True
+            self.add_space_prefix, self.add_bos, self.add_eos = False, True, False
+            self.clean_spaces = True
+            if merges is None:
+                raise TokenizerError("BPE vocabulary without tokenizer.ggml.merges")
+            self._bpe = BpeEncoder(self._token_to_id, merges, get_splitter("gemma4"),
+                                   byte_level=False)
+            self._spm = None
+            return (11, 11, None) if model == "gpt2" else (None, None, None)
         raise TokenizerError(
             f"unsupported tokenizer.ggml.model={model!r}; supported: 'gpt2' (byte-level "
-            "BPE) and 'llama' (SentencePiece)")
+            "BPE), 'llama' (SentencePiece) and 'gemma4' (Gemma 4's BPE)")
 
     def _read_flags_and_ids(self, md: Mapping[str, Any], bos: int | None, eos: int | None,
                             unk: int | None) -> dict[str, int | None]:
@@ -280,6 +297,8 @@ class Tokenizer:
         self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
                                             self.add_space_prefix))
         self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.add_bos))
+        if self.pre == "gemma4":
+            self.add_bos = True          # llama.cpp overrides a false flag for Gemma 4
         self.add_eos = bool(md.get("tokenizer.ggml.add_eos_token", self.add_eos))
         self.bos_id = token_id("tokenizer.ggml.bos_token_id", bos)
         self.eos_id = token_id("tokenizer.ggml.eos_token_id", eos)
@@ -301,6 +320,18 @@ class Tokenizer:
     # --- construction ---
 
     @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str]) -> "Tokenizer":
+        """The tokenizer of a GGUF file: a whole model, or a vocabulary-only file such
+        as llama.cpp's `models/ggml-vocab-*.gguf` (no tensors needed).
+
+        Raises GGUFError when the file cannot be read, TokenizerError when its
+        vocabulary is missing, malformed or unsupported.
+        """
+        from .gguf import open_gguf
+        with open_gguf(path) as f:
+            return cls.from_metadata(f.metadata)
+
+    @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> "Tokenizer":
         """Build the tokenizer from GGUF key/values (the `tokenizer.ggml.*` keys).
 
@@ -317,7 +348,7 @@ class Tokenizer:
         types_arr = None if types is None else _as_int_array(types, len(tokens),
                                                              "tokenizer.ggml.token_type")
         merges = metadata.get("tokenizer.ggml.merges")
-        if model == "gpt2":
+        if model in ("gpt2", "gemma4"):
             if merges is None:
                 raise TokenizerError("the BPE vocabulary has no tokenizer.ggml.merges")
             merges = _as_str_list(merges, "tokenizer.ggml.merges")
@@ -447,7 +478,7 @@ class Tokenizer:
         if attr & (_HIDDEN_ATTRS | TokenAttr.USER_DEFINED):
             return text.encode("utf-8")
         if attr & TokenAttr.NORMAL:
-            if self.model == "llama":
+            if self.model == "llama" or self._escape_spaces:
                 return text.replace(_SPACE_ESCAPE, " ").encode("utf-8")
             return byte_decode(text)
         if attr & TokenAttr.BYTE:
@@ -531,11 +562,12 @@ class Tokenizer:
                 prev_special = False
         else:
             assert self._bpe is not None
+            escape = self._escape_spaces
             for frag in fragments:
                 if isinstance(frag, int):
                     out.append(frag)
                 else:
-                    self._bpe.encode(frag, out)
+                    self._bpe.encode(frag.replace(" ", _SPACE_ESCAPE) if escape else frag, out)
         if add_special and self.add_eos:
             out.append(self.eos_id)  # type: ignore[arg-type]
         return out
