@@ -69,12 +69,13 @@ class _LoopInbox:
 class AsyncStream:
     """Async iterator over one request's chunks (see Engine.stream)."""
 
-    def __init__(self, engine: "Engine", prompt_ids: Sequence[int], params: Any) -> None:
+    def __init__(self, engine: "Engine", prompt_ids: Sequence[int], params: Any, *,
+                 mask: Any = None) -> None:
         self._engine = engine
         self._inbox = _LoopInbox.of(asyncio.get_running_loop())
         self._queue: asyncio.Queue[CompletionChunk] = asyncio.Queue()
         self._finished = False
-        self.request_id = engine.submit(prompt_ids, params, self._deliver)
+        self.request_id = engine.submit(prompt_ids, params, self._deliver, mask=mask)
 
     def _deliver(self, chunk: CompletionChunk) -> None:
         self._inbox.put(self._queue, chunk)

@@ -187,12 +187,15 @@ class Engine:
 
     def submit(self, prompt_ids: Sequence[int], params: Any,
                on_event: Callable[[CompletionChunk], None], *,
-               request_id: str | None = None) -> str:
+               request_id: str | None = None, mask: Any = None) -> str:
         """Queue a request; its chunks go to on_event (called on the engine thread).
 
         params: sampling parameters (max_tokens, stop, stop_token_ids, ignore_eos,
-        logprobs and whatever the sampler reads). Returns the request id.
-        Raises RequestRejected, QueueFull or EngineStopped without queueing.
+        logprobs, json_schema / grammar and whatever the sampler reads). mask: the
+        request's TokenMask when the caller compiled it already (`grammars.compile`,
+        off an event loop); otherwise a json_schema or grammar is compiled here.
+        Returns the request id. Raises RequestRejected, QueueFull or EngineStopped
+        without queueing.
         """
         prompt = [int(t) for t in prompt_ids]
         try:
@@ -203,7 +206,8 @@ class Engine:
                 except ValueError as e:
                     raise RequestRejected(str(e), code="invalid_value") from e
             try:
-                mask = self.grammars.compile(params)
+                if mask is None:
+                    mask = self.grammars.compile(params)
             except GrammarError as e:
                 raise RequestRejected(str(e), param=e.param, code="invalid_grammar") from e
         except RequestRejected:
@@ -295,13 +299,13 @@ class Engine:
                     if self._queue_full_locked() and not self._stop:
                         self._wake.wait(0.05)
 
-    def stream(self, prompt_ids: Sequence[int], params: Any) -> AsyncStream:
+    def stream(self, prompt_ids: Sequence[int], params: Any, *, mask: Any = None) -> AsyncStream:
         """Submit now (errors raise here) and return an async iterator of chunks.
 
         Must be called from a running event loop. Cancelling the consuming task or calling
-        `await stream.aclose()` cancels the request.
+        `await stream.aclose()` cancels the request. mask: as in `submit`.
         """
-        return AsyncStream(self, prompt_ids, params)
+        return AsyncStream(self, prompt_ids, params, mask=mask)
 
     def stats(self) -> EngineStats:
         """A snapshot of the counters (running, waiting, tokens, latencies, KV blocks)."""

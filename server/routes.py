@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from llamalite.async_stream import AsyncStream
-from llamalite.errors import (EngineError, EngineStopped, QueueFull, RequestRejected,
-                              TemplateError)
+from llamalite.errors import (EngineError, EngineStopped, GrammarError, QueueFull,
+                              RequestRejected, TemplateError)
 from llamalite.openai_format import OpenAIShape
+from llamalite.outputs import join_chunks
 
 from .backend import Backend
 from .errors import APIError, bad_request
@@ -79,9 +80,9 @@ def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
 # --- generation -------------------------------------------------------------------------
 
 def _start(b: Backend, state: ServerState, prompt: list[int], params: Any,
-           prompt_param: str) -> AsyncStream:
+           prompt_param: str, mask: Any = None) -> AsyncStream:
     try:
-        return b.engine.stream(prompt, params)
+        return b.engine.stream(prompt, params, mask=mask)
     except QueueFull as e:
         raise APIError(429, str(e), code="queue_full",
                        headers={"Retry-After": str(state.settings.retry_after_s)})
@@ -112,13 +113,17 @@ async def _stream_events(shape: OpenAIShape, stream: AsyncStream,
 
 
 async def _generate(request: Request, state: ServerState, kind: str, prompt: list[int],
-                    params: Any, common: Common) -> Response:
+                    params: Any, common: Common, tool_plan: Any = None) -> Response:
     b = state.backend
     assert b is not None
     shape = OpenAIShape(kind, b.name, b.tokenizer.token_bytes)
-    stream = _start(b, state, prompt, params, "messages" if kind == "chat" else "prompt")
+    mask = await _compile_constraint(b, state, params)
+    stream = _start(b, state, prompt, params, "messages" if kind == "chat" else "prompt", mask)
+    calls = tool_plan if tool_plan is not None and tool_plan.parses_calls else None
     if common.stream:
-        return SSEResponse(_stream_events(shape, stream, common.include_usage), stream.cancel)
+        events = (_tool_stream_events(shape, stream, common.include_usage, calls) if calls
+                  else _stream_events(shape, stream, common.include_usage))
+        return SSEResponse(events, stream.cancel)
     collect = asyncio.ensure_future(stream.collect())
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
@@ -134,7 +139,43 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
         completion = collect.result()
     except EngineError as e:
         raise APIError(500, str(e), code="generation_failed")
+    if calls:
+        content, found = calls.fmt.parse(completion.text)
+        return JSONResponse(shape.whole(completion, found, content))
     return JSONResponse(shape.whole(completion))
+
+
+async def _compile_constraint(b: Backend, state: ServerState, params: Any) -> Any:
+    """The request's token mask, compiled on a worker (a large schema, or the first one
+    on a model, costs the event loop too much); None when it has no constraint."""
+    if getattr(params, "json_schema", None) is None and getattr(params, "grammar", None) is None:
+        return None
+    try:
+        return await state.workers.run(b.engine.grammars.compile, params)
+    except GrammarError as e:
+        raise bad_request(str(e), e.param, "invalid_grammar")
+
+
+async def _tool_stream_events(shape: OpenAIShape, stream: AsyncStream, include_usage: bool,
+                              plan: Any) -> AsyncIterator[bytes]:
+    """A chat stream whose reply may hold tool calls: held back until it ends, then sent
+    as a content delta or one tool_calls delta per call."""
+    yield sse_event(shape.chunk("", role=True))
+    chunks = []
+    async for ch in stream:
+        if ch.finish_reason == "error":
+            err = APIError(500, ch.error or "generation failed", code="generation_failed")
+            yield sse_event(err.body())
+            yield sse_event("[DONE]")
+            return
+        chunks.append(ch)
+    out = join_chunks(chunks)
+    content, found = plan.fmt.parse(out.text)
+    for event in shape.tool_reply_events(out, found, content):
+        yield sse_event(event)
+    if include_usage:
+        yield sse_event(shape.usage_chunk(out.usage))
+    yield sse_event("[DONE]")
 
 
 def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
@@ -179,12 +220,22 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     _refuse_if_queue_full(state)
     req = await _parse(state, parse_chat, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
+
+    def prepare() -> Any:
+        return b.llm.prepare_chat(req.messages, tools=req.tools, tool_choice=req.tool_choice,
+                                  parallel_tool_calls=req.parallel_tool_calls,
+                                  response_format=req.response_format,
+                                  sampling=req.common.sampling)
     try:
-        prompt = await state.workers.run(b.chat_prompt, req.messages)
+        prepared = await state.workers.run(prepare)
+    except GrammarError as e:    # tools, tool_choice or response_format
+        raise bad_request(str(e), e.param, "invalid_value")
     except TemplateError as e:   # the messages do not fit the model's template
         raise bad_request(f"cannot apply the chat template: {e}", "messages")
+    req.common.sampling = prepared.sampling
     params = _params(b, req.common, req.logprobs)
-    return await _generate(request, state, "chat", prompt, params, req.common)
+    return await _generate(request, state, "chat", prepared.prompt_ids, params, req.common,
+                           tool_plan=prepared.plan)
 
 
 async def completions(request: Request, state: ServerState) -> Response:

@@ -191,18 +191,19 @@ def _logit_bias(body: dict, n_vocab: int) -> dict[int, float] | None:
     return out
 
 
-# Fields of the structured-output work (tool calls, response formats, grammars): refused,
-# never ignored, so a client does not mistake free text for constrained output.
-STRUCTURED_OUTPUT = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
-                     "response_format", "grammar", "json_schema")
+# OpenAI's deprecated function-calling fields: refused with a pointer to their successors.
+LEGACY_FUNCTIONS = ("functions", "function_call")
 
 COMMON_FIELDS = frozenset({
     "model", "n", "stream", "stream_options", "max_tokens", "max_completion_tokens",
     "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
-    "frequency_penalty", "seed", "logit_bias", "stop", "ignore_eos", "user"})
-CHAT_FIELDS = COMMON_FIELDS | {"messages", "logprobs", "top_logprobs"}
+    "frequency_penalty", "seed", "logit_bias", "stop", "ignore_eos", "user",
+    "json_schema", "grammar"})
+CHAT_FIELDS = COMMON_FIELDS | {"messages", "logprobs", "top_logprobs", "response_format",
+                               "tools", "tool_choice", "parallel_tool_calls"}
 COMPLETION_FIELDS = COMMON_FIELDS | {"prompt", "logprobs", "echo"}
-MESSAGE_FIELDS = frozenset({"role", "content", "name"})
+MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+TOOL_CALL_FIELDS = frozenset({"id", "type", "function"})
 
 
 def _name(key: str) -> str:
@@ -213,10 +214,9 @@ def check_fields(obj: dict, allowed: frozenset[str], where: str = "") -> None:
     """400 naming the first field that is not in `allowed` (every accepted field is used)."""
     for key in obj:
         name = where + _name(key)
-        if key in STRUCTURED_OUTPUT and not where:
-            raise bad_request(f"'{name}': structured output (tools, function calls, response "
-                              "formats, grammars) is not supported yet", name,
-                              "unsupported_parameter")
+        if key in LEGACY_FUNCTIONS and not where:
+            raise bad_request(f"'{name}' is OpenAI's deprecated function calling; send "
+                              "'tools' and 'tool_choice'", name, "unsupported_parameter")
         if key not in allowed:
             raise bad_request(f"unknown field '{name}'; accepted here: "
                               f"{', '.join(sorted(allowed))}", name, "unknown_parameter")
@@ -234,6 +234,14 @@ def _check_chars(n: int, limit: int, name: str, counted: str = "") -> None:
     if n > limit:
         raise bad_request(f"'{name}' has {n} characters{counted}; at most {limit} are allowed "
                           "(--max-prompt-chars)", name, "prompt_too_long")
+
+
+def _json_schema(body: dict) -> dict | None:
+    v = body.get("json_schema")
+    if v is not None and not isinstance(v, dict):
+        raise bad_request("'json_schema' must be a JSON schema object", "json_schema",
+                          "invalid_type")
+    return v
 
 
 @dataclass
@@ -283,7 +291,11 @@ def parse_common(body: dict, n_vocab: int) -> Common:
         max_tokens=max_tokens,
         stop=_stop(body),
         ignore_eos=_boolean(body, "ignore_eos", False),
+        json_schema=_json_schema(body),
+        grammar=_string(body, "grammar"),
     )
+    if sampling["json_schema"] is not None and sampling["grammar"] is not None:
+        raise bad_request("send 'json_schema' or 'grammar', not both", "grammar")
     return Common(model=model, stream=stream, include_usage=include_usage, sampling=sampling)
 
 
@@ -305,6 +317,26 @@ def _content_text(content: Any, i: int) -> str:
         return "".join(texts)
     raise bad_request(f"messages[{i}].content must be a string or a list of text parts",
                       f"messages[{i}].content", "invalid_type")
+
+
+def _tool_calls(calls: Any, i: int) -> list[dict]:
+    """An assistant message's earlier tool calls, checked: [{id, type: function,
+    function: {name, arguments (JSON text)}}]."""
+    where = f"messages[{i}].tool_calls"
+    if not isinstance(calls, list):
+        raise bad_request(f"{where} must be a list", where, "invalid_type")
+    for j, c in enumerate(calls):
+        if not isinstance(c, dict) or c.get("type", "function") != "function" or \
+                not isinstance(c.get("function"), dict):
+            raise bad_request(f"{where}[{j}] must be {{'type': 'function', 'function': "
+                              "{'name': ..., 'arguments': ...}}", f"{where}[{j}]", "invalid_type")
+        check_fields(c, TOOL_CALL_FIELDS, f"{where}[{j}].")
+        fn = c["function"]
+        check_fields(fn, frozenset({"name", "arguments"}), f"{where}[{j}].function.")
+        if not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments", ""), str):
+            raise bad_request(f"{where}[{j}].function needs a string name and arguments "
+                              "(JSON text)", f"{where}[{j}].function", "invalid_type")
+    return calls
 
 
 def parse_messages(body: dict, max_chars: int) -> list[dict[str, str]]:
@@ -329,8 +361,18 @@ def parse_messages(body: dict, max_chars: int) -> list[dict[str, str]]:
         content = m.get("content")
         if content is None and role == "assistant":
             content = ""
-        msg = {"role": "system" if role == "developer" else role,
-               "content": _content_text(content, i)}
+        msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                               "content": _content_text(content, i)}
+        if m.get("tool_calls") is not None:
+            if role != "assistant":
+                raise bad_request(f"messages[{i}].tool_calls belong to assistant messages",
+                                  f"messages[{i}].tool_calls")
+            msg["tool_calls"] = _tool_calls(m["tool_calls"], i)
+        if m.get("tool_call_id") is not None:
+            if role != "tool" or not isinstance(m["tool_call_id"], str):
+                raise bad_request(f"messages[{i}].tool_call_id must be a string on a tool "
+                                  "message", f"messages[{i}].tool_call_id")
+            msg["tool_call_id"] = m["tool_call_id"]
         chars += len(msg["content"]) + MESSAGE_CHARS
         _check_chars(chars, max_chars, "messages",
                      f" (contents + {MESSAGE_CHARS} per message)")
@@ -347,9 +389,15 @@ def parse_messages(body: dict, max_chars: int) -> list[dict[str, str]]:
 
 @dataclass
 class ChatRequest:
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     common: Common
     logprobs: int | None       # top_logprobs count when logprobs is true
+    # Checked in depth by LLM.prepare_chat (llamalite/tools.py, grammar.py), which
+    # names the field of any problem.
+    tools: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool = True
+    response_format: Any = None
 
 
 def parse_chat(body: dict, n_vocab: int, max_chars: int) -> ChatRequest:
@@ -360,7 +408,10 @@ def parse_chat(body: dict, n_vocab: int, max_chars: int) -> ChatRequest:
     top = _integer(body, "top_logprobs", None, 0, 20)
     if top is not None and not want:
         raise bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs")
-    return ChatRequest(messages, common, (top or 0) if want else None)
+    return ChatRequest(messages, common, (top or 0) if want else None,
+                       tools=body.get("tools"), tool_choice=body.get("tool_choice"),
+                       parallel_tool_calls=_boolean(body, "parallel_tool_calls", True),
+                       response_format=body.get("response_format"))
 
 
 # --- text completion ------------------------------------------------------------------

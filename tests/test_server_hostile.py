@@ -302,12 +302,13 @@ def test_client_leaving_mid_body_logs_no_traceback(quick):
 # --- every field honoured or refused -------------------------------------------------------
 
 @pytest.mark.parametrize("extra, param, words", [
-    ({"functions": [{"name": "f"}]}, "functions", ["structured output"]),
-    ({"tools": []}, "tools", ["structured output"]),
-    ({"tool_choice": "auto"}, "tool_choice", ["structured output"]),
-    ({"response_format": {"type": "json_object"}}, "response_format", ["structured output"]),
-    ({"grammar": "root ::= x"}, "grammar", ["structured output"]),
-    ({"json_schema": {}}, "json_schema", ["structured output"]),
+    ({"functions": [{"name": "f"}]}, "functions", ["deprecated", "tools"]),
+    ({"tools": "get_weather"}, "tools", ["must be a list"]),
+    ({"tool_choice": "required"}, "tool_choice", ["needs tools"]),
+    ({"response_format": {"type": "xml"}}, "response_format", ["type must be"]),
+    ({"grammar": "root ::= x"}, "grammar", ["grammar"]),
+    ({"json_schema": "{}"}, "json_schema", ["must be a JSON schema object"]),
+    ({"json_schema": {"type": "wat"}}, "json_schema", ["cannot be used"]),
     ({"user": 5}, "user", ["'user' must be a string"]),
     ({"frobnicate": 1}, "frobnicate", ["unknown field"]),
     ({"suffix": "x"}, "suffix", ["unknown field"]),
@@ -316,7 +317,7 @@ def test_client_leaving_mid_body_logs_no_traceback(quick):
     ({"max_tokens": 3, "max_completion_tokens": 4}, "max_tokens", ["differ"]),
     ({"stop": ["x" * 2000]}, "stop", ["longer than"]),
 ])
-def test_unhonoured_fields_are_400_naming_them(srv, extra, param, words):
+def test_bad_or_unknown_fields_are_400_naming_them(srv, extra, param, words):
     err = assert_error(httpx.post(srv.url + "/v1/chat/completions",
                                   json={"messages": MSGS, **extra}), 400, *words)
     assert err["param"] == param
