@@ -314,7 +314,7 @@ class LLM:
         if stream:
             return _openai_tool_stream(shape, chunks, plan)
         out = _collect(chunks)
-        content, calls = plan.fmt.parse(out.text)
+        content, calls = plan.parse(out.text)
         return shape.whole(out, calls, content)
 
     def prepare_chat(self, messages: Sequence[dict], *, tools: Optional[list] = None,
@@ -528,7 +528,7 @@ def _openai_tool_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk],
     with _closing(chunks):
         yield shape.chunk("", role=True)
         out = _collect(chunks)
-        content, calls = plan.fmt.parse(out.text)
+        content, calls = plan.parse(out.text)
         yield from shape.tool_reply_events(out, calls, content)
         yield shape.usage_chunk(out.usage)
 

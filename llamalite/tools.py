@@ -2,19 +2,13 @@
 
 A conversation with tools renders them through the model's chat template. With
 `tool_choice="required"` or a named function the reply is constrained by a grammar (the
-family's call markup around JSON that the function's parameter schema allows), so the
-call is enforced, not hoped for; with `"auto"` the model may answer in text or call, and
-the reply is parsed for calls afterwards. Formats:
-
-| family | a call looks like | found in templates with |
-| --- | --- | --- |
-| Hermes / Qwen 2.5, 3 | `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>` | `<tool_call>` |
-| Mistral | `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]` | `[TOOL_CALLS]` |
-| Llama 3.x | `{"name": ..., "parameters": {...}}` | `ipython` |
-| generic (any other template) | `{"tool_calls": [{"name": ..., "arguments": {...}}]}` | - |
-
-For the generic format, and for any template that does not read `tools`, the tools and
-the format are described in a system message, as llama.cpp's server does.
+family's call markup around JSON, or text values, that the function's parameter schema
+allows), so the call is enforced, not hoped for; with `"auto"` the model may answer in
+text or call, and the reply is parsed for calls afterwards. `format_for` picks the family
+by the markup its template contains (the table is in docs/structured-output.md); any
+other template gets the generic `{"tool_calls": [...]}` JSON. For templates that do not
+read `tools`, the tools and the format are described in a system message, as llama.cpp's
+server does.
 """
 from __future__ import annotations
 
@@ -165,14 +159,24 @@ class ToolFormat:
                   "required": ["tool_calls"], "additionalProperties": False}
         return f"start: {_json_rule(schema)}\n"
 
-    def parse(self, text: str) -> tuple[str, list[ToolCall]]:
-        """(the text that is not a call, the calls) of a reply."""
-        for start, end, value in _json_objects(text):
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
+        """(the text that is not a call, the calls) of a reply (tools: their schemas type
+        the values of formats that write arguments as text)."""
+        objects = _json_objects(text)
+        for start, end, value in objects:
             if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
                 calls = [c for c in (_as_call(v, self.args_key) for v in value["tool_calls"]) if c]
                 if calls:
                     return (text[:start] + text[end:]).strip(), calls
-        return text, []
+        # Bare {"name": <a tool's name>, "arguments": {...}} objects, as some templates write.
+        names = {t["function"]["name"] for t in tools or []}
+        calls, rest = [], text
+        for start, end, value in objects:
+            if isinstance(value, dict) and value.get("name") in names and \
+                    isinstance(value.get("arguments", value.get("parameters")), dict):
+                calls.append(_as_call(value, self.args_key))
+                rest = rest.replace(text[start:end], "", 1)
+        return (rest.strip(), calls) if calls else (text, [])
 
     def system_prompt(self, tools: list[dict]) -> str:
         """Describes the tools and the call format for templates that do not read `tools`."""
@@ -191,7 +195,7 @@ class HermesFormat(ToolFormat):
                 f'call: "<tool_call>\\n" body "\\n</tool_call>"\n'
                 f'body: {_json_rule(_call_schema(tools, "arguments"))}\n')
 
-    def parse(self, text: str) -> tuple[str, list[ToolCall]]:
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
         calls, rest = [], text
         for m in re.finditer(r"<tool_call>(.*?)(?:</tool_call>|$)", text, re.S):
             objs = _json_objects(m.group(1))
@@ -211,7 +215,7 @@ class MistralFormat(ToolFormat):
                   "items": _call_schema(tools, "arguments")}
         return f'start: "{self.marker}" body\nbody: {_json_rule(schema)}\n'
 
-    def parse(self, text: str) -> tuple[str, list[ToolCall]]:
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
         at = text.find(self.marker)
         if at < 0:
             return text, []
@@ -230,7 +234,7 @@ class Llama3Format(ToolFormat):
         more = ' ("; " call)*' if parallel else ""
         return f"start: call{more}\ncall: {_json_rule(_call_schema(tools, 'parameters'))}\n"
 
-    def parse(self, text: str) -> tuple[str, list[ToolCall]]:
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
         body = text.replace("<|python_tag|>", "")
         calls, rest = [], body
         for start, end, value in _json_objects(body):
@@ -242,14 +246,213 @@ class Llama3Format(ToolFormat):
         return (rest.strip(" ;\n"), calls) if calls else (text, [])
 
 
+def _param_types(tools: Optional[list[dict]], name: str) -> dict[str, Any]:
+    """{parameter: its JSON schema} of the named tool."""
+    for t in tools or []:
+        if t["function"]["name"] == name:
+            return dict((t["function"].get("parameters") or {}).get("properties") or {})
+    return {}
+
+
+def _typed(value: str, schema: Any) -> Any:
+    """A parameter written as text, read as its schema's type (JSON for non-strings)."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "string" and not (len(value) >= 2 and value[0] == value[-1] == '"'):
+        return value                  # plain text (a constrained string is written as JSON)
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return parsed if kind != "string" or isinstance(parsed, str) else value
+
+
+def _args_json(args: dict) -> str:
+    return json.dumps(args, ensure_ascii=False)
+
+
+def _text_params_grammar(tools: list[dict], call: str, param: str, parallel: bool,
+                         sep: str = '"\\n"') -> str:
+    """Calls whose arguments are written one parameter at a time as text: one rule per
+    tool, its required parameters in schema order; string values are any text without
+    '<', other values JSON of their schema."""
+    rules, alts = [], []
+    for i, t in enumerate(tools):
+        fn = t["function"]
+        props = _param_types([t], fn["name"])
+        required = (fn.get("parameters") or {}).get("required") or list(props)
+        parts = []
+        for j, key in enumerate(required):
+            schema = props.get(key, {})
+            if isinstance(schema, dict) and schema.get("type") == "string" and \
+                    not set(schema) - {"type", "description"}:
+                value = f"v{i}_{j}"
+                rules.append(f'{value}: /[^<]*/')
+            else:
+                value = f"v{i}_{j}"
+                rules.append(f"{value}: {_json_rule(schema if isinstance(schema, dict) else {})}")
+            parts.append(param.format(key=key, value=value))
+        body = " ".join(parts) if parts else '""'
+        rules.append(f"c{i}: {call.format(name=fn['name'], body=body)}")
+        alts.append(f"c{i}")
+    more = f" ({sep} call)*" if parallel else ""
+    return "\n".join([f"start: call{more}", "call: " + " | ".join(alts), *rules]) + "\n"
+
+
+class QwenXmlFormat(ToolFormat):
+    """Qwen3-Coder, Qwen 3.5, Nemotron 3: <tool_call>\n<function=NAME>\n<parameter=KEY>\nVALUE
+    \n</parameter>\n</function>\n</tool_call>."""
+
+    name = "qwen-xml"
+
+    def grammar(self, tools: list[dict], parallel: bool) -> str:
+        return _text_params_grammar(
+            tools, call='"<tool_call>\\n<function={name}>\\n" {body} "</function>\\n</tool_call>"',
+            param='"<parameter={key}>\\n" {value} "\\n</parameter>\\n"', parallel=parallel)
+
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
+        calls, rest = [], text
+        for m in re.finditer(r"(?:<tool_call>\s*)?<function=([^>\n]+)>(.*?)</function>"
+                             r"(?:\s*</tool_call>)?", text, re.S):
+            name, types = m.group(1).strip(), _param_types(tools, m.group(1).strip())
+            args = {k: _typed(v, types.get(k, {}))
+                    for k, v in re.findall(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>",
+                                           m.group(2), re.S)}
+            calls.append(ToolCall(name, _args_json(args)))
+            rest = rest.replace(m.group(0), "", 1)
+        return (rest.strip(), calls) if calls else (text, [])
+
+
+class GlmFormat(ToolFormat):
+    """GLM 4.x and its kin: <tool_call>NAME\n<arg_key>KEY</arg_key>\n<arg_value>VALUE
+    </arg_value>\n</tool_call>."""
+
+    name = "glm"
+
+    def grammar(self, tools: list[dict], parallel: bool) -> str:
+        return _text_params_grammar(
+            tools, call='"<tool_call>{name}\\n" {body} "</tool_call>"',
+            param='"<arg_key>{key}</arg_key>\\n<arg_value>" {value} "</arg_value>\\n"',
+            parallel=parallel)
+
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
+        calls, rest = [], text
+        for m in re.finditer(r"<tool_call>([^<\n]+)\s*(.*?)</tool_call>", text, re.S):
+            name, types = m.group(1).strip(), _param_types(tools, m.group(1).strip())
+            args = {k.strip(): _typed(v, types.get(k.strip(), {}))
+                    for k, v in re.findall(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)"
+                                           r"</arg_value>", m.group(2), re.S)}
+            calls.append(ToolCall(name, _args_json(args)))
+            rest = rest.replace(m.group(0), "", 1)
+        return (rest.strip(), calls) if calls else (text, [])
+
+
+class MistralArgsFormat(ToolFormat):
+    """Mistral's newer templates (Ministral 3, Devstral): [TOOL_CALLS]NAME[ARGS]{...}."""
+
+    name = "mistral-args"
+
+    def __init__(self, call_id: bool = False) -> None:
+        self.call_id = call_id          # Mistral Small 3.2: [TOOL_CALLS]NAME[CALL_ID]ID[ARGS]
+
+    def grammar(self, tools: list[dict], parallel: bool) -> str:
+        alts = []
+        call_id = ' "[CALL_ID]" /[a-zA-Z0-9]{9}/ "[ARGS]"' if self.call_id else ' "[ARGS]"'
+        for i, t in enumerate(tools):
+            fn = t["function"]
+            alts.append(f"c{i}")
+            alts.append(f'c{i}: "[TOOL_CALLS]{fn["name"]}"{call_id} '
+                        f'{_json_rule(fn.get("parameters") or {"type": "object"})}')
+        names = " | ".join(a for a in alts if ":" not in a)
+        more = " call*" if parallel else ""
+        return "\n".join([f"start: call{more}", f"call: {names}",
+                          *[a for a in alts if ":" in a]]) + "\n"
+
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
+        calls, first = [], None
+        for m in re.finditer(r"\[TOOL_CALLS\]([^\[]+)(?:\[CALL_ID\][^\[]*)?\[ARGS\]", text):
+            objs = _json_objects(text[m.end():])
+            if objs and objs[0][0] == 0 and isinstance(objs[0][2], dict):
+                calls.append(ToolCall(m.group(1).strip(), _args_json(objs[0][2])))
+                first = m.start() if first is None else first
+        return (text[:first].strip(), calls) if calls else (text, [])
+
+
+class FunctionaryFormat(ToolFormat):
+    """Functionary v3.1 (Llama 3.1 based): <function=NAME>{...}</function>."""
+
+    name = "functionary"
+
+    def grammar(self, tools: list[dict], parallel: bool) -> str:
+        rules = []
+        for i, t in enumerate(tools):
+            fn = t["function"]
+            rules.append(f'c{i}: "<function={fn["name"]}>" '
+                         f'{_json_rule(fn.get("parameters") or {"type": "object"})} "</function>"')
+        more = " call*" if parallel else ""
+        return "\n".join([f"start: call{more}",
+                          "call: " + " | ".join(f"c{i}" for i in range(len(tools))),
+                          *rules]) + "\n"
+
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
+        calls, rest = [], text
+        for m in re.finditer(r"<function=([^>\n]+)>(.*?)</function>", text, re.S):
+            objs = _json_objects(m.group(2))
+            if objs and isinstance(objs[0][2], dict):
+                calls.append(ToolCall(m.group(1).strip(), _args_json(objs[0][2])))
+                rest = rest.replace(m.group(0), "", 1)
+        return (rest.strip(), calls) if calls else (text, [])
+
+
+class TaggedListFormat(ToolFormat):
+    """Calls as JSON between two tags: a list of calls, or call objects one after another.
+    Apriel and MiniMax-M1 write <tool_calls>...</tool_calls>, Nemotron Nano 2
+    <TOOLCALL>...</TOOLCALL>."""
+
+    name = "tagged-list"
+
+    def __init__(self, open_tag: str = "<tool_calls>", close_tag: str = "</tool_calls>") -> None:
+        self.open_tag, self.close_tag = open_tag, close_tag
+
+    def grammar(self, tools: list[dict], parallel: bool) -> str:
+        schema = {"type": "array", "minItems": 1, **({} if parallel else {"maxItems": 1}),
+                  "items": _call_schema(tools, "arguments")}
+        return (f"start: {json.dumps(self.open_tag)} body {json.dumps(self.close_tag)}\n"
+                f"body: {_json_rule(schema)}\n")
+
+    def parse(self, text: str, tools: Optional[list[dict]] = None) -> tuple[str, list[ToolCall]]:
+        at = text.find(self.open_tag)
+        if at < 0:
+            return text, []
+        end = text.find(self.close_tag, at)
+        inside = text[at + len(self.open_tag):end if end >= 0 else len(text)]
+        values = [v for _, _, v in _json_objects(inside)]
+        items = values[0] if values and isinstance(values[0], list) else values
+        calls = [c for c in (_as_call(v, "arguments") for v in items) if c]
+        return (text[:at].strip(), calls) if calls else (text, [])
+
+
+# (markup the template contains, its format), the first match wins: the more specific
+# markers come before the markup they share with others.
+_FORMATS: list[tuple[str, Any]] = [
+    ("<invoke name=", ToolFormat),            # MiniMax's XML: not read, generic
+    ("<parameter=", QwenXmlFormat),
+    ("<arg_key>", GlmFormat),
+    ("<tool_calls>", TaggedListFormat),
+    ("<TOOLCALL>", lambda: TaggedListFormat("<TOOLCALL>", "</TOOLCALL>")),
+    ("<tool_call>", HermesFormat),
+    ("[CALL_ID]", lambda: MistralArgsFormat(call_id=True)),
+    ("[ARGS]", MistralArgsFormat),
+    ("[TOOL_CALLS]", MistralFormat),
+    ("<function=", FunctionaryFormat),
+    ("ipython", Llama3Format),
+]
+
+
 def format_for(template_source: str) -> ToolFormat:
-    """The call format of a chat template, by the markup it contains."""
-    if "<tool_call>" in template_source:
-        return HermesFormat()
-    if "[TOOL_CALLS]" in template_source:
-        return MistralFormat()
-    if "ipython" in template_source:
-        return Llama3Format()
+    """The call format of a chat template, by the markup it contains (generic if none)."""
+    for marker, fmt in _FORMATS:
+        if marker in template_source:
+            return fmt()
     return ToolFormat()
 
 
@@ -299,6 +502,10 @@ class ToolPlan:
     @property
     def parses_calls(self) -> bool:
         return self.mode != "none"
+
+    def parse(self, text: str) -> tuple[str, list[ToolCall]]:
+        """(the reply's text beside its calls, the calls)."""
+        return self.fmt.parse(text, self.tools)
 
     def messages(self, messages: list[dict], template_source: str) -> list[dict]:
         return prepare_messages(messages, self.tools, self.fmt, "tools" in template_source)

@@ -140,7 +140,7 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
     except EngineError as e:
         raise APIError(500, str(e), code="generation_failed")
     if calls:
-        content, found = calls.fmt.parse(completion.text)
+        content, found = calls.parse(completion.text)
         return JSONResponse(shape.whole(completion, found, content))
     return JSONResponse(shape.whole(completion))
 
@@ -170,7 +170,7 @@ async def _tool_stream_events(shape: OpenAIShape, stream: AsyncStream, include_u
             return
         chunks.append(ch)
     out = join_chunks(chunks)
-    content, found = plan.fmt.parse(out.text)
+    content, found = plan.parse(out.text)
     for event in shape.tool_reply_events(out, found, content):
         yield sse_event(event)
     if include_usage:
