@@ -128,6 +128,27 @@ def test_llamalite_serve_end_to_end_with_openai(smollm2_path):
                                client.chat.completions.create(messages=msgs, stream=True, **kw)
                                if c.choices)
             assert streamed == chat.choices[0].message.content
+            # Tool calls round-trip on the real model, streamed and not.
+            weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                "required": ["city"], "additionalProperties": False}}}
+            msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+            tk = dict(model=model_id, max_tokens=80, temperature=0, tools=[weather],
+                      tool_choice="required", parallel_tool_calls=False)
+            r = client.chat.completions.create(messages=msgs, **tk)
+            (call,) = r.choices[0].message.tool_calls
+            assert r.choices[0].finish_reason == "tool_calls"
+            assert call.function.name == "get_weather"
+            assert isinstance(json.loads(call.function.arguments)["city"], str)
+            deltas = [d for c in client.chat.completions.create(messages=msgs, stream=True, **tk)
+                      for ch in c.choices for d in (ch.delta.tool_calls or [])]
+            assert [(d.function.name, d.function.arguments) for d in deltas] == \
+                [(call.function.name, call.function.arguments)]
+            msgs += [r.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}]
+            after = client.chat.completions.create(messages=msgs, model=model_id, max_tokens=16,
+                                                   temperature=0, tools=[weather])
+            assert after.choices[0].finish_reason in ("stop", "length", "tool_calls")
             metrics = httpx.get(url + "/metrics", headers={"Authorization": "Bearer k"}).text
             assert "llamalite_generation_tokens_total" in metrics
         finally:
