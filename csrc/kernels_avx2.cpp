@@ -28,7 +28,6 @@ namespace avx2 {
 
 void fill_avx2_kernels(KernelTable* t) {
   avx2::fill_simd_table(t);
-  avx2::fill_bench_table(t);
 }
 
 }  // namespace ll

@@ -42,7 +42,6 @@ namespace avx512 {
 
 void fill_avx512_kernels(KernelTable* t) {
   avx512::fill_simd_table(t);
-  avx512::fill_bench_table(t);
 }
 
 bool amx_kernels_built() { return LL_AMX_BUILT; }
