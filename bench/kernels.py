@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +47,9 @@ import numpy as np
 
 import llamalite
 from llamalite import _core
-from native_module import load as load_native
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/native_module.py, also under -P
+from native_module import load as load_native  # noqa: E402
 
 bench = None  # the llamalite_bench module, set by main()
 

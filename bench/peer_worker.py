@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 
 import numpy as np
@@ -27,6 +28,7 @@ def load_speed(path: str):
     if spec is None or spec.loader is None:
         raise SystemExit(f"--speed {path}: not a Python file")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # its dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 

@@ -6,6 +6,7 @@ import the installed llamalite like any user code.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
@@ -15,5 +16,6 @@ def bench_script(name: str):
     """bench/<name>.py as a module of its own."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH_DIR / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod

@@ -109,3 +109,50 @@ def test_table_columns_stay_aligned_for_a_long_path():
     compare = bench_script("compare")
     text = compare.format_table(_report(names, engines=("llamalite", "llamacpp")))
     _assert_aligned(text, names, "model")
+
+
+# A stand-in for llama-cpp-python's Llama class: records what it is asked to evaluate.
+FAKE_LLAMA_CPP = r"""
+import json, os
+
+class Llama:
+    def __init__(self, model, **kw):
+        self.log = open(os.environ["FAKE_LLAMA_LOG"], "w")
+        json.dump(dict(model=model, n_threads=kw["n_threads"]), self.log)
+        self.log.write("\n")
+
+    def n_vocab(self):
+        return 5000
+
+    def eval(self, tokens):
+        json.dump(list(tokens), self.log)
+        self.log.write("\n")
+        self.log.flush()
+
+    def reset(self):
+        pass
+"""
+
+
+def test_the_peer_worker_gives_llama_cpp_the_same_prompt(tmp_path):
+    """bench/peer_worker.py runs without llamalite (the peer's environment) and feeds
+    llama.cpp the token ids llamalite's worker uses (llamalite/speed.py, loaded by path)."""
+    (tmp_path / "llama_cpp.py").write_text(FAKE_LLAMA_CPP)
+    log = tmp_path / "evals.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), FAKE_LLAMA_LOG=str(log))
+    # the peer's environment has no llamalite: a package of that name that cannot be imported
+    (tmp_path / "llamalite").mkdir()
+    (tmp_path / "llamalite" / "__init__.py").write_text("raise ImportError('not in the peer environment')")
+    worker = bench_script("compare").PEER_WORKER
+    res = subprocess.run([sys.executable, str(worker), "--speed", speed.__file__, "--model", "m.gguf",
+                          "--threads", "3", "--n-prompt", "6", "--n-gen", "4"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(out) == set(speed.METRICS) and out["pp_tok_s"] > 0 and out["tg_tok_s"] > 0
+    lines = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert lines[0] == dict(model="m.gguf", n_threads=3)
+    prompt = speed.prompt_ids(5000, 6).tolist()
+    assert lines[1] == prompt[:1]                     # load -> first token
+    assert lines[2] == prompt                         # pp: the whole prompt in one batch
+    assert lines[3:] == [[t] for t in prompt[:4]]     # tg: one token at a time
