@@ -60,7 +60,7 @@ def run(
     sampling = dict(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                     repeat_penalty=repeat_penalty, max_tokens=max_tokens)
     try:
-        llm._params(sampling)
+        llm.sampling_params(**sampling)
     except (TypeError, ValueError) as e:
         raise fail(str(e))
     session = _Session(llm, sampling, raw=raw, system=system, verbose=verbose, t_open=t_open)
@@ -126,7 +126,7 @@ class _Session:
         sys.stdout.flush()
         self._keep(reply)
         if self.verbose:
-            _note(self.llm.timings.summary()
+            _note(f"load {self.llm.load_s * 1e3:.0f} ms | " + self.llm.timings.summary()
                   + (f" | open to first token {self.first_piece_s * 1e3:.0f} ms"
                      if self.t_open is not None else ""))
         self.t_open = None                        # only the first reply measures the open time
@@ -171,7 +171,7 @@ class _Session:
 
     def _chat_pieces(self) -> Iterator[str]:
         for chunk in self.llm.chat(self.messages, stream=True, **self.sampling):
-            text = chunk["choices"][0]["delta"].get("content")
+            text = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
             if text:
                 yield text
 

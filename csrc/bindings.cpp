@@ -35,7 +35,7 @@ namespace py = pybind11;
 
 // --- model ---
 // _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads,
-//             exact=False)   exact: float32 activations in every matmul (precise mode)
+//             precise=False)   precise: float32 activations in every matmul
 // holds pointers into `buffer` (the mmapped file), kept alive with the Model.
 // _core.KVCache(model, n_blocks, block_size, dtype='f16'|'f32') is the paged K/V pool.
 // Model.forward(kv, tokens, positions, seq_ids, block_tables, logit_rows) runs one
@@ -74,7 +74,7 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
 }
 
 static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& hparams,
-                                             const py::dict& tensors, int32_t n_threads, bool exact,
+                                             const py::dict& tensors, int32_t n_threads, bool precise,
                                              bool repack, bool release_pages) {
   py::buffer_info info = buffer.request();
   if (info.ndim != 1 || info.itemsize != 1 || (info.shape[0] > 1 && info.strides[0] != 1))
@@ -88,7 +88,7 @@ static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& 
   }
   return std::make_unique<ll::Model>(static_cast<const uint8_t*>(info.ptr),
                                      static_cast<uint64_t>(info.shape[0]),
-                                     hparams_from_dict(hparams), descs, n_threads, exact, repack,
+                                     hparams_from_dict(hparams), descs, n_threads, precise, repack,
                                      release_pages);
 }
 
@@ -146,10 +146,10 @@ static void bind_model(py::module_& m) {
         "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
   py::class_<ll::Model>(m, "Model")
       .def(py::init(&make_model), py::arg("buffer"), py::arg("hparams"), py::arg("tensors"),
-           py::arg("n_threads"), py::arg("exact") = false, py::arg("repack") = true,
+           py::arg("n_threads"), py::arg("precise") = false, py::arg("repack") = true,
            py::arg("release_pages") = false, py::keep_alive<1, 2>(),
-           "Bind the weights of a GGUF file already parsed by llamalite.gguf; exact=True keeps\n"
-           "every matmul's activations float32 (precise mode, slower). repack: layer weights of the\n"
+           "Bind the weights of a GGUF file already parsed by llamalite.gguf; precise=True keeps\n"
+           "every matmul's activations float32 (slower). repack: layer weights of the\n"
            "32-value types go into the x8 layout (faster kernels, same results). release_pages: the\n"
            "buffer is a file mapping whose pages of repacked tensors may be dropped (never for\n"
            "anonymous memory).")
@@ -158,7 +158,7 @@ static void bind_model(py::module_& m) {
       .def_property_readonly("x8_bytes", [](const ll::Model& x) { return x.x8_bytes; },
                              "Bytes of the repacked weights.")
       .def_property_readonly("n_threads", [](const ll::Model& x) { return x.pool->size(); })
-      .def_property_readonly("exact", [](const ll::Model& x) { return x.exact_acts; })
+      .def_property_readonly("precise", [](const ll::Model& x) { return x.precise; })
       .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
       .def("forward", &model_forward, py::arg("kv"), py::arg("tokens"), py::arg("positions"),
            py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
@@ -273,7 +273,7 @@ py::array_t<uint8_t> unpack_x8_py(int32_t type, U8Array P, int64_t K) {
   return out;
 }
 
-py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads, bool exact, bool x8) {
+py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_threads, bool precise, bool x8) {
   const ll::TypeTraits& t = ll::type_traits(type);
   if (!t.can_matmul) throw std::invalid_argument(std::string("matmul: ") + t.name + " cannot be a weight type");
   if (W.ndim() != 2) throw std::invalid_argument("matmul: W must be a 2-D uint8 array [N, row_bytes]");
@@ -297,8 +297,8 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(g_pool_mu);
-    if (x8) ll::matmul_x8(pool_of_size(nt), type, w, N, K, x, M, y, exact);
-    else ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y, exact);
+    if (x8) ll::matmul_x8(pool_of_size(nt), type, w, N, K, x, M, y, precise);
+    else ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y, precise);
   }
   return Y;
 }
@@ -306,7 +306,7 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
 // Several weights times one X, quantized once (ll::quantize_acts +
 // ll::matmul_prepared): the pattern of Q/K/V and gate/up projections.
 std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std::vector<U8Array> Ws, F32Array X,
-                                                 py::object n_threads, bool exact) {
+                                                 py::object n_threads, bool precise) {
   if (types.empty() || types.size() != Ws.size()) {
     throw std::invalid_argument("matmul_shared: give one type per weight matrix (and at least one)");
   }
@@ -329,7 +329,7 @@ std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std
     std::lock_guard<std::mutex> lock(g_pool_mu);
     ll::ThreadPool& pool = pool_of_size(nt);
     ll::QuantizedActs xq;
-    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq, exact);
+    ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq, precise);
     for (size_t i = 0; i < Ws.size(); i++) {
       ll::matmul_prepared(pool, types[i], Ws[i].data(), Ws[i].shape(0), xq, ys[i], Ws[i].shape(0));
     }
@@ -376,18 +376,18 @@ void bind_kernels(py::module_& m) {
   m.def("dequantize", &dequantize_py, py::arg("type"), py::arg("raw"), py::arg("n"),
         "Dequantize n values of the given type from raw bytes into a float32 array.");
   m.def("matmul", &matmul_py, py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(),
-        py::arg("exact") = false, py::arg("x8") = false,
+        py::arg("precise") = false, py::arg("x8") = false,
         "Y[M, N] = X[M, K] . W[N, K]^T with W quantized (uint8 [N, row_bytes]); the GIL is released.\n"
-        "exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).\n"
+        "precise=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).\n"
         "x8=True: W is in the x8 layout (pack_x8), as a loaded model keeps its layer weights.");
   m.def("pack_x8", &pack_x8_py, py::arg("type"), py::arg("W"), py::arg("K"),
         "W [N, row_bytes] ggml rows -> the x8 layout (8 rows interleaved per block; 32-value types, Q4_K, Q6_K; N % 8 == 0).");
   m.def("unpack_x8", &unpack_x8_py, py::arg("type"), py::arg("P"), py::arg("K"),
         "The x8 layout back to ggml rows (pack_x8's inverse).");
   m.def("matmul_shared", &matmul_shared_py, py::arg("types"), py::arg("Ws"), py::arg("X"),
-        py::arg("n_threads") = py::none(), py::arg("exact") = false,
+        py::arg("n_threads") = py::none(), py::arg("precise") = false,
         "[X . W_i^T for each W_i], X quantized once for all (their types must share an activation type;\n"
-        "with exact=True any types).");
+        "with precise=True any types).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
@@ -416,10 +416,10 @@ static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t 
   const auto* data = static_cast<const uint8_t*>(info.ptr);
   const uint64_t size = static_cast<uint64_t>(info.shape[0]);
 
-  llamalite::StringScanResult r;
+  ll::StringScanResult r;
   {
     py::gil_scoped_release release;
-    r = llamalite::scan_gguf_strings(data, size, pos, count);
+    r = ll::scan_gguf_strings(data, size, pos, count);
   }
   if (!r.ok)
     return py::make_tuple(false, r.bad_index, r.bad_pos, r.bad_length, r.length_cut);
@@ -433,7 +433,7 @@ static py::tuple gguf_scan_strings_py(py::buffer buffer, uint64_t pos, uint64_t 
   bool same;
   {
     py::gil_scoped_release release;
-    same = llamalite::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
+    same = ll::gather_gguf_strings(data, size, pos, count, offsets.mutable_data(),
                                           reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(raw)),
                                           r.total_bytes);
   }
@@ -468,7 +468,7 @@ static void bind_sampling(py::module_& m) {
         int32_t* dst = out.mutable_data();
         {
           py::gil_scoped_release release;
-          llamalite::top_k_indices(src, n, count, dst);
+          ll::top_k_indices(src, n, count, dst);
         }
         return out;
       },
@@ -494,7 +494,7 @@ static void bind_sampling(py::module_& m) {
         int64_t count = 0;
         {
           py::gil_scoped_release release;
-          count = llamalite::top_p_indices(src, n, p, ids.data());
+          count = ll::top_p_indices(src, n, p, ids.data());
         }
         py::array_t<int32_t> out(count);
         std::copy(ids.begin(), ids.begin() + count, out.mutable_data());

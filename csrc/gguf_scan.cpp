@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-namespace llamalite {
+namespace ll {
 
 // Little-endian uint64 at p (portable: no alignment or host-endianness assumption).
 static uint64_t read_u64_le(const uint8_t* p) {
@@ -60,4 +60,4 @@ bool gather_gguf_strings(const uint8_t* data, uint64_t size, uint64_t pos, uint6
   return at == blob_size;
 }
 
-}  // namespace llamalite
+}  // namespace ll

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-namespace llamalite {
+namespace ll {
 
 // Where a string array scan stopped and why.
 struct StringScanResult {
@@ -34,4 +34,4 @@ StringScanResult scan_gguf_strings(const uint8_t* data, uint64_t size, uint64_t 
 bool gather_gguf_strings(const uint8_t* data, uint64_t size, uint64_t pos, uint64_t count,
                          int64_t* offsets, uint8_t* blob, uint64_t blob_size);
 
-}  // namespace llamalite
+}  // namespace ll

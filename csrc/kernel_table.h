@@ -1,5 +1,6 @@
-// kernel_table.h - the function-pointer tables through which the core calls
-// its per-ISA kernels.
+// kernel_table.h - the function-pointer table through which the core calls
+// its per-ISA kernels: matmul, activation quantization and (AttnFns, ops_simd.h)
+// the attention and activation ops.
 //
 // ODR rule for this project: the ISA-specific translation units (*_avx2.cpp,
 // *_avx512.cpp) are compiled with extra -m flags. If they instantiated an
@@ -11,6 +12,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+
+#include "ops_simd.h"
 
 namespace ll {
 
@@ -35,6 +38,7 @@ struct KernelTable {
   // last row: a set counts as whole where all its groups lie below n1. Null:
   // matmul.cpp unpacks each group and runs matmul[type] on it.
   MatmulFn matmul_x8[kMaxTypeId] = {};
+  AttnFns attn = {};  // attention and gated activations (ops_simd.h)
   QuantizeRowFn quantize_q8a = nullptr;
   QuantizeRowFn quantize_q8k = nullptr;
 };

@@ -45,19 +45,19 @@ void dequantize_row(int32_t type, const void* src, float* dst, int64_t n);
 // X [M, K] float32 quantized for a weight type's dot product. For float weight
 // types (F32, F16, BF16) the rows are kept as float32.
 //
-// Exact mode (prepare(..., exact = true)) keeps the rows float32 for every weight
+// Precise mode (prepare(..., precise = true)) keeps the rows float32 for every weight
 // type: matmul_range then dequantizes each weight row (dequantize_row, bit-exact
 // with gguf.quants) into a per-thread scratch and takes float32 dot products with
 // the active ISA's F32 kernel. Slower (the weights are expanded to 4 bytes a value
-// once per call) but free of the 8-bit activation rounding: the precise mode used
-// to check the model math against a float reference.
+// once per call) but free of the 8-bit activation rounding: it checks the model
+// math against a float reference (Python's precise=True).
 struct QuantizedActs {
   int32_t weight_type = -1;  // the weight type these were prepared for
   // TYPE_Q8_0: rows of BlockQ8A (quant_blocks.h: float32 scale + int8[32] + sum),
   // TYPE_Q8_K: rows of BlockQ8_K (GGUF layout, with bsums), TYPE_F32: plain floats
-  // (float weight types, or any weight type in exact mode).
+  // (float weight types, or any weight type in precise mode).
   int32_t act_type = -1;
-  bool exact = false;        // prepared in exact mode
+  bool precise = false;      // prepared in precise mode
   int64_t M = 0, K = 0;
   size_t row_bytes = 0;      // bytes per quantized row
   uint8_t* data = nullptr;   // M * row_bytes bytes, 64-byte aligned
@@ -67,8 +67,8 @@ struct QuantizedActs {
   QuantizedActs& operator=(const QuantizedActs&) = delete;
   ~QuantizedActs();
   // Sizes the buffer for X [M, K] and weight_type (reuses memory when it fits);
-  // exact: keep float32 rows whatever the weight type (see above).
-  void prepare(int32_t weight_type, int64_t M, int64_t K, bool exact = false);
+  // precise: keep float32 rows whatever the weight type (see above).
+  void prepare(int32_t weight_type, int64_t M, int64_t K, bool precise = false);
 };
 
 // Quantize rows [m0, m1) of X (row stride ldx floats) into xq (already prepare()d).
@@ -80,19 +80,19 @@ void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy,
                   int64_t n0, int64_t n1);
 
 // The whole matmul on the pool: Y[M, N] (row stride N) = X[M, K] . W[N, K]^T.
-// exact: float32 activations against dequantized weight rows (see QuantizedActs).
+// precise: float32 activations against dequantized weight rows (see QuantizedActs).
 void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K,
-            const float* X, int64_t M, float* Y, bool exact = false);
+            const float* X, int64_t M, float* Y, bool precise = false);
 
 // The two halves of matmul(), for callers that multiply one X by several
 // weights of the same activation type (Q, K and V; gate and up): quantize once,
 // then run each weight on the pool. Results are bit-identical to matmul().
 // X [M, K] with row stride ldx floats -> xq (prepare()d here for weight_type).
 void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_t ldx, int64_t M,
-                   int64_t K, QuantizedActs& xq, bool exact = false);
+                   int64_t K, QuantizedActs& xq, bool precise = false);
 // Y[m * ldy + n] for n in [0, N). weight_type may differ from the type xq was
 // prepared for when both pair with the same activation type (Q4_0 and Q8_0, say;
-// in exact mode any weight type whose block size divides K);
+// in precise mode any weight type whose block size divides K);
 // std::invalid_argument otherwise.
 void matmul_prepared(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N,
                      const QuantizedActs& xq, float* Y, int64_t ldy);
@@ -144,7 +144,7 @@ void matmul_prepared_x8(ThreadPool& pool, int32_t weight_type, const void* W, in
                         const QuantizedActs& xq, float* Y, int64_t ldy);
 // matmul() on a packed weight (quantizes X, then matmul_prepared_x8).
 void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K,
-               const float* X, int64_t M, float* Y, bool exact = false);
+               const float* X, int64_t M, float* Y, bool precise = false);
 
 // --- instruction sets -----------------------------------------------------------
 // amx: avx512 plus AMX-INT8 tiles for batched matmuls of the 32-value x8 types

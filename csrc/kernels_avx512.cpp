@@ -1,6 +1,7 @@
 // kernels_avx512.cpp - AVX-512 kernels: kernels_simd.inc compiled with VNNI
 // (vpdpbusd / vpdpwssd on 256-bit vectors, 32 vector registers for bigger
-// tiles), and the AMX-INT8 tiles of the "amx" set (kernels_amx.inc). Built with
+// tiles), the attention and activation ops of ops_simd.inc on 16-float vectors,
+// and the AMX-INT8 tiles of the "amx" set (kernels_amx.inc). Built with
 // -mavx512f/bw/vl/dq/vnni (+ -mamx-tile -mamx-int8 where the compiler has them);
 // every function here has internal linkage inside ll::avx512 (see
 // kernel_table.h, ODR).
@@ -13,21 +14,25 @@
 
 #include "kernel_table.h"
 #include "kernels.h"
+#include "ops_simd.h"
 #include "quant_blocks.h"
 
 namespace ll {
 namespace avx512 {
 
-#define LL_VNNI 1
-#define LL_RM 4
-#define LL_RN 4
-#define LL_KRM 4
-#define LL_KRN 2
-#define LL_RN1 4
-#define LL_KRN1 2
-#define LL_XRM 8
-#define LL_XKRM 4
+#define LL_VNNI 1   // dot products with AVX-512 VNNI (vpdpbusd, vpdpwssd)
+// The register tiles of this instruction set's kernels (kernels_simd.inc): activation
+// rows x weight rows per tile. AVX-512 has 32 vector registers, so bigger tiles fit.
+struct IsaTraits {
+  static constexpr int kRows32 = 4, kCols32 = 4;  // 32-value types (Q8_0 activations), M > 1
+  static constexpr int kCols32M1 = 4;             // the same at M = 1: a 1 x kCols32M1 tile
+  static constexpr int kRowsK = 4, kColsK = 2;    // K-quants, IQ4_XS and float weights, M > 1
+  static constexpr int kColsKM1 = 2;              // the same at M = 1
+  static constexpr int kRowsX8 = 8;               // x8 layout: activation rows per one-group tile
+  static constexpr int kRowsX8K = 4;              // x8 layout, Q4_K and Q6_K
+};
 #include "kernels_simd.inc"
+#include "ops_simd.inc"
 
 // AMX-INT8 tiles for the batched x8 matmuls, where the compiler can target them
 // (CMake adds -mamx-tile -mamx-int8 to this unit when it accepts them).
@@ -41,6 +46,7 @@ namespace avx512 {
 }  // namespace avx512
 
 void fill_avx512_kernels(KernelTable* t) {
+  avx512::fill_attn_table(&t->attn);
   avx512::fill_simd_table(t);
 }
 

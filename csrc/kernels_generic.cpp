@@ -367,6 +367,7 @@ void fill_generic_kernels(KernelTable* t) {
   t->matmul[TYPE_Q5_K] = mm_q5_k;
   t->matmul[TYPE_Q6_K] = mm_q6_k;
   t->matmul[TYPE_IQ4_XS] = mm_iq4_xs;
+  fill_generic_attn(&t->attn);
 }
 
 }  // namespace ll

@@ -37,9 +37,9 @@ QuantizedActs::~QuantizedActs() { std::free(data); }
 
 static bool is_float_type(int32_t t) { return t == TYPE_F32 || t == TYPE_F16 || t == TYPE_BF16; }
 
-void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k, bool exact_mode) {
+void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k, bool precise_mode) {
   int32_t at = act_type_for(wtype);   // also rejects types matmul does not support
-  if (exact_mode) at = TYPE_F32;
+  if (precise_mode) at = TYPE_F32;
   const TypeTraits& t = type_traits(wtype);
   if (m < 0 || k <= 0 || k % t.block_size != 0) {
     throw std::invalid_argument("matmul: K = " + std::to_string(k) + " must be a positive multiple of the " +
@@ -58,7 +58,7 @@ void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k, bool exact_mode
   }
   weight_type = wtype;
   act_type = at;
-  exact = exact_mode;
+  precise = precise_mode;
   M = m;
   K = k;
   row_bytes = rb;
@@ -75,21 +75,21 @@ void quantize_acts_rows(const float* X, int64_t ldx, QuantizedActs& xq, int64_t 
   }
 }
 
-// Weight rows dequantized per pass of the exact path: about kExactScratchBytes of
+// Weight rows dequantized per pass of the precise path: about kPreciseScratchBytes of
 // float32 (stays in L2 while every activation row is dotted with it).
-constexpr size_t kExactScratchBytes = 256 * 1024;
+constexpr size_t kPreciseScratchBytes = 256 * 1024;
 
-// Exact mode, quantized weights: dequantize rows [n0, n1) of W a slab at a time into
+// Precise mode, quantized weights: dequantize rows [n0, n1) of W a slab at a time into
 // a per-thread scratch [rows, K] and run the active ISA's F32 kernel on the slab.
 // Each output is one F32-kernel dot product of two float rows, so it does not depend
 // on the slab or chunk it falls in (batch invariance holds as in the fast path).
-static void matmul_range_exact(int32_t wt, const void* W, int64_t N, bool x8, const QuantizedActs& xq, float* Y,
+static void matmul_range_precise(int32_t wt, const void* W, int64_t N, bool x8, const QuantizedActs& xq, float* Y,
                                int64_t ldy, int64_t n0, int64_t n1) {
   const KernelTable& kt = active_kernels();
   MatmulFn fn = kt.matmul[TYPE_F32];
   const int64_t K = xq.K;
   const size_t wrb = row_bytes(wt, K);
-  int64_t slab = (int64_t)(kExactScratchBytes / ((size_t)K * sizeof(float)));
+  int64_t slab = (int64_t)(kPreciseScratchBytes / ((size_t)K * sizeof(float)));
   slab = slab < 8 ? 8 : slab / 8 * 8;
   thread_local std::vector<float> scratch;   // [slab, K] dequantized weight rows
   if (scratch.size() < (size_t)(slab * K)) scratch.resize((size_t)(slab * K));
@@ -121,8 +121,8 @@ static void matmul_range_x8(int32_t wt, const void* W, int64_t N, const Quantize
     throw std::logic_error("matmul: x8 rows [" + std::to_string(n0) + ", " + std::to_string(n1) +
                            ") are not whole sets of " + std::to_string(set_rows));
   }
-  if (xq.exact) {
-    matmul_range_exact(wt, W, N, true, xq, Y, ldy, n0, n1);
+  if (xq.precise) {
+    matmul_range_precise(wt, W, N, true, xq, Y, ldy, n0, n1);
     return;
   }
   const KernelTable& kt = active_kernels();
@@ -144,8 +144,8 @@ static void matmul_range_x8(int32_t wt, const void* W, int64_t N, const Quantize
 
 static void matmul_range_typed(int32_t wt, const void* W, const QuantizedActs& xq, float* Y, int64_t ldy, int64_t n0,
                                int64_t n1) {
-  if (xq.exact && !is_float_type(wt)) {
-    if (n1 > n0 && xq.M > 0) matmul_range_exact(wt, W, 0, false, xq, Y, ldy, n0, n1);
+  if (xq.precise && !is_float_type(wt)) {
+    if (n1 > n0 && xq.M > 0) matmul_range_precise(wt, W, 0, false, xq, Y, ldy, n0, n1);
     return;
   }
   const KernelTable& kt = active_kernels();
@@ -164,8 +164,8 @@ void matmul_range(const void* W, const QuantizedActs& xq, float* Y, int64_t ldy,
 // a worker the OS has descheduled does not stall the step. Every output is
 // computed the same way whichever thread takes its chunk (batch invariance).
 void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_t ldx, int64_t M, int64_t K,
-                   QuantizedActs& xq, bool exact) {
-  xq.prepare(weight_type, M, K, exact);
+                   QuantizedActs& xq, bool precise) {
+  xq.prepare(weight_type, M, K, precise);
   const int64_t rows_per_chunk = 16;
   pool.run_chunks((M + rows_per_chunk - 1) / rows_per_chunk, [&](int64_t c) {
     const int64_t m0 = c * rows_per_chunk, m1 = m0 + rows_per_chunk < M ? m0 + rows_per_chunk : M;
@@ -175,7 +175,7 @@ void quantize_acts(ThreadPool& pool, int32_t weight_type, const float* X, int64_
 
 static void check_pairing(int32_t weight_type, const QuantizedActs& xq) {
   const int32_t family = act_type_for(weight_type);   // throws for a type matmul cannot use
-  const int32_t want = xq.exact ? TYPE_F32 : family;   // exact mode: float32 rows for every type
+  const int32_t want = xq.precise ? TYPE_F32 : family;   // precise mode: float32 rows for every type
   if (want != xq.act_type || xq.K % type_traits(weight_type).block_size != 0) {
     throw std::invalid_argument(std::string("matmul: activations prepared for ") + type_traits(xq.weight_type).name +
                                 " cannot be used with " + type_traits(weight_type).name + " weights");
@@ -238,16 +238,16 @@ void matmul_prepared_x8(ThreadPool& pool, int32_t weight_type, const void* W, in
 }
 
 void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,
-               float* Y, bool exact) {
+               float* Y, bool precise) {
   thread_local QuantizedActs xq;
-  quantize_acts(pool, weight_type, X, K, M, K, xq, exact);
+  quantize_acts(pool, weight_type, X, K, M, K, xq, precise);
   matmul_prepared_x8(pool, weight_type, W, N, xq, Y, N);
 }
 
 void matmul(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, int64_t K, const float* X, int64_t M,
-            float* Y, bool exact) {
+            float* Y, bool precise) {
   thread_local QuantizedActs xq;
-  quantize_acts(pool, weight_type, X, K, M, K, xq, exact);
+  quantize_acts(pool, weight_type, X, K, M, K, xq, precise);
   matmul_prepared(pool, weight_type, W, N, xq, Y, N);
 }
 

@@ -163,9 +163,9 @@ void repack_weights(Model& m, bool release_pages) {
 }  // namespace
 
 Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
-             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts_, bool repack,
+             const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool precise_, bool repack,
              bool release_pages)
-    : hp(hp_), file(file_), file_size(file_size_), exact_acts(exact_acts_) {
+    : hp(hp_), file(file_), file_size(file_size_), precise(precise_) {
   if (hp.arch == "llama") {
     arch = Arch::llama;
   } else if (hp.arch == "gemma3") {
@@ -284,15 +284,15 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
   // Consecutive weights of one activation family share one quantization of X
   // and one pool job.
   // precise mode: one float32 copy of X serves every weight type
-  auto family_of = [&](const Weight& w) { return m.exact_acts ? TYPE_F32 : act_family(w.type); };
+  auto family_of = [&](const Weight& w) { return m.precise ? TYPE_F32 : act_family(w.type); };
   for (int32_t i = 0; i < count;) {
     const Weight& W = *Ws[i];
     const int32_t family = family_of(W);
     if (n <= kInlineQuantRows) {
-      xq.prepare(W.type, n, W.K, m.exact_acts);
+      xq.prepare(W.type, n, W.K, m.precise);
       quantize_acts_rows(X, W.K, xq, 0, n);
     } else {
-      quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq, m.exact_acts);
+      quantize_acts(*m.pool, W.type, X, W.K, n, W.K, xq, m.precise);
     }
     MatmulTask tasks[8];
     int32_t nt = 0;

@@ -115,9 +115,9 @@ struct Model {
   X8Buffer x8_buf;
   int32_t n_x8 = 0;
   uint64_t x8_bytes = 0;
-  // Precise mode: every matmul keeps its activations float32 (QuantizedActs exact
-  // mode) instead of rounding them to 8-bit blocks. Slower; for checking accuracy.
-  bool exact_acts = false;
+  // Precise mode: every matmul keeps its activations float32 (QuantizedActs'
+  // precise mode) instead of rounding them to 8-bit blocks. Slower; for checking accuracy.
+  bool precise = false;
   Scratch s;
   std::mutex busy;                 // one step at a time per model
 
@@ -128,7 +128,7 @@ struct Model {
   // is a file mapping, and its pages of repacked tensors are dropped (madvise), so
   // resident memory does not hold both copies; never for anonymous memory.
   Model(const uint8_t* file, uint64_t file_size, const HParams& hp,
-        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool exact_acts = false,
+        const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool precise = false,
         bool repack = true, bool release_pages = false);
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

@@ -4,17 +4,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernel_table.h"
 #include "kernels.h"
 #include "ops_simd.h"
 #include "scalar_util.h"
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define LL_OPS_X86 1
-#endif
-
 namespace ll {
 
-// --- vector primitives: generic versions and the per-ISA table ---------------------
+// --- vector primitives: the generic versions ----------------------------------------
 namespace {
 
 float load_value(const uint8_t* row, int64_t i, bool f16) {
@@ -59,30 +56,17 @@ void attn_chunk_generic(const float* q, const float* kt, const float* vb, int64_
   }
 }
 
-struct AttnTables {
-  AttnFns t[4];
-  AttnTables() {
-    for (AttnFns& f : t) {
-      f = AttnFns{};
-      f.load_chunk = load_chunk_generic;
-      f.attn_chunk = attn_chunk_generic;   // attn_chunk_pair, attn_chunk_rows: SIMD only
-      f.silu_mul = silu_mul;
-      f.gelu_mul = gelu_mul;
-    }
-#ifdef LL_OPS_X86
-    if (isa_supported(ISA::avx2)) fill_attn_avx2(&t[1]);
-    if (isa_supported(ISA::avx512)) fill_attn_avx512(&t[2]);
-    t[3] = t[2];   // amx: the avx512 attention
-#endif
-  }
-};
-
 }  // namespace
 
-const AttnFns& attn_fns() {
-  static const AttnTables tables;
-  return tables.t[(int)active_isa()];
+void fill_generic_attn(AttnFns* t) {
+  *t = AttnFns{};
+  t->load_chunk = load_chunk_generic;
+  t->attn_chunk = attn_chunk_generic;   // attn_chunk_pair, attn_chunk_rows: SIMD only
+  t->silu_mul = silu_mul;
+  t->gelu_mul = gelu_mul;
 }
+
+const AttnFns& attn_fns() { return active_kernels().attn; }
 
 // --- norms ---------------------------------------------------------------------
 void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps) {

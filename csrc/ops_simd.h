@@ -1,7 +1,7 @@
 // ops_simd.h - the float32 vector primitives of attention and the gated FFN, one implementation per
-// instruction set (ops.cpp generic, ops_avx2.cpp, ops_avx512.cpp), picked by the
-// core's active ISA. Same ODR rule as kernel_table.h: the ISA units hold plain
-// functions only and export one table-filling function each.
+// instruction set (ops.cpp generic; ops_simd.inc compiled by kernels_avx2.cpp and
+// kernels_avx512.cpp), reached through the `attn` member of the active ISA's KernelTable
+// (kernel_table.h), whose fill functions fill it.
 #pragma once
 #include <cstdint>
 
@@ -58,10 +58,10 @@ struct AttnFns {
   void (*gelu_mul)(float* x, const float* up, int64_t n);
 };
 
-// The table of the active instruction set.
+// The active instruction set's table (active_kernels().attn).
 const AttnFns& attn_fns();
 
-void fill_attn_avx2(AttnFns* t);
-void fill_attn_avx512(AttnFns* t);
+// The generic versions (ops.cpp), for fill_generic_kernels.
+void fill_generic_attn(AttnFns* t);
 
 }  // namespace ll

@@ -7,7 +7,7 @@
 #include <numeric>
 #include <vector>
 
-namespace llamalite {
+namespace ll {
 
 namespace {
 
@@ -143,4 +143,4 @@ int64_t top_k_indices(const float* logits, int64_t n, int64_t k, int32_t* out) {
   return top_k_sort(logits, n, k, out);
 }
 
-}  // namespace llamalite
+}  // namespace ll

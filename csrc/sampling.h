@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-namespace llamalite {
+namespace ll {
 
 // The ids of the k largest logits, best first (ties: the lower id first), written
 // to out[0..min(k, n)). NaN counts as -inf. One pass over logits with a k-entry
@@ -26,4 +26,4 @@ int64_t top_p_indices(const float* logits,  // [n]
                       int64_t n, double p,
                       int32_t* out);         // [n]
 
-}  // namespace llamalite
+}  // namespace ll

@@ -8,20 +8,26 @@
 from __future__ import annotations
 
 from . import _core
-from .errors import GGUFError, LlamaliteError, RegistryError
+from .errors import (EngineError, GGUFError, LlamaliteError, QueueFull, RegistryError,
+                     RequestRejected, TemplateError, TokenizerWarning)
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
                    GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
-from .llm import LLM, Completion, CompletionChunk, TokenLogprob, Usage
+from .llm import LLM
 from .model import HParams, KVCache, Model
+from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage
 from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
 from .system import system_info
+from .tokenizer import Tokenizer
+from .chat_template import ChatTemplate
 
 __version__ = _core.__version__
 
 __all__ = [
+    "ChatTemplate",
     "Completion",
     "CompletionChunk",
+    "EngineError",
     "GGUFError",
     "GGUFFile",
     "GGUFFormatError",
@@ -34,13 +40,19 @@ __all__ = [
     "LLM",
     "LlamaliteError",
     "MODELS",
+    "QueueFull",
     "Model",
     "RegistryError",
+    "RequestRejected",
     "SampleResult",
     "Sampler",
     "SamplingParams",
+    "TemplateError",
     "TensorInfo",
+    "Timings",
+    "TokenizerWarning",
     "TokenLogprob",
+    "Tokenizer",
     "Usage",
     "cache_dir",
     "list_cached",

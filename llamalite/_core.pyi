@@ -38,11 +38,11 @@ def dequantize(type: int, raw: npt.NDArray[np.uint8], n: int) -> npt.NDArray[np.
     """Dequantize n values of the given type from raw bytes into float32 [n]."""
 
 def matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
-           n_threads: Optional[int] = None, exact: bool = False,
+           n_threads: Optional[int] = None, precise: bool = False,
            x8: bool = False) -> npt.NDArray[np.float32]:
     """Y [M, N] = X [M, K] . W [N, K]^T with W quantized (uint8 [N, row_bytes]); GIL released.
 
-    exact=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).
+    precise=True: X stays float32 and W rows are dequantized (no 8-bit activation rounding).
     x8=True: W is in the x8 layout (pack_x8), as a loaded model keeps its weights."""
 
 def pack_x8(type: int, W: npt.NDArray[np.uint8], K: int) -> npt.NDArray[np.uint8]:
@@ -52,9 +52,9 @@ def unpack_x8(type: int, P: npt.NDArray[np.uint8], K: int) -> npt.NDArray[np.uin
     """The x8 layout back to ggml rows (pack_x8's inverse)."""
 
 def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.ArrayLike,
-                  n_threads: Optional[int] = None, exact: bool = False) -> list[npt.NDArray[np.float32]]:
+                  n_threads: Optional[int] = None, precise: bool = False) -> list[npt.NDArray[np.float32]]:
     """[X . W_i^T for each W_i], X quantized once for all (their types must share an activation
-    type; with exact=True any types)."""
+    type; with precise=True any types)."""
 
 def quantize_activations(weight_type: int, X: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes]."""
@@ -97,16 +97,16 @@ class Model:
 
     def __init__(self, buffer: _Buffer, hparams: dict[str, Any],
                  tensors: dict[str, tuple[int, int, int, int]], n_threads: int,
-                 exact: bool = False, repack: bool = True, release_pages: bool = False) -> None:
+                 precise: bool = False, repack: bool = True, release_pages: bool = False) -> None:
         """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1)}.
 
-        exact=True: every matmul keeps float32 activations (precise mode, slower).
+        precise=True: every matmul keeps float32 activations (slower).
         repack: matmul weights of the 32-value types go into the x8 layout (faster kernels).
         release_pages: buffer is a file mapping whose pages of repacked tensors may be dropped."""
     @property
     def n_threads(self) -> int: ...
     @property
-    def exact(self) -> bool: ...
+    def precise(self) -> bool: ...
     @property
     def n_x8(self) -> int: ...
     @property

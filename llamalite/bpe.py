@@ -1,8 +1,13 @@
-"""Byte-level BPE (`tokenizer.ggml.model = gpt2`): merges applied the way llama.cpp does.
+"""BPE merges applied the way llama.cpp does.
 
-Each pre-tokenized word is turned into bytes, each byte into the printable character
-GPT-2 assigned to it, and then adjacent symbols are merged lowest merge rank first
-(leftmost first on ties) until no listed merge applies.
+Byte-level BPE (`tokenizer.ggml.model = gpt2`): each pre-tokenized word is turned into
+bytes, each byte into the printable character GPT-2 assigned to it, and then adjacent
+symbols are merged lowest merge rank first (leftmost first on ties) until no listed
+merge applies.
+
+SentencePiece-style BPE (`tokenizer.ggml.model = gemma4`, `byte_level=False`): the
+symbols are the word's characters as they are (spaces already "▁"), and a symbol
+that is not a vocabulary piece falls back to byte tokens `<0xXX>`.
 """
 from __future__ import annotations
 
@@ -57,8 +62,10 @@ class BpeEncoder:
     """Turns text (one raw fragment, special tokens already split off) into ids."""
 
     def __init__(self, token_to_id: Mapping[str, int], merges: Iterable[str],
-                 pre: PreTokenizer, *, ignore_merges: bool = False) -> None:
+                 pre: PreTokenizer, *, ignore_merges: bool = False,
+                 byte_level: bool = True) -> None:
         self._token_to_id = token_to_id
+        self.byte_level = byte_level
         self._merges_src = merges
         self._ranks: dict[str, int] | None = None   # "left right" -> rank, built on first use
         self.pre = pre
@@ -79,8 +86,9 @@ class BpeEncoder:
     def encode(self, text: str, out: list[int]) -> None:
         """Append the ids of `text` to `out`."""
         cache = self._cache
+        byte_level = self.byte_level
         for word in self.pre.split(text):
-            enc = byte_encode(word)
+            enc = byte_encode(word) if byte_level else word
             ids = cache.get(enc)
             if ids is None:
                 ids = self._encode_word(enc)
@@ -91,7 +99,10 @@ class BpeEncoder:
 
     def _encode_word(self, word: str) -> list[int]:
         vocab = self._token_to_id
-        if self.ignore_merges or len(word) == 1:
+        # a run of newlines that is a piece stays whole in the SentencePiece-style
+        # vocabulary (Gemma 4), as in llama.cpp
+        if self.ignore_merges or len(word) == 1 or (
+                not self.byte_level and not word.strip("\n")):
             tid = vocab.get(word)
             if tid is not None:
                 return [tid]
@@ -134,10 +145,15 @@ class BpeEncoder:
             tid = vocab.get(sym)
             if tid is not None:
                 ids.append(tid)
-            else:
+            elif self.byte_level:
                 # llama.cpp falls back to single-byte tokens; only ASCII bytes can match
                 for b in sym.encode("utf-8"):
                     bt = vocab.get(chr(b)) if b < 0x80 else None
+                    if bt is not None:
+                        ids.append(bt)
+            else:
+                for b in sym.encode("utf-8"):
+                    bt = vocab.get(f"<0x{b:02X}>")
                     if bt is not None:
                         ids.append(bt)
             i = nxt[i]

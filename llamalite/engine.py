@@ -1,10 +1,14 @@
-"""The serving engine: continuous batching over a paged KV cache with prefix caching.
+"""The engine core: one model, one paged KV pool with prefix caching, continuous batching.
 
-One background thread runs steps. Each step carries every running sequence's next token
-plus prefill chunks up to a token budget (chunked prefill), and makes one forward call
-(the C++ forward releases the GIL). New requests join between steps; finished and
-cancelled ones leave and free their blocks at once. Output goes to each request through a
-callback (thread-safe queues for sync callers, the event loop for asyncio callers).
+Every front end submits here: `LLM.generate` / `chat` / `generate_batch` (llm.py), the
+async bridge (async_stream.py) and the HTTP server. One background thread runs steps.
+Each step takes the scheduler's plan (every running sequence's next token plus prefill
+chunks, scheduler.py), makes ONE forward call (the C++ forward releases the GIL), samples
+the rows that need it, and hands each token to its request's output processor
+(output_processor.py), which makes the text, checks stops and decides the finish.
+Requests join between steps; finished and cancelled ones leave and free their blocks at
+once. Output reaches each request through a callback (a queue for sync callers, the
+event loop for asyncio callers).
 
     engine = Engine(model, tokenizer, n_parallel=4, ctx_size=4096)
     for chunk in engine.iter_stream(prompt_ids, params): print(chunk.text, end="")
@@ -12,141 +16,25 @@ callback (thread-safe queues for sync callers, the event loop for asyncio caller
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import queue
 import threading
 import time
-import weakref
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .async_stream import AsyncStream
 from .engine_stats import EngineStats, StatsRecorder
-from .errors import LlamaliteError
-from .kv_blocks import BlockManager, OutOfBlocks, SeqBlocks
-from .stopping import StopStrings
+from .errors import EngineError, EngineStopped, GrammarError, QueueFull, RequestRejected
+from .grammar import GrammarCompiler
+from .kv_blocks import BlockManager
+from .output_processor import RequestOutput
+from .outputs import Completion, CompletionChunk, Timings, Usage, join_chunks
+from .scheduler import Request, Scheduler
 
-
-# --- errors ---------------------------------------------------------------------------
-
-class EngineError(LlamaliteError):
-    """Base of the errors the engine raises to callers."""
-
-
-class RequestRejected(EngineError, ValueError):
-    """A request that can never be served (bad ids, too long): refused before queueing."""
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 **details: Any) -> None:
-        super().__init__(message)
-        self.param = param
-        self.code = code
-        self.details = details
-
-
-class QueueFull(EngineError):
-    """Too many requests are waiting; retry later (the server answers 429)."""
-
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class EngineStopped(EngineError):
-    """The engine was shut down."""
-
-
-# --- results --------------------------------------------------------------------------
-
-@dataclass
-class TokenLogprob:
-    """One generated token with its log-probability and the top alternatives."""
-    token: int
-    logprob: float
-    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass
-class StreamChunk:
-    """What one request gets after a step: new text, the tokens behind it, maybe the end.
-
-    finish_reason: None while running; "stop", "length", "cancelled" or "error" at the end
-    (the final chunk also carries usage, and error carries the message for "error").
-    """
-    request_id: str
-    text: str
-    token_ids: list[int]                # output tokens (an ending EOG/stop token id is left out)
-    logprobs: list[TokenLogprob] | None = None
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    error: str | None = None
-
-
-@dataclass
-class Completion:
-    """A whole generation (the chunks of one request joined)."""
-    request_id: str
-    text: str
-    token_ids: list[int]
-    finish_reason: str
-    usage: Usage
-    logprobs: list[TokenLogprob] | None = None
-
-
-def join_chunks(chunks: Sequence[StreamChunk]) -> Completion:
-    """Fold a request's stream into one Completion (raises EngineError on an error end)."""
-    last = chunks[-1]
-    if last.finish_reason == "error":
-        raise EngineError(last.error or "generation failed")
-    lps = [lp for c in chunks for lp in (c.logprobs or [])]
-    return Completion(request_id=last.request_id, text="".join(c.text for c in chunks),
-                      token_ids=[t for c in chunks for t in c.token_ids],
-                      finish_reason=last.finish_reason or "stop",
-                      usage=last.usage or Usage(0, 0),
-                      logprobs=lps if any(c.logprobs is not None for c in chunks) else None)
-
-
-# --- per-request state ----------------------------------------------------------------
-
-@dataclass
-class _Request:
-    id: str
-    tokens: list[int]                  # prompt + generated so far
-    n_prompt: int
-    max_tokens: int
-    params: Any
-    sampler: Any
-    decoder: Any
-    stop: StopStrings
-    on_event: Callable[[StreamChunk], None]
-    submitted_at: float
-    n_generated: int = 0
-    n_cached: int = 0                  # prompt tokens served from the prefix cache (first admission)
-    n_computed: int = 0                # tokens whose K/V is in the cache
-    blocks: SeqBlocks | None = None
-    slot: int = -1
-    admitted_once: bool = False
-    last_token_at: float = 0.0
-    done: bool = False
-
-    @property
-    def n_pending(self) -> int:
-        return len(self.tokens) - self.n_computed
-
+__all__ = ["Engine", "EngineError", "EngineStopped", "QueueFull", "RequestRejected"]
 
 _ids = itertools.count(1)
 
@@ -165,10 +53,12 @@ class Engine:
     """Continuous-batching generation over one model, shared by many requests.
 
     model:       has .n_vocab, .new_kv_cache(n_blocks, block_size) and .forward(...)
-    tokenizer:   has .eog_ids and .n_vocab (text is produced by the decoder factory)
+    tokenizer:   has .eog_ids (text is produced by the decoder factory)
     n_parallel:  sequences running at once (rows of the block table)
-    ctx_size:    total tokens of KV cache in the pool (shared by all sequences)
-    n_ctx:       most tokens one sequence may hold (default: ctx_size, capped by the model)
+    ctx_size:    tokens of KV cache in the pool (shared by all sequences; rounded up to
+                 whole blocks)
+    n_ctx:       most tokens (prompt + generated) one sequence may hold (default:
+                 ctx_size, capped by the model's training context)
     max_batch_tokens: token budget of one step (decode tokens first, then prefill chunks)
     max_queue:   requests allowed to wait; more are refused with QueueFull
     """
@@ -184,8 +74,10 @@ class Engine:
         if max_batch_tokens < n_parallel:
             raise ValueError(f"max_batch_tokens ({max_batch_tokens}) must be at least "
                              f"n_parallel ({n_parallel}) so every decode fits in a step")
-        if ctx_size < block_size:
-            raise ValueError(f"ctx_size ({ctx_size}) must hold at least one block of {block_size}")
+        if ctx_size < 2:
+            raise ValueError(f"ctx_size must be at least 2 tokens, got {ctx_size}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be positive, got {block_size}")
         if max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {max_queue}")
         self.model = model
@@ -195,28 +87,34 @@ class Engine:
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
         self.n_vocab = int(model.n_vocab)
-        n_blocks = ctx_size // block_size
-        self.ctx_size = n_blocks * block_size
+        n_blocks = -(-ctx_size // block_size)
+        self.ctx_size = ctx_size
         model_ctx = (getattr(model, "n_ctx_train", None)
                      or getattr(getattr(model, "hparams", None), "n_ctx_train", None)
-                     or self.ctx_size)
-        self.n_ctx = min(n_ctx or self.ctx_size, self.ctx_size, int(model_ctx))
+                     or ctx_size)
+        self.n_ctx = min(n_ctx or ctx_size, ctx_size, int(model_ctx))
         self.blocks = BlockManager(n_blocks, block_size)
         self.kv = model.new_kv_cache(n_blocks, block_size)
         self.max_blocks_per_seq = self.blocks.blocks_for(self.n_ctx)
         self.eog_ids = frozenset(int(t) for t in getattr(tokenizer, "eog_ids", ()) or ())
         self._sampler_factory = sampler_factory or _default_sampler_factory
         self._decoder_factory = decoder_factory or _default_decoder_factory
+        self.grammars = GrammarCompiler(tokenizer, self.n_vocab)
+        # Token masks of constrained requests are computed here while the forward runs.
+        self._mask_worker: ThreadPoolExecutor | None = None
+        # Held around every forward call of the model: teacher-forced scoring
+        # (LLM.logits) calls the model from another thread and takes it too.
+        self.forward_lock = threading.Lock()
 
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._waiting: deque[_Request] = deque()      # guarded by _lock
         self._cancelled: set[str] = set()             # guarded by _lock
-        self._running: list[_Request] = []            # engine thread only
-        self._free_slots = list(range(n_parallel - 1, -1, -1))
         self._stop = False
         self.stats_recorder = StatsRecorder()
         self.stats_recorder.set(n_parallel=n_parallel, kv_blocks_total=n_blocks)
+        self.scheduler = Scheduler(self.blocks, n_parallel=n_parallel,
+                                   max_batch_tokens=max_batch_tokens, lock=self._lock,
+                                   stats=self.stats_recorder)
         self._thread: threading.Thread | None = None
         if start:
             self.start()
@@ -235,9 +133,11 @@ class Engine:
         with self._lock:
             self._stop = True
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if self._mask_worker is not None:
+            self._mask_worker.shutdown(wait=False)
 
     def __enter__(self) -> "Engine":
         return self
@@ -250,8 +150,10 @@ class Engine:
     def check_prompt(self, prompt_ids: Sequence[int], max_tokens: int | None) -> int:
         """Validate a prompt and max_tokens; return the max_tokens to use.
 
-        Raises RequestRejected for empty prompts, ids outside the vocabulary, a prompt that
-        does not fit the context, or prompt + max_tokens that can never fit.
+        A sequence holds at most n_ctx tokens, prompt and generated together, so a
+        prompt may have at most n_ctx - 1 tokens. max_tokens None means "until the
+        context is full". Raises RequestRejected for an empty prompt, ids outside the
+        vocabulary, a prompt that does not fit, or prompt + max_tokens over n_ctx.
         """
         n = len(prompt_ids)
         if n == 0:
@@ -259,12 +161,14 @@ class Engine:
                                   param="prompt", code="empty_prompt")
         bad = [t for t in prompt_ids if not (0 <= t < self.n_vocab)]
         if bad:
-            raise RequestRejected(f"prompt token id {bad[0]} is out of range: ids must be in "
-                                  f"[0, {self.n_vocab})", param="prompt", code="invalid_token_id")
+            raise RequestRejected(f"prompt token id {bad[0]} is outside the vocabulary: ids must "
+                                  f"be in [0, {self.n_vocab})", param="prompt",
+                                  code="invalid_token_id")
         if n >= self.n_ctx:
             raise RequestRejected(
-                f"the prompt has {n} tokens but the context holds {self.n_ctx} "
-                f"(n_prompt_tokens={n}, n_ctx={self.n_ctx}); shorten it or raise --ctx-size",
+                f"the prompt has {n} tokens but a sequence holds at most {self.n_ctx}, "
+                f"prompt and reply together (n_prompt_tokens={n}, n_ctx={self.n_ctx}); "
+                f"shorten it or raise the context size",
                 param="messages", code="context_length_exceeded",
                 n_prompt_tokens=n, n_ctx=self.n_ctx)
         if max_tokens is None:
@@ -275,19 +179,23 @@ class Engine:
         if n + max_tokens > self.n_ctx:
             raise RequestRejected(
                 f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds the context of "
-                f"{self.n_ctx} tokens (n_prompt_tokens={n}, n_ctx={self.n_ctx}); lower max_tokens",
+                f"{self.n_ctx} tokens (n_prompt_tokens={n}, n_ctx={self.n_ctx}); lower "
+                f"max_tokens (or leave it out to generate until the context is full)",
                 param="max_tokens", code="context_length_exceeded",
                 n_prompt_tokens=n, n_ctx=self.n_ctx)
         return max_tokens
 
     def submit(self, prompt_ids: Sequence[int], params: Any,
-               on_event: Callable[[StreamChunk], None], *,
-               request_id: str | None = None) -> str:
+               on_event: Callable[[CompletionChunk], None], *,
+               request_id: str | None = None, mask: Any = None) -> str:
         """Queue a request; its chunks go to on_event (called on the engine thread).
 
         params: sampling parameters (max_tokens, stop, stop_token_ids, ignore_eos,
-        logprobs and whatever the sampler reads). Returns the request id.
-        Raises RequestRejected, QueueFull or EngineStopped without queueing.
+        logprobs, json_schema / grammar and whatever the sampler reads). mask: the
+        request's TokenMask when the caller compiled it already (`grammars.compile`,
+        off an event loop); otherwise a json_schema or grammar is compiled here.
+        Returns the request id. Raises RequestRejected, QueueFull or EngineStopped
+        without queueing.
         """
         prompt = [int(t) for t in prompt_ids]
         try:
@@ -297,24 +205,29 @@ class Engine:
                     params.validate(self.n_vocab)
                 except ValueError as e:
                     raise RequestRejected(str(e), code="invalid_value") from e
+            try:
+                if mask is None:
+                    mask = self.grammars.compile(params)
+            except GrammarError as e:
+                raise RequestRejected(str(e), param=e.param, code="invalid_grammar") from e
         except RequestRejected:
             self.stats_recorder.add(requests_rejected=1)
             raise
-        req = _Request(id=request_id or f"req-{next(_ids)}", tokens=prompt, n_prompt=len(prompt),
-                       max_tokens=max_tokens, params=params,
-                       sampler=self._sampler_factory(params, self.n_vocab),
-                       decoder=self._decoder_factory(self.tokenizer),
-                       stop=StopStrings(getattr(params, "stop", None) or []),
-                       on_event=on_event, submitted_at=time.perf_counter())
+        output = RequestOutput(params, self._decoder_factory(self.tokenizer), self.eog_ids,
+                               n_prompt=len(prompt), max_tokens=max_tokens, n_ctx=self.n_ctx)
+        req = Request(id=request_id or f"req-{next(_ids)}", tokens=prompt, n_prompt=len(prompt),
+                      params=params, sampler=self._sampler_factory(params, self.n_vocab),
+                      output=output, on_event=on_event, submitted_at=time.perf_counter(),
+                      mask=mask)
         with self._lock:
             if self._stop:
                 raise EngineStopped("the engine has been shut down")
-            if len(self._waiting) >= self.max_queue + self._free_slot_hint():
+            if self._queue_full_locked():
                 self.stats_recorder.add(requests_rejected=1)
-                raise QueueFull(f"{len(self._waiting)} requests are already waiting "
+                raise QueueFull(f"{len(self.scheduler.waiting)} requests are already waiting "
                                 f"(max_queue={self.max_queue}); retry later")
-            self._waiting.append(req)
-            self.stats_recorder.set(waiting=len(self._waiting))
+            self.scheduler.waiting.append(req)
+            self.stats_recorder.set(waiting=len(self.scheduler.waiting))
             self._wake.notify_all()
         return req.id
 
@@ -322,11 +235,11 @@ class Engine:
     def queue_full(self) -> bool:
         """Whether submit would refuse with QueueFull right now (a cheap early check)."""
         with self._lock:
-            return len(self._waiting) >= self.max_queue + self._free_slot_hint()
+            return self._queue_full_locked()
 
-    def _free_slot_hint(self) -> int:
+    def _queue_full_locked(self) -> bool:
         # Requests about to take a free slot do not count against the queue.
-        return len(self._free_slots)
+        return len(self.scheduler.waiting) >= self.max_queue + len(self.scheduler.free_slots)
 
     def cancel(self, request_id: str) -> None:
         """Stop a request (client gone); its slot and blocks are freed at the next step."""
@@ -334,21 +247,22 @@ class Engine:
             self._cancelled.add(request_id)
             self._wake.notify_all()
 
-    # --- convenient front ends ------------------------------------------------------------
+    # --- reading results ------------------------------------------------------------------
 
-    def iter_stream(self, prompt_ids: Sequence[int], params: Any) -> Iterator[StreamChunk]:
-        """Blocking iterator over one request's chunks; closing it early cancels the request."""
-        q: queue.Queue[StreamChunk] = queue.Queue()
+    def iter_stream(self, prompt_ids: Sequence[int], params: Any) -> Iterator[CompletionChunk]:
+        """Submit now (errors raise here) and return a blocking iterator over the request's
+        chunks; closing it early cancels the request."""
+        q: queue.SimpleQueue[CompletionChunk] = queue.SimpleQueue()
         rid = self.submit(prompt_ids, params, q.put)
+        return self._read(q, rid)
+
+    def _read(self, q: "queue.SimpleQueue[CompletionChunk]", rid: str) -> Iterator[CompletionChunk]:
         finished = False
         try:
-            while True:
+            while not finished:
                 chunk = q.get()
-                if chunk.finish_reason is not None:
-                    finished = True
+                finished = chunk.finish_reason is not None
                 yield chunk
-                if finished:
-                    return
         finally:
             if not finished:
                 self.cancel(rid)
@@ -358,38 +272,40 @@ class Engine:
         return join_chunks(list(self.iter_stream(prompt_ids, params)))
 
     def generate_many(self, prompts: Sequence[Sequence[int]], params: Any) -> list[Completion]:
-        """Run several requests together (they batch in the same steps); results in order."""
-        queues: list[queue.Queue] = []
-        ids: list[str] = []
-        try:
-            for p in prompts:
-                q: queue.Queue[StreamChunk] = queue.Queue()
-                while True:
-                    try:
-                        ids.append(self.submit(p, params, q.put))
-                        break
-                    except QueueFull:
-                        time.sleep(0.01)
-                queues.append(q)
-            results = []
-            for q in queues:
-                chunks = [q.get()]
-                while chunks[-1].finish_reason is None:
-                    chunks.append(q.get())
-                results.append(join_chunks(chunks))
-            return results
-        except BaseException:
-            for rid in ids:
-                self.cancel(rid)
-            raise
+        """Run several requests together (they batch in the same steps); results in order.
 
-    def stream(self, prompt_ids: Sequence[int], params: Any) -> "AsyncStream":
+        params: one set for every prompt, or a list with one per prompt. Every prompt is
+        checked before any is queued; a full queue is waited out."""
+        per_prompt = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        if len(per_prompt) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(per_prompt)} sets of parameters")
+        for p, pp in zip(prompts, per_prompt):
+            self.check_prompt([int(t) for t in p], getattr(pp, "max_tokens", None))
+        streams: list[Iterator[CompletionChunk]] = []
+        try:
+            for p, pp in zip(prompts, per_prompt):
+                streams.append(self._submit_when_room(p, pp))
+            return [join_chunks(list(s)) for s in streams]
+        finally:
+            for s in streams:
+                s.close()                     # cancels what did not finish (an exception)
+
+    def _submit_when_room(self, prompt_ids: Sequence[int], params: Any) -> Iterator[CompletionChunk]:
+        while True:
+            try:
+                return self.iter_stream(prompt_ids, params)
+            except QueueFull:
+                with self._lock:              # woken when a request leaves the queue
+                    if self._queue_full_locked() and not self._stop:
+                        self._wake.wait(0.05)
+
+    def stream(self, prompt_ids: Sequence[int], params: Any, *, mask: Any = None) -> AsyncStream:
         """Submit now (errors raise here) and return an async iterator of chunks.
 
         Must be called from a running event loop. Cancelling the consuming task or calling
-        `await stream.aclose()` cancels the request.
+        `await stream.aclose()` cancels the request. mask: as in `submit`.
         """
-        return AsyncStream(self, prompt_ids, params)
+        return AsyncStream(self, prompt_ids, params, mask=mask)
 
     def stats(self) -> EngineStats:
         """A snapshot of the counters (running, waiting, tokens, latencies, KV blocks)."""
@@ -398,136 +314,50 @@ class Engine:
     # --- the step loop --------------------------------------------------------------------
 
     def _loop(self) -> None:
+        sched = self.scheduler
         while True:
             with self._lock:
-                while (not self._stop and not self._waiting and not self._running
+                while (not self._stop and not sched.waiting and not sched.running
                        and not self._cancelled):
                     self._wake.wait()
                 if self._stop:
                     break
                 cancelled, self._cancelled = self._cancelled, set()
             self._apply_cancellations(cancelled)
-            self._admit()
-            if self._running:
+            sched.admit()
+            self._update_gauges()
+            if sched.running:
                 try:
                     self._step()
-                except Exception as e:  # a failed forward ends the batch, not the server
-                    for req in list(self._running):
+                except Exception as e:  # a failed forward ends the batch, not the engine
+                    for req in list(sched.running):
                         self._finish(req, "error", error=f"{type(e).__name__}: {e}")
             else:
                 # Waiting requests that cannot start yet: nothing runs, so wait for a change.
                 with self._lock:
-                    if self._waiting and not self._cancelled and not self._stop:
+                    if sched.waiting and not self._cancelled and not self._stop:
                         self._wake.wait(0.05)
         self._shutdown_requests()
 
     def _shutdown_requests(self) -> None:
-        for req in list(self._running):
+        for req in list(self.scheduler.running):
             self._finish(req, "error", error="the engine was shut down")
-        with self._lock:
-            waiting, self._waiting = list(self._waiting), deque()
-        for req in waiting:
-            self._emit(req, StreamChunk(req.id, "", [], finish_reason="error",
-                                        usage=Usage(req.n_prompt, 0),
-                                        error="the engine was shut down"))
+        for req in self.scheduler.take_all_waiting():
+            self._finish(req, "error", error="the engine was shut down")
 
     def _apply_cancellations(self, cancelled: set[str]) -> None:
         if not cancelled:
             return
-        for req in list(self._running):
+        for req in list(self.scheduler.running):
             if req.id in cancelled:
                 self._finish(req, "cancelled")
+        for req in self.scheduler.take_waiting(cancelled):
+            self._finish(req, "cancelled")
         with self._lock:
-            gone = [r for r in self._waiting if r.id in cancelled]
-            for r in gone:
-                self._waiting.remove(r)
-            self.stats_recorder.set(waiting=len(self._waiting))
-        for req in gone:
-            self.stats_recorder.add(requests_cancelled=1)
-            self._emit(req, StreamChunk(req.id, "", [], finish_reason="cancelled",
-                                        usage=Usage(req.n_prompt, req.n_generated)))
-
-    def _admit(self) -> None:
-        """Move waiting requests into free slots while blocks for their prompt are there."""
-        while self._free_slots:
-            with self._lock:
-                if not self._waiting:
-                    return
-                req = self._waiting[0]
-            n_hit = self.blocks.match_prefix(req.tokens[:-1])
-            need = self.blocks.blocks_for(len(req.tokens)) - n_hit // self.block_size
-            # Keep one block per running sequence in reserve so decodes can proceed.
-            if need + len(self._running) > self.blocks.n_available and self._running:
-                return
-            if need > self.blocks.n_available:
-                return
-            with self._lock:
-                self._waiting.popleft()
-                self.stats_recorder.set(waiting=len(self._waiting))
-            req.blocks, req.n_computed = self.blocks.start_sequence(req.tokens)
-            req.slot = self._free_slots.pop()
-            if not req.admitted_once:
-                req.admitted_once = True
-                req.n_cached = req.n_computed
-                self.stats_recorder.add(prompt_tokens=req.n_prompt)
-            self._running.append(req)
-            self._update_gauges()
-
-    def _plan(self) -> list[tuple[_Request, int]]:
-        """Pick (request, n_tokens) for this step: decodes first, then prefill chunks."""
-        budget = self.max_batch_tokens
-        plan: list[tuple[_Request, int]] = []
-        for req in [r for r in self._running if r.n_pending == 1]:
-            plan.append((req, 1))
-            budget -= 1
-        for req in [r for r in self._running if r.n_pending > 1]:
-            if budget <= 0:
-                break
-            n = min(req.n_pending, budget)
-            plan.append((req, n))
-            budget -= n
-        return plan
-
-    def _reserve_blocks(self, plan: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
-        """Give each planned sequence the blocks it needs; preempt the newest when short."""
-        ok: list[tuple[_Request, int]] = []
-        for req, n in plan:
-            if req not in self._running:
-                continue                       # preempted for an earlier one in this loop
-            while True:
-                try:
-                    self.blocks.ensure_capacity(req.blocks, req.n_computed + n)
-                    ok.append((req, n))
-                    break
-                except OutOfBlocks:
-                    victim = self._running[-1]
-                    self._preempt(victim)
-                    if victim is req:
-                        break
-        return [(r, n) for r, n in ok if r in self._running]
-
-    def _preempt(self, req: _Request) -> None:
-        """Free a running sequence's blocks and put it back at the head of the queue; it
-        resumes by recomputing its tokens (mostly from the prefix cache)."""
-        self._release(req)
-        req.n_computed = 0
-        with self._lock:
-            self._waiting.appendleft(req)
-            self.stats_recorder.set(waiting=len(self._waiting))
-        self.stats_recorder.add(preemptions=1)
-
-    def _release(self, req: _Request) -> None:
-        if req.blocks is not None:
-            self.blocks.free_sequence(req.blocks)
-            req.blocks = None
-        if req in self._running:
-            self._running.remove(req)
-            self._free_slots.append(req.slot)
-            req.slot = -1
-        self._update_gauges()
+            self._wake.notify_all()           # room in the queue for _submit_when_room
 
     def _step(self) -> None:
-        plan = self._reserve_blocks(self._plan())
+        plan = self.scheduler.schedule()
         if not plan:
             return
         n_tokens = sum(n for _, n in plan)
@@ -536,7 +366,7 @@ class Engine:
         seq_ids = np.empty(n_tokens, dtype=np.int32)         # [n_tokens] row of block_tables
         block_tables = np.zeros((self.n_parallel, self.max_blocks_per_seq), dtype=np.int32)
         logit_rows: list[int] = []
-        samplers: list[_Request] = []
+        sampled: list[Request] = []                          # the request of each logit row
         i = 0
         for req, n in plan:
             start = req.n_computed
@@ -547,67 +377,94 @@ class Engine:
             i += n
             if start + n == len(req.tokens):
                 logit_rows.append(i - 1)
-                samplers.append(req)
-        logits = self.model.forward(self.kv, tokens, positions, seq_ids, block_tables,
-                                    np.asarray(logit_rows, dtype=np.int32))
+                sampled.append(req)
+        masks = self._start_masks(sampled)
+        with self.forward_lock:
+            logits = self.model.forward(self.kv, tokens, positions, seq_ids, block_tables,
+                                        np.asarray(logit_rows, dtype=np.int32))
+        if masks is not None:
+            masks.result()
         self.stats_recorder.add(steps=1, prompt_tokens_computed=sum(
             n for r, n in plan if r.n_computed < r.n_prompt))
         for req, n in plan:
             req.n_computed += n
             self.blocks.commit_full_blocks(req.blocks, req.tokens, req.n_computed)
         now = time.perf_counter()
-        for row, req in enumerate(samplers):
+        for row, req in enumerate(sampled):
             self._on_logits(req, logits[row], now)
         self._update_gauges()
 
-    def _on_logits(self, req: _Request, logits_row: np.ndarray, now: float) -> None:
+    def _start_masks(self, sampled: list[Request]) -> Any:
+        """Compute the next-token masks of constrained requests on a worker thread while
+        the forward pass runs (both release the GIL); None when no request has one."""
+        masks = [r.mask for r in sampled if r.mask is not None]
+        if not masks:
+            return None
+        if self._mask_worker is None:
+            self._mask_worker = ThreadPoolExecutor(1, thread_name_prefix="llamalite-mask")
+
+        def compute() -> None:
+            for m in masks:
+                m.compute()
+        return self._mask_worker.submit(compute)
+
+    def _on_logits(self, req: Request, logits_row: np.ndarray, now: float) -> None:
+        if req.mask is not None:
+            try:
+                logits_row = req.mask.apply(logits_row)
+            except GrammarError as e:
+                self._finish(req, "error", error=str(e))
+                return
         result = req.sampler.sample(logits_row, req.tokens)
         token = int(result.token)
+        if req.mask is not None:
+            try:
+                req.mask.consume(token)
+            except GrammarError as e:
+                self._finish(req, "error", error=str(e))
+                return
         req.tokens.append(token)
-        req.n_generated += 1
         self.stats_recorder.add(generated_tokens=1)
-        if req.n_generated == 1:
+        if req.first_token_at == 0.0:
+            req.first_token_at = now
             self.stats_recorder.observe_ttft(now - req.submitted_at)
         else:
             self.stats_recorder.observe_itl(now - req.last_token_at)
         req.last_token_at = now
-        lp = None
-        if getattr(req.params, "logprobs", None) is not None:
-            top = [(int(t), float(v)) for t, v in (getattr(result, "top_logprobs", None) or [])]
-            lp = [TokenLogprob(token, float(result.logprob), top)]
-        params = req.params
-        end_token = (token in self.eog_ids and not getattr(params, "ignore_eos", False)) or \
-            token in (getattr(params, "stop_token_ids", None) or ())
-        if end_token:
-            # Counted in usage, not part of the output (no text, no token id, no logprob).
-            self._finish(req, "stop", logprobs=[] if lp is not None else None)
-            return
-        text, stopped = req.stop.push(req.decoder.push(token))
-        finish = "stop" if stopped else None
-        if finish is None and (req.n_generated >= req.max_tokens or len(req.tokens) >= self.n_ctx):
-            finish = "length"
-        if finish is None:
-            self._emit(req, StreamChunk(req.id, text, [token], lp))
+        out = req.output.on_token(token, result,
+                                  grammar_done=req.mask is not None and req.mask.done)
+        if out.finish_reason is None:
+            self._emit(req, CompletionChunk(out.text, out.token_ids, logprobs=out.logprobs,
+                                            request_id=req.id))
         else:
-            self._finish(req, finish, text=text, token_ids=[token], logprobs=lp)
+            self._finish(req, out.finish_reason, text=out.text, token_ids=out.token_ids,
+                         logprobs=out.logprobs)
 
-    def _finish(self, req: _Request, reason: str, *, text: str = "",
+    def _finish(self, req: Request, reason: str, *, text: str = "",
                 token_ids: list[int] | None = None, logprobs: list | None = None,
                 error: str | None = None) -> None:
-        if reason in ("stop", "length") and not req.stop.stopped:
-            if hasattr(req.decoder, "flush"):
-                text += req.stop.push(req.decoder.flush())[0]
-            text += req.stop.flush()
-        self._release(req)
+        text += req.output.tail(reason)
+        self.scheduler.release(req)
+        self._update_gauges()                 # before the caller hears of the end
         if reason == "cancelled":
             self.stats_recorder.add(requests_cancelled=1)
         else:
             self.stats_recorder.add(requests_finished=1)
-        self._emit(req, StreamChunk(req.id, text, token_ids or [], logprobs, finish_reason=reason,
-                                    usage=Usage(req.n_prompt, req.n_generated, req.n_cached),
-                                    error=error))
+        self._emit(req, CompletionChunk(text, token_ids or [], finish_reason=reason,
+                                        usage=Usage(req.n_prompt, req.n_generated, req.n_cached),
+                                        logprobs=logprobs, request_id=req.id, error=error,
+                                        timings=self._timings(req)))
 
-    def _emit(self, req: _Request, chunk: StreamChunk) -> None:
+    def _timings(self, req: Request) -> Timings:
+        now = time.perf_counter()
+        first = req.first_token_at or now
+        return Timings(prompt_tokens=req.n_prompt - req.n_cached,
+                       prompt_s=first - req.submitted_at,
+                       generated_tokens=req.n_generated,
+                       generate_s=now - first if req.first_token_at else 0.0,
+                       first_token_s=first - req.submitted_at if req.first_token_at else 0.0)
+
+    def _emit(self, req: Request, chunk: CompletionChunk) -> None:
         if req.done:
             return
         if chunk.finish_reason is not None:
@@ -621,97 +478,6 @@ class Engine:
 
     def _update_gauges(self) -> None:
         b = self.blocks.stats()
-        self.stats_recorder.set(running=len(self._running), kv_blocks_used=b.used,
+        self.stats_recorder.set(running=len(self.scheduler.running), kv_blocks_used=b.used,
                                 kv_blocks_cached=b.cached, prefix_cache_hit_rate=b.hit_rate,
                                 prefix_cache_hit_tokens=b.prefix_hit_tokens)
-
-
-class _LoopInbox:
-    """Chunks from the engine thread to one event loop, one wakeup per batch.
-
-    A step emits a chunk for every running sequence; waking the loop once per
-    chunk (call_soon_threadsafe each) costs a self-pipe write, a loop iteration
-    and a GIL hand-over per token, CPU taken from the forward pass on a small
-    machine. Here the first chunk of a batch schedules one flush and the rest
-    join it; each queue still gets its chunks in order."""
-
-    _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox]" = \
-        weakref.WeakKeyDictionary()
-    _registry_lock = threading.Lock()
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop_ref = weakref.ref(loop)   # not strong: the registry's key must be able to die
-        self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Queue, StreamChunk]] = []
-
-    @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> "_LoopInbox":
-        with cls._registry_lock:
-            inbox = cls._by_loop.get(loop)
-            if inbox is None:
-                inbox = cls._by_loop[loop] = cls(loop)
-            return inbox
-
-    def put(self, q: asyncio.Queue, chunk: StreamChunk) -> None:
-        with self._lock:
-            first = not self._pending
-            self._pending.append((q, chunk))
-        if first:
-            loop = self._loop_ref()
-            try:
-                if loop is None:
-                    raise RuntimeError("the event loop is gone")
-                loop.call_soon_threadsafe(self._flush)
-            except RuntimeError:   # the loop is closed: nobody will read these
-                with self._lock:
-                    self._pending.clear()
-                raise
-
-    def _flush(self) -> None:
-        with self._lock:
-            items, self._pending = self._pending, []
-        for q, chunk in items:
-            q.put_nowait(chunk)
-
-
-class AsyncStream:
-    """Async iterator over one request's chunks (see Engine.stream)."""
-
-    def __init__(self, engine: Engine, prompt_ids: Sequence[int], params: Any) -> None:
-        self._engine = engine
-        self._inbox = _LoopInbox.of(asyncio.get_running_loop())
-        self._queue: asyncio.Queue[StreamChunk] = asyncio.Queue()
-        self._finished = False
-        self.request_id = engine.submit(prompt_ids, params, self._deliver)
-
-    def _deliver(self, chunk: StreamChunk) -> None:
-        self._inbox.put(self._queue, chunk)
-
-    def __aiter__(self) -> "AsyncStream":
-        return self
-
-    async def __anext__(self) -> StreamChunk:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            chunk = await self._queue.get()
-        except BaseException:
-            self.cancel()
-            raise
-        if chunk.finish_reason is not None:
-            self._finished = True
-        return chunk
-
-    def cancel(self) -> None:
-        """Cancel the request unless it already ended."""
-        if not self._finished:
-            self._finished = True
-            self._engine.cancel(self.request_id)
-
-    async def aclose(self) -> None:
-        self.cancel()
-
-    async def collect(self) -> Completion:
-        """Wait for the whole generation."""
-        chunks = [c async for c in self]
-        return join_chunks(chunks)

@@ -8,10 +8,11 @@
 ...     print(chunk.text, end="", flush=True)
 >>> llm.chat([{"role": "user", "content": "Hi!"}])["choices"][0]["message"]["content"]  # doctest: +SKIP
 
-One sequence at a time: the prompt is prefilled in chunks of up to 512 tokens,
-then each step feeds one token to `Model.forward` (one C++ call per step, whatever
-the layer count). The KV cache of the last call is kept, so a prompt that starts
-with the previous conversation only computes its new tokens.
+Every generating call (`generate`, `chat`, streaming, `generate_batch`, `astream`) is a
+request to the one engine (engine.py) that owns the model's paged KV pool and prefix
+cache; calls from several threads or tasks batch together in its steps. `logits` and
+`perplexity` score a given text by teacher forcing: they call the model directly, with a
+short-lived cache of their own, between the engine's steps.
 """
 from __future__ import annotations
 
@@ -19,96 +20,85 @@ import math
 import os
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from .engine import Engine
+from .errors import EngineError, GrammarError, TemplateError
+from .grammar import schema_of_response_format
+from .tools import ToolPlan, plan_tools
+from .openai_format import OpenAIShape
+from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage, join_chunks
 from .registry import ProgressFn, resolve_model
-from .sampling import Sampler, SamplingParams
-from .stopping import StopStrings
+from .sampling import SamplingParams
 
-__all__ = ["LLM", "Completion", "CompletionChunk", "TokenLogprob", "Usage", "Timings"]
+__all__ = ["LLM", "LoadedModel", "load_model", "Completion", "CompletionChunk", "TokenLogprob",
+           "Usage", "Timings"]
 
-PREFILL_CHUNK = 512      # tokens per forward call while prefilling
 LOGITS_CHUNK = 128       # tokens per forward call when every row needs logits
 KV_BLOCK_SIZE = 16       # tokens per KV cache block
 
 _SAMPLING_FIELDS = tuple(SamplingParams.__dataclass_fields__)
 
 
-@dataclass
-class Usage:
-    """Token counts of one call, as in OpenAI's `usage`."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens}
-
+# --- loading ---------------------------------------------------------------------------
 
 @dataclass
-class TokenLogprob:
-    """The log-probability of one generated token and of the top alternatives."""
+class LoadedModel:
+    """A model file made ready: weights, tokenizer and chat template.
 
-    token: int
-    logprob: float
-    top_logprobs: list[tuple[int, float]]      # [(token id, logprob)], best first
-
-
-@dataclass
-class Completion:
-    """The result of `LLM.generate` (without streaming)."""
-
-    text: str
-    token_ids: list[int]                       # generated ids (an end-of-generation id excluded)
-    finish_reason: str                         # "stop" | "length"
-    usage: Usage
-    logprobs: Optional[list[TokenLogprob]] = None
-
-
-@dataclass
-class CompletionChunk:
-    """One piece of a streamed generation: whole UTF-8 characters only.
-
-    The last chunk has `finish_reason` and `usage` set (its text may be empty).
+    chat_template is None when the file's template cannot be used (template_error says
+    why); plain completion still works.
     """
 
-    text: str
-    token_ids: list[int]
-    finish_reason: Optional[str] = None
-    usage: Optional[Usage] = None
-    logprobs: Optional[list[TokenLogprob]] = None
+    model: Any
+    tokenizer: Any
+    chat_template: Any
+    template_error: Optional[str]
+    path: Path
+    name: str                                  # the registry name or the file's stem
+
+
+def load_model(model: Union[str, os.PathLike], *, n_threads: Optional[int] = None,
+               precise: bool = False, progress: Optional[ProgressFn] = None) -> LoadedModel:
+    """Resolve `model` (a GGUF path or a registry name, pulled on first use) and load it.
+
+    The one loader of the Python API, the CLI and the server.
+    """
+    from .chat_template import ChatTemplate
+    from .model import Model
+    from .tokenizer import Tokenizer
+
+    path = resolve_model(model, progress=progress)
+    loaded = Model.load(str(path), n_threads=n_threads, precise=precise)
+    metadata = loaded.gguf.metadata
+    tokenizer = Tokenizer.from_metadata(metadata)
+    template, template_error = None, None
+    try:
+        template = ChatTemplate.from_metadata(metadata, loaded.arch)
+    except TemplateError as e:
+        template_error = str(e)
+    name = str(model) if not Path(str(model)).expanduser().is_file() else Path(path).stem
+    return LoadedModel(loaded, tokenizer, template, template_error, Path(path), name)
 
 
 @dataclass
-class Timings:
-    """Where the time of the last generation went (seconds)."""
+class PreparedChat:
+    """A chat request made ready (LLM.prepare_chat)."""
 
-    load_s: float = 0.0
-    prompt_tokens: int = 0                     # tokens actually computed (after cache reuse)
-    prompt_s: float = 0.0
-    generated_tokens: int = 0
-    generate_s: float = 0.0
-    first_token_s: float = 0.0                 # from the call to the first sampled token
+    prompt_ids: list[int]
+    sampling: dict                           # SamplingParams fields, constraint included
+    plan: ToolPlan                           # reads tool calls out of the reply
 
-    def summary(self) -> str:
-        def rate(n: int, s: float) -> str:
-            return f"{n / s:.1f} tok/s" if s > 0 else "-"
-        return (f"load {self.load_s * 1e3:.0f} ms | prompt {self.prompt_tokens} tokens "
-                f"{self.prompt_s * 1e3:.0f} ms ({rate(self.prompt_tokens, self.prompt_s)}) | "
-                f"generation {self.generated_tokens} tokens {self.generate_s * 1e3:.0f} ms "
-                f"({rate(self.generated_tokens, self.generate_s)}) | "
-                f"first token {self.first_token_s * 1e3:.0f} ms")
 
+# --- the API ---------------------------------------------------------------------------
 
 class LLM:
-    """A loaded model with its tokenizer, chat template, KV cache and a decode loop.
+    """A loaded model with its tokenizer, chat template and generation engine.
 
     >>> llm = LLM("gemma3-270m", n_ctx=1024, seed=0)            # doctest: +SKIP
     >>> out = llm.generate("Water boils at", temperature=0, max_tokens=12)  # doctest: +SKIP
@@ -124,6 +114,10 @@ class LLM:
         n_ctx: int = 4096,
         n_threads: Optional[int] = None,
         precise: bool = False,
+        # --- batching ---
+        n_parallel: int = 4,
+        max_batch_tokens: int = 512,
+        max_queue: int = 64,
         # --- defaults ---
         seed: Optional[int] = None,
         # --- diagnostics ---
@@ -132,61 +126,86 @@ class LLM:
     ) -> None:
         """Load `model`: a GGUF path or a registry name (pulled on first use).
 
-        `seed` makes the calls that give no seed of their own reproducible as a
-        sequence; `n_threads` defaults to the core's choice (the physical cores).
-        `precise=True` loads the model in precise mode (`Model.load(precise=True)`:
-        float32 activations in every matmul and a float32 KV cache; slower, for
+        n_ctx: tokens of KV cache, shared by the sequences that run at once; one sequence
+        holds at most n_ctx tokens (prompt and reply together; fewer if the model was
+        trained on a shorter context). n_parallel: sequences decoded together;
+        max_batch_tokens: tokens per forward step (prompts are prefilled in chunks of
+        it); max_queue: requests allowed to wait for a slot. `seed` makes the calls that
+        give no seed of their own reproducible as a sequence; `n_threads` defaults to the
+        core's choice (the physical cores). `precise=True` loads the model in precise
+        mode (float32 activations in every matmul and a float32 KV cache; slower, for
         debugging and accuracy checks).
         """
-        from .chat_template import ChatTemplate
-        from .model import Model
-        from .tokenizer import StreamDecoder, Tokenizer
+        from .tokenizer import StreamDecoder
 
         _check_n_ctx(n_ctx)
         t0 = time.perf_counter()
-        path = resolve_model(model, progress=progress)
-        loaded = Model.load(str(path), n_threads=n_threads, precise=precise)
-        metadata = loaded.gguf.metadata
-        tokenizer = Tokenizer.from_metadata(metadata)
-        template = ChatTemplate.from_metadata(metadata, loaded.arch)
-        name = str(model) if not Path(str(model)).expanduser().is_file() else Path(path).stem
-        self._setup(loaded, tokenizer, template, n_ctx=n_ctx, seed=seed, verbose=verbose,
-                    name=name)
-        self._new_decoder = StreamDecoder
-        self.model_path = Path(path)
-        self.timings.load_s = time.perf_counter() - t0
-        self._log(f"loaded {self.model_path.name} ({loaded.arch}, n_vocab {self.n_vocab}) "
-                  f"in {self.timings.load_s * 1e3:.0f} ms")
+        loaded = load_model(model, n_threads=n_threads, precise=precise, progress=progress)
+        self._setup(loaded.model, loaded.tokenizer, loaded.chat_template, StreamDecoder,
+                    n_ctx=n_ctx, n_parallel=n_parallel, max_batch_tokens=max_batch_tokens,
+                    max_queue=max_queue, seed=seed, verbose=verbose, name=loaded.name)
+        self.template_error = loaded.template_error
+        self.model_path: Optional[Path] = loaded.path
+        self.load_s = time.perf_counter() - t0
+        self._log(f"loaded {self.model_path.name} ({loaded.model.arch}, n_vocab {self.n_vocab}) "
+                  f"in {self.load_s * 1e3:.0f} ms")
+        if self.template_error:
+            self._log(f"chat is unavailable: {self.template_error}")
 
     @classmethod
     def _from_parts(cls, model: Any, tokenizer: Any, chat_template: Any,
                     stream_decoder: Callable[[Any], Any], *, n_ctx: int = 4096,
+                    n_parallel: int = 4, max_batch_tokens: int = 512, max_queue: int = 64,
                     seed: Optional[int] = None, name: str = "model") -> "LLM":
         """An LLM over already-built parts (the unit tests use small fakes)."""
         self = cls.__new__(cls)
-        self._setup(model, tokenizer, chat_template, n_ctx=n_ctx, seed=seed, verbose=False,
-                    name=name)
-        self._new_decoder = stream_decoder
+        self._setup(model, tokenizer, chat_template, stream_decoder, n_ctx=n_ctx,
+                    n_parallel=n_parallel, max_batch_tokens=max_batch_tokens,
+                    max_queue=max_queue, seed=seed, verbose=False, name=name)
+        self.template_error = None if chat_template is not None else "no chat template"
         self.model_path = None
+        self.load_s = 0.0
         return self
 
-    def _setup(self, model: Any, tokenizer: Any, chat_template: Any, *, n_ctx: int,
-               seed: Optional[int], verbose: bool, name: str) -> None:
+    def _setup(self, model: Any, tokenizer: Any, chat_template: Any,
+               stream_decoder: Callable[[Any], Any], *, n_ctx: int, n_parallel: int,
+               max_batch_tokens: int, max_queue: int, seed: Optional[int], verbose: bool,
+               name: str) -> None:
         _check_n_ctx(n_ctx)
         self.model = model
         self.tokenizer = tokenizer
         self.chat_template = chat_template
-        self.n_ctx = n_ctx
         self.n_vocab = int(model.n_vocab)
         self.model_name = name
         self.verbose = verbose
-        self.timings = Timings()
+        self.timings = Timings()              # of the last request made by generate / chat
         self._seeds = np.random.default_rng(seed)
-        n_blocks = -(-n_ctx // KV_BLOCK_SIZE)
-        self._kv = model.new_kv_cache(n_blocks, block_size=KV_BLOCK_SIZE)
-        self._block_table = np.arange(n_blocks, dtype=np.int32).reshape(1, n_blocks)  # [1, n_blocks]
-        self._cached: list[int] = []       # tokens whose K/V sit at positions 0.. in the cache
-        self._active: object = None        # the running decode loop (one at a time)
+        self._engine: Optional[Engine] = Engine(
+            model, tokenizer, n_parallel=n_parallel, ctx_size=n_ctx, n_ctx=n_ctx,
+            block_size=KV_BLOCK_SIZE, max_batch_tokens=max_batch_tokens, max_queue=max_queue,
+            decoder_factory=stream_decoder)
+        self.n_ctx = self._engine.n_ctx       # per sequence, capped by the training context
+        # An LLM dropped without close() stops its engine thread when collected.
+        weakref.finalize(self, self._engine.shutdown)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine every generating call submits to (its `stats()` feed /metrics)."""
+        if self._engine is None:
+            raise EngineError("this LLM was closed")
+        return self._engine
+
+    def close(self) -> None:
+        """Stop the engine's thread; unfinished requests end with an error."""
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # --- text <-> tokens ---
 
@@ -215,80 +234,112 @@ class LLM:
         >>> llm.apply_chat_template([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
         '<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n'
         """
-        return self.chat_template.render(list(messages), add_generation_prompt=add_generation_prompt,
-                                         tools=tools)
+        return self._template().render(list(messages), add_generation_prompt=add_generation_prompt,
+                                       tools=tools)
+
+    def chat_prompt_ids(self, messages: Sequence[dict], *, tools: Optional[list] = None) -> list[int]:
+        """The prompt ids `chat` sends for `messages` (the template's own markup makes the
+        special tokens; one BOS)."""
+        from .chat_template import chat_prompt_ids
+        return chat_prompt_ids(self._template(), self.tokenizer, list(messages), tools=tools)
+
+    def _template(self) -> Any:
+        if self.chat_template is None:
+            raise TemplateError(f"this model's chat template cannot be used "
+                                f"({self.template_error}); use generate() for plain completion")
+        return self.chat_template
 
     # --- generation ---
+
+    def sampling_params(self, **sampling: Any) -> SamplingParams:
+        """Validated `SamplingParams` from keyword options (unknown names are errors); a
+        missing seed is drawn from the LLM's own seed sequence."""
+        unknown = sorted(set(sampling) - set(_SAMPLING_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(_SAMPLING_FIELDS)}")
+        params = SamplingParams(**sampling)
+        if params.seed is None:
+            params.seed = int(self._seeds.integers(0, 2**63 - 1))
+        params.validate(self.n_vocab)
+        return params
 
     def generate(self, prompt: Union[str, Sequence[int]], *, stream: bool = False,
                  **sampling: Any) -> Union[Completion, Iterator[CompletionChunk]]:
         """Continue `prompt` (text, tokenized with BOS, or a list of token ids).
 
         `sampling` takes the fields of `SamplingParams` (temperature, top_k, top_p,
-        min_p, repeat_penalty, ..., max_tokens, stop, logprobs). With stream=True the
+        min_p, repeat_penalty, ..., max_tokens, stop, logprobs, and json_schema or grammar
+        to constrain the reply to JSON under a schema or to a GBNF grammar). Without max_tokens the
+        reply stops at SamplingParams' default or where the context is full, whichever
+        comes first; a max_tokens that cannot fit is an error. With stream=True the
         result is an iterator of `CompletionChunk`s, the last one carrying
-        finish_reason and usage.
+        finish_reason and usage. Bad options and prompts raise here, before any work.
 
         >>> out = llm.generate("1, 2, 3,", temperature=0, max_tokens=6, stop=["6"])  # doctest: +SKIP
         >>> out.text, out.finish_reason                          # doctest: +SKIP
         (' 4, 5, ', 'stop')
         """
-        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-        params = self._params(sampling)
-        chunks = self._stream(ids, params)
-        if stream:
-            return chunks
-        return _collect(chunks)
+        chunks = self._submit(self._prompt_ids(prompt), sampling)
+        return chunks if stream else _collect(chunks)
 
     def chat(self, messages: Sequence[dict], *, stream: bool = False,
-             tools: Optional[list] = None,
+             tools: Optional[list] = None, tool_choice: Any = None,
+             parallel_tool_calls: bool = True, response_format: Optional[dict] = None,
              **sampling: Any) -> Union[dict, Iterator[dict]]:
-        """Answer a conversation; OpenAI-shaped `chat.completion` (or `.chunk`s when streaming).
+        """Answer a conversation; OpenAI-shaped `chat.completion` (or `.chunk`s when streaming:
+        a role chunk, content chunks, a finish chunk and a usage chunk).
+
+        tools, tool_choice, parallel_tool_calls: OpenAI's. Calls come back as
+        `message.tool_calls` with finish_reason "tool_calls"; under "required" or a named
+        function the call format is enforced by a grammar (tools.py). With tools a
+        streamed reply is held back until it ends, then sent as content or call deltas.
+
+        response_format: OpenAI's {"type": "json_object"} or {"type": "json_schema",
+        "json_schema": {"schema": {...}}}: the reply is JSON, enforced token by token
+        (like the json_schema and grammar options of `generate`).
 
         >>> r = llm.chat([{"role": "user", "content": "Say hi"}], max_tokens=16)  # doctest: +SKIP
         >>> r["object"], r["choices"][0]["message"]["role"]      # doctest: +SKIP
         ('chat.completion', 'assistant')
         """
-        ids = self._chat_prompt_ids(messages, tools)
-        params = self._params(sampling)
-        completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
-        created = int(time.time())
-        chunks = self._stream(ids, params)
+        prepared = self.prepare_chat(messages, tools=tools, tool_choice=tool_choice,
+                                     parallel_tool_calls=parallel_tool_calls,
+                                     response_format=response_format, sampling=sampling)
+        plan = prepared.plan
+        chunks = self._submit(prepared.prompt_ids, prepared.sampling)
+        shape = OpenAIShape("chat", self.model_name, self.tokenizer.token_bytes)
+        if not plan.parses_calls:
+            return _openai_stream(shape, chunks) if stream else shape.whole(_collect(chunks))
         if stream:
-            return self._chat_chunks(chunks, completion_id, created, params.logprobs is not None)
+            return _openai_tool_stream(shape, chunks, plan)
         out = _collect(chunks)
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": self.model_name,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": out.text},
-                "finish_reason": out.finish_reason,
-                "logprobs": self._openai_logprobs(out.logprobs),
-            }],
-            "usage": out.usage.as_dict(),
-        }
+        content, calls = plan.fmt.parse(out.text)
+        return shape.whole(out, calls, content)
 
-    # --- many requests at once (the continuous-batching engine) ---
-
-    def engine(self, *, n_parallel: int = 4, ctx_size: Optional[int] = None,
-               max_batch_tokens: int = 512) -> Any:
-        """The batching `Engine` over this model (started on first use, then reused).
-
-        ctx_size is the KV pool shared by all sequences (default: n_ctx); each sequence
-        may hold up to min(n_ctx, ctx_size) tokens. Do not run `generate` on the same LLM
-        while engine requests are in flight: both drive the one model.
-        """
-        from .engine import Engine
-        eng = getattr(self, "_engine", None)
-        if eng is None:
-            eng = Engine(self.model, self.tokenizer, n_parallel=n_parallel,
-                         ctx_size=ctx_size or self.n_ctx, n_ctx=self.n_ctx,
-                         max_batch_tokens=max_batch_tokens, decoder_factory=self._new_decoder)
-            self._engine = eng
-        return eng
+    def prepare_chat(self, messages: Sequence[dict], *, tools: Optional[list] = None,
+                     tool_choice: Any = None, parallel_tool_calls: bool = True,
+                     response_format: Optional[dict] = None,
+                     sampling: Optional[dict] = None) -> "PreparedChat":
+        """What `chat` (and the server's chat route) sends: the prompt ids, the sampling
+        options with the request's constraint (response_format's schema, or the grammar
+        that forces a required tool call), and the tool plan that reads the reply.
+        GrammarError naming the field for bad tools, tool_choice or response_format."""
+        sampling = dict(sampling or {})
+        template = self._template()
+        plan = plan_tools(tools, tool_choice, template.source,
+                          parallel_tool_calls=parallel_tool_calls)
+        constraint = {"json_schema": schema_of_response_format(response_format),
+                      "grammar": plan.grammar}
+        given = [k for k in ("json_schema", "grammar") if sampling.get(k) is not None]
+        if sum(v is not None for v in constraint.values()) + len(given) > 1:
+            raise GrammarError("one constraint per request: response_format, a required tool "
+                               "call, json_schema or grammar",
+                               param="response_format" if response_format else "tool_choice")
+        sampling.update({k: v for k, v in constraint.items() if v is not None})
+        ids = self.chat_prompt_ids(plan.messages(list(messages), template.source),
+                                   tools=plan.tools or None)
+        return PreparedChat(ids, sampling, plan)
 
     def generate_batch(self, prompts: Sequence[Union[str, Sequence[int]]],
                        **sampling: Any) -> list[Completion]:
@@ -300,10 +351,9 @@ class LLM:
         >>> outs = llm.generate_batch(["The sky is", "Grass is"], temperature=0, max_tokens=8)  # doctest: +SKIP
         >>> [o.text for o in outs]                               # doctest: +SKIP
         """
-        eng = self.engine()
         ids = [self._prompt_ids(p) for p in prompts]
-        params = self._params(dict(sampling))
-        return [self._from_engine(c) for c in eng.generate_many(ids, params)]
+        params = [self._params_for(i, sampling) for i in ids]
+        return self.engine.generate_many(ids, params)
 
     async def astream(self, prompt: Union[str, Sequence[int]],
                       **sampling: Any) -> "AsyncIterator[CompletionChunk]":
@@ -314,45 +364,46 @@ class LLM:
         Cancelling the consuming task (or breaking out and closing the generator)
         cancels the request and frees its KV blocks.
         """
-        eng = self.engine()
-        stream = eng.stream(self._prompt_ids(prompt), self._params(dict(sampling)))
+        ids = self._prompt_ids(prompt)
+        stream = self.engine.stream(ids, self._params_for(ids, sampling))
         try:
             async for c in stream:
-                yield CompletionChunk(
-                    text=c.text, token_ids=list(c.token_ids), finish_reason=c.finish_reason,
-                    usage=Usage(c.usage.prompt_tokens, c.usage.completion_tokens,
-                                c.usage.total_tokens) if c.usage else None,
-                    logprobs=[TokenLogprob(x.token, x.logprob, x.top_logprobs)
-                              for x in c.logprobs] if c.logprobs is not None else None)
                 if c.finish_reason == "error":
-                    raise RuntimeError(c.error or "generation failed")
+                    raise EngineError(c.error or "generation failed")
+                yield c
         finally:
             stream.cancel()
 
     async def agenerate(self, prompt: Union[str, Sequence[int]], **sampling: Any) -> Completion:
         """The awaitable form of `generate` (batched with other concurrent calls)."""
-        chunks = [c async for c in self.astream(prompt, **sampling)]
-        return _collect(iter(chunks))
-
-    def close(self) -> None:
-        """Stop the batching engine's thread (if it was started)."""
-        eng = getattr(self, "_engine", None)
-        if eng is not None:
-            eng.shutdown()
-            self._engine = None
+        return join_chunks([c async for c in self.astream(prompt, **sampling)])
 
     def _prompt_ids(self, prompt: Union[str, Sequence[int]]) -> list[int]:
         return self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
 
-    def _from_engine(self, c: Any) -> Completion:
-        lps = None
-        if c.logprobs is not None:
-            lps = [TokenLogprob(x.token, x.logprob, x.top_logprobs) for x in c.logprobs]
-        return Completion(c.text, list(c.token_ids), c.finish_reason,
-                          Usage(c.usage.prompt_tokens, c.usage.completion_tokens,
-                                c.usage.total_tokens), lps)
+    def _params_for(self, prompt_ids: Sequence[int], sampling: dict) -> SamplingParams:
+        params = self.sampling_params(**sampling)
+        if "max_tokens" not in sampling and params.max_tokens is not None:
+            # The default length gives way to the context; an explicit one is checked.
+            params.max_tokens = max(1, min(params.max_tokens, self.n_ctx - len(prompt_ids)))
+        return params
 
-    # --- scoring ---
+    def _submit(self, prompt_ids: list[int], sampling: dict) -> Iterator[CompletionChunk]:
+        chunks = self.engine.iter_stream(prompt_ids, self._params_for(prompt_ids, sampling))
+        return self._follow(chunks)
+
+    def _follow(self, chunks: Iterator[CompletionChunk]) -> Iterator[CompletionChunk]:
+        """Pass a request's chunks on; keep its timings; an "error" end raises."""
+        with _closing(chunks):
+            for c in chunks:
+                if c.finish_reason == "error":
+                    raise EngineError(c.error or "generation failed")
+                if c.timings is not None:
+                    self.timings = c.timings
+                    self._log(c.timings.summary())
+                yield c
+
+    # --- scoring (teacher forcing: the model directly, not the engine) ---
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Teacher-forced log-probabilities: float32 [len(ids), n_vocab].
@@ -399,165 +450,39 @@ class LLM:
                 n_scored += len(rows)
         return math.exp(nll_sum / n_scored)
 
-    # --- internals: the decode loop ---
-
-    def _params(self, sampling: dict) -> SamplingParams:
-        unknown = sorted(set(sampling) - set(_SAMPLING_FIELDS))
-        if unknown:
-            raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(_SAMPLING_FIELDS)}")
-        params = SamplingParams(**sampling)
-        if params.seed is None:
-            params.seed = int(self._seeds.integers(0, 2**63 - 1))
-        params.validate(self.n_vocab)
-        return params
-
-    def _chat_prompt_ids(self, messages: Sequence[dict], tools: Optional[list]) -> list[int]:
-        text = self.apply_chat_template(messages, add_generation_prompt=True, tools=tools)
-        ids = self.tokenize(text, add_special=True, parse_special=True)
-        bos = getattr(self.tokenizer, "bos_id", None)
-        if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
-            ids = ids[1:]   # the template wrote BOS itself: keep one
-        return ids
-
     def _check_ids(self, ids: Sequence[int]) -> list[int]:
         ids = [int(t) for t in ids]
         if not ids:
-            raise ValueError("the prompt is empty: at least one token is needed")
+            raise ValueError("the text to score is empty: at least one token is needed")
         if len(ids) > self.n_ctx:
-            raise ValueError(f"the prompt has n_prompt_tokens={len(ids)}, more than the context "
+            raise ValueError(f"the text has n_prompt_tokens={len(ids)}, more than the context "
                              f"n_ctx={self.n_ctx}; shorten it or load the model with a larger n_ctx")
         bad = [t for t in ids if not 0 <= t < self.n_vocab]
         if bad:
             raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self.n_vocab})")
         return ids
 
-    def _forward(self, tokens: Sequence[int], start: int, logit_rows: np.ndarray) -> np.ndarray:
-        """One forward call for tokens at positions start.. of the single sequence."""
-        n = len(tokens)
-        logits = self.model.forward(
-            self._kv,
-            np.asarray(tokens, dtype=np.int32),                  # [n]
-            np.arange(start, start + n, dtype=np.int32),         # [n] positions
-            np.zeros(n, dtype=np.int32),                         # [n] sequence 0
-            self._block_table,                                   # [1, n_blocks]
-            logit_rows.astype(np.int32),                         # [n_rows]
-        )
-        self._cached[start:] = list(tokens)
-        return logits
-
-    def _prefill(self, ids: list[int]) -> np.ndarray:
-        """Bring the cache to hold `ids`, reusing the cached common prefix; last row's logits."""
-        reuse = _common_prefix(self._cached, ids)
-        reuse = min(reuse, len(ids) - 1)            # the last token must run to give logits
-        del self._cached[reuse:]
-        logits = None
-        for start in range(reuse, len(ids), PREFILL_CHUNK):
-            chunk = ids[start:start + PREFILL_CHUNK]
-            logits = self._forward(chunk, start, np.array([len(chunk) - 1]))
-        return logits[0]
-
     def _teacher_forced(self, ids: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """(start, logits [n, n_vocab]) for every position of ids, from an empty cache."""
-        self._cached.clear()
-        self._active = None
+        """(start, logits [n, n_vocab]) for every position of ids, from an empty cache.
+
+        The cache is this call's own (one sequence of len(ids) tokens); each forward call
+        takes the engine's forward lock, so scoring interleaves with generation steps."""
+        engine = self.engine
+        n_blocks = -(-len(ids) // KV_BLOCK_SIZE)
+        kv = self.model.new_kv_cache(n_blocks, block_size=KV_BLOCK_SIZE)
+        table = np.arange(n_blocks, dtype=np.int32).reshape(1, n_blocks)   # [1, n_blocks]
         for start in range(0, len(ids), LOGITS_CHUNK):
             chunk = ids[start:start + LOGITS_CHUNK]
-            yield start, self._forward(chunk, start, np.arange(len(chunk)))
-
-    def _stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[CompletionChunk]:
-        """The decode loop: prefill, then sample / detokenize / stop-check one token per step."""
-        prompt_ids = self._check_ids(prompt_ids)
-        return self._decode_loop(prompt_ids, params, self._new_decoder(self.tokenizer))
-
-    def _decode_loop(self, prompt_ids: list[int], params: SamplingParams,
-                     decoder: Any) -> Iterator[CompletionChunk]:
-        t_start = time.perf_counter()
-        me = self._active = object()
-        timings = Timings(load_s=self.timings.load_s)
-        self.timings = timings
-        n_reused = min(_common_prefix(self._cached, prompt_ids), len(prompt_ids) - 1)
-        logits = self._prefill(prompt_ids)
-        timings.prompt_tokens = len(prompt_ids) - n_reused
-        timings.prompt_s = time.perf_counter() - t_start
-
-        sampler = Sampler(params, self.n_vocab)
-        stops = StopStrings(params.stop)
-        end_ids = set(params.stop_token_ids)
-        if not params.ignore_eos:
-            end_ids |= set(getattr(self.tokenizer, "eog_ids", ()))
-        history = list(prompt_ids)
-        n_generated = 0
-        finish = "length"
-        t_gen = time.perf_counter()
-        while True:
-            result = sampler.sample(logits, history)
-            n_generated += 1
-            if n_generated == 1:
-                timings.first_token_s = time.perf_counter() - t_start
-            lp = None
-            if params.logprobs is not None:
-                lp = [TokenLogprob(result.token, result.logprob, result.top_logprobs or [])]
-            if result.token in end_ids:
-                finish = "stop"
-                break
-            history.append(result.token)
-            text, hit_stop = stops.push(decoder.push(result.token))
-            yield CompletionChunk(text, [result.token], logprobs=lp)
-            if hit_stop:
-                finish = "stop"
-                break
-            # The next token would sit at position len(history) - 1.
-            if (params.max_tokens is not None and n_generated >= params.max_tokens) \
-                    or len(history) > self.n_ctx:
-                break
-            if self._active is not me:
-                raise RuntimeError("another generation started on this LLM while this stream "
-                                   "was being read; consume one stream at a time")
-            logits = self._forward([result.token], len(history) - 1, np.array([0]))[0]
-        # Text held back (a partial character, a possible stop-string start) is
-        # released unless a stop string ended the generation.
-        tail = "" if stops.stopped else stops.push(decoder.flush())[0] + stops.flush()
-        timings.generated_tokens = n_generated
-        timings.generate_s = time.perf_counter() - t_gen
-        if self.verbose:
-            self._log(timings.summary())
-        usage = Usage(len(prompt_ids), n_generated, len(prompt_ids) + n_generated)
-        yield CompletionChunk(tail, [], finish_reason=finish, usage=usage)
-
-    # --- internals: OpenAI shapes ---
-
-    def _chat_chunks(self, chunks: Iterator[CompletionChunk], completion_id: str, created: int,
-                     want_logprobs: bool) -> Iterator[dict]:
-        def chunk(delta: dict, finish: Optional[str], logprobs: Any, usage: Any) -> dict:
-            return {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                    "model": self.model_name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                                 "logprobs": logprobs}],
-                    "usage": usage}
-
-        yield chunk({"role": "assistant", "content": ""}, None, None, None)
-        for c in chunks:
-            lp = self._openai_logprobs(c.logprobs) if want_logprobs else None
-            if c.finish_reason is None:
-                if c.text or lp:
-                    yield chunk({"content": c.text}, None, lp, None)
-            else:
-                delta = {"content": c.text} if c.text else {}
-                yield chunk(delta, c.finish_reason, lp, c.usage.as_dict())
-
-    def _openai_logprobs(self, logprobs: Optional[list[TokenLogprob]]) -> Optional[dict]:
-        if logprobs is None:
-            return None
-
-        def entry(tid: int, lp: float) -> dict:
-            raw = bytes(self.tokenizer.token_bytes(tid))
-            return {"token": raw.decode("utf-8", errors="replace"), "logprob": lp,
-                    "bytes": list(raw)}
-
-        return {"content": [{**entry(t.token, t.logprob),
-                             "top_logprobs": [entry(i, lp) for i, lp in t.top_logprobs]}
-                            for t in logprobs]}
+            n = len(chunk)
+            with engine.forward_lock:
+                logits = self.model.forward(
+                    kv,
+                    np.asarray(chunk, dtype=np.int32),                   # [n]
+                    np.arange(start, start + n, dtype=np.int32),         # [n] positions
+                    np.zeros(n, dtype=np.int32),                         # [n] sequence 0
+                    table,                                               # [1, n_blocks]
+                    np.arange(n, dtype=np.int32))                        # [n] every row
+            yield start, logits
 
     def _log(self, message: str) -> None:
         if self.verbose:
@@ -568,31 +493,48 @@ class LLM:
 
 
 def _check_n_ctx(n_ctx: object) -> None:
-    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
-        raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 2:
+        raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
+
+
+class _closing:
+    """Close a generator when the block ends (a stream left early cancels its request)."""
+
+    def __init__(self, gen: Iterator[Any]) -> None:
+        self.gen = gen
+
+    def __enter__(self) -> Iterator[Any]:
+        return self.gen
+
+    def __exit__(self, *exc: Any) -> None:
+        close = getattr(self.gen, "close", None)
+        if close is not None:
+            close()
+
+
+def _openai_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk]) -> Iterator[dict]:
+    with _closing(chunks):
+        yield shape.chunk("", role=True)
+        usage = None
+        for c in chunks:
+            yield from shape.events(c)
+            if c.finish_reason is not None:
+                usage = c.usage
+        yield shape.usage_chunk(usage)
+
+
+def _openai_tool_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk],
+                        plan: Any) -> Iterator[dict]:
+    with _closing(chunks):
+        yield shape.chunk("", role=True)
+        out = _collect(chunks)
+        content, calls = plan.fmt.parse(out.text)
+        yield from shape.tool_reply_events(out, calls, content)
+        yield shape.usage_chunk(out.usage)
 
 
 def _collect(chunks: Iterator[CompletionChunk]) -> Completion:
-    texts: list[str] = []
-    ids: list[int] = []
-    logprobs: Optional[list[TokenLogprob]] = None
-    last = None
-    for c in chunks:
-        texts.append(c.text)
-        ids.extend(c.token_ids)
-        if c.logprobs is not None:
-            logprobs = (logprobs or []) + c.logprobs
-        last = c
-    assert last is not None and last.finish_reason is not None and last.usage is not None
-    return Completion("".join(texts), ids, last.finish_reason, last.usage, logprobs)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    return join_chunks(list(chunks))
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -29,6 +29,9 @@ from .errors import GGUFError
 from .gguf import GGUFFile, open_gguf
 
 SUPPORTED_ARCHS = ("llama", "gemma3")
+# The core holds every integer hyperparameter in an int32 and every real one in a float.
+INT32_MAX = 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ def _positive_int(g: GGUFFile, arch: str, key: str, default: Any = None) -> int:
         v = v.flat[0]
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) <= 0:
         raise GGUFError(f"{g.path.name}: '{arch}.{key}' must be a positive integer, got {v!r}")
+    if int(v) > INT32_MAX:
+        raise GGUFError(f"{g.path.name}: '{arch}.{key}' is {int(v):,}; it must be an integer "
+                        f"in [1, {INT32_MAX:,}] (corrupt or hand-edited file?)")
     return int(v)
 
 
@@ -93,7 +99,39 @@ def _number(g: GGUFFile, arch: str, key: str, default: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(v)):
         raise GGUFError(f"{g.path.name}: '{arch}.{key}' must be a finite number, got {v!r}")
+    if abs(float(v)) > FLOAT32_MAX:
+        raise GGUFError(f"{g.path.name}: '{arch}.{key}' is {float(v):g}; it must be in "
+                        f"[-{FLOAT32_MAX:g}, {FLOAT32_MAX:g}] (a float32)")
     return float(v)
+
+
+def _check_layers(g: GGUFFile, arch: str, n_layer: int) -> None:
+    """Every layer below block_count has tensors (blk.N.*), checked from the tensor names
+    before the core sizes anything per layer: a block_count of 10,000,000 costs nothing.
+    (The core then checks each layer's tensors by name and shape.)"""
+    layers = set()
+    for name in g.tensors:
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit():
+            layers.add(int(parts[1]))
+    missing = next((il for il in range(n_layer) if il not in layers), None)
+    if missing is not None:
+        raise GGUFError(
+            f"{g.path.name}: '{arch}.block_count' is {n_layer:,} but the file has no tensors "
+            f"for layer {missing} (blk.{missing}.*; it has {len(layers):,} layers) "
+            f"(corrupt or truncated conversion?)")
+
+
+def _check_core_ranges(hp: HParams) -> None:
+    """ValueError when a field (from hparams_overrides) does not fit the core's types."""
+    for name, v in asdict(hp).items():
+        if isinstance(v, bool) or isinstance(v, str):
+            continue
+        if isinstance(v, (int, np.integer)) and not -INT32_MAX - 1 <= v <= INT32_MAX:
+            raise ValueError(f"hparams field {name} is {v:,}; it must fit an int32 "
+                             f"(at most {INT32_MAX:,})")
+        if isinstance(v, (float, np.floating)) and abs(v) > FLOAT32_MAX:
+            raise ValueError(f"hparams field {name} is {v:g}; it must fit a float32")
 
 
 def hparams_from_gguf(g: GGUFFile) -> HParams:
@@ -118,12 +156,14 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
                         f"(supported: none, linear)")
     factor = _number(g, arch, "rope.scaling.factor", 0.0)
     freq_scale = 1.0 / factor if scaling == "linear" and factor > 0 else 1.0
+    n_layer = _positive_int(g, arch, "block_count")
+    _check_layers(g, arch, n_layer)
     return HParams(
         arch=arch,
         n_vocab=n_vocab,
         n_ctx_train=_positive_int(g, arch, "context_length", 2048),
         n_embd=n_embd,
-        n_layer=_positive_int(g, arch, "block_count"),
+        n_layer=n_layer,
         n_head=n_head,
         n_head_kv=_positive_int(g, arch, "attention.head_count_kv", n_head),
         head_dim=head_dim,
@@ -199,7 +239,7 @@ class Model:
         self.n_vocab = hparams.n_vocab
         self._native = native
         self.n_threads = int(native.n_threads)
-        self.precise = bool(native.exact)
+        self.precise = bool(native.precise)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, GGUFFile], *, n_threads: int | None = None,
@@ -222,6 +262,7 @@ class Model:
             if unknown:
                 raise ValueError(f"unknown hparams_overrides {sorted(unknown)}")
             hp = replace(hp, **hparams_overrides)
+            _check_core_ranges(hp)
         if n_threads is None:
             n_threads = _core.default_thread_count()
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 1024:
@@ -233,7 +274,7 @@ class Model:
             rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
             tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
         try:
-            native = _core.Model(g.data, asdict(hp), tensors, n_threads, exact=bool(precise),
+            native = _core.Model(g.data, asdict(hp), tensors, n_threads, precise=bool(precise),
                                  repack=_repack_enabled(precise),
                                  release_pages=g.is_mapped)
         except ValueError as e:

@@ -25,8 +25,8 @@ FILE_TYPES: dict[int, str] = {
 # tokenizer.ggml.model -> the algorithm it names.
 TOKENIZER_KINDS: dict[str, str] = {
     "llama": "SentencePiece", "gpt2": "byte-level BPE", "bert": "WordPiece",
-    "t5": "Unigram", "rwkv": "RWKV", "plamo2": "PLaMo-2", "no_vocab": "none",
-    "none": "none",
+    "t5": "Unigram", "rwkv": "RWKV", "plamo2": "PLaMo-2", "gemma4": "Gemma 4 BPE",
+    "no_vocab": "none", "none": "none",
 }
 
 

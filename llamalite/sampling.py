@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Union, Sequence
 
 import numpy as np
 
@@ -64,6 +64,9 @@ class SamplingParams:
     ignore_eos: bool = False          # keep going past the model's end-of-generation tokens
     # --- output ---
     logprobs: Optional[int] = None    # None: none; n >= 0: the chosen token's plus the top n
+    # --- structured output (grammar.py: a token mask applied before sampling) ---
+    json_schema: Optional[Union[dict, str]] = None  # the reply is JSON valid under this schema
+    grammar: Optional[str] = None     # the reply follows this GBNF (or Lark) grammar
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -122,6 +125,12 @@ class SamplingParams:
             raise bad("stop_token_ids", self.stop_token_ids, "must be a list of token ids")
         for tid in self.stop_token_ids:
             self._check_token_id("stop_token_ids", tid, n_vocab)
+        if self.json_schema is not None and self.grammar is not None:
+            raise bad("grammar", "...", "give json_schema or grammar, not both")
+        if self.json_schema is not None and not isinstance(self.json_schema, (dict, str)):
+            raise bad("json_schema", self.json_schema, "must be a JSON schema (dict or JSON text)")
+        if self.grammar is not None and not (isinstance(self.grammar, str) and self.grammar.strip()):
+            raise bad("grammar", self.grammar, "must be a non-empty GBNF grammar text")
         if self.logprobs is not None:
             n = integer("logprobs", self.logprobs)
             if not (0 <= n <= n_vocab):

@@ -1,13 +1,15 @@
 """Tokenizers read from GGUF metadata, giving the same ids as llama.cpp.
 
-Two vocabulary kinds are supported:
+Three vocabulary kinds are supported:
 
 * byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer named by
-  `tokenizer.ggml.pre` (see `llamalite.pretokenizer`), and
+  `tokenizer.ggml.pre` (see `llamalite.pretokenizer`),
 * SentencePiece BPE (`tokenizer.ggml.model = llama`): piece scores, byte fallback
-  `<0xXX>`, spaces as U+2581, an optional leading space (`add_space_prefix`).
+  `<0xXX>`, spaces as U+2581, an optional leading space (`add_space_prefix`), and
+* Gemma 4's BPE (`tokenizer.ggml.model = gemma4`): merges over whole lines of raw
+  characters with spaces as U+2581, byte fallback `<0xXX>`, always a BOS.
 
->>> tok = Tokenizer.from_metadata(open_gguf(path).metadata)     # doctest: +SKIP
+>>> tok = Tokenizer.from_gguf(path)                              # doctest: +SKIP
 >>> ids = tok.tokenize("Hello world")                           # doctest: +SKIP
 >>> tok.detokenize(ids, skip_special=True)                      # doctest: +SKIP
 'Hello world'
@@ -18,14 +20,17 @@ cut out; control and unknown tokens only when `parse_special=True`.
 """
 from __future__ import annotations
 
+import bisect
 import codecs
+import os
 import re
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .bpe import BpeEncoder, byte_decode
-from .errors import TokenizerError
+from .errors import TokenizerError, TokenizerWarning
 from .pretokenizer import (ADD_BOS_DEFAULT, IGNORE_MERGES, NO_CLEAN_SPACES,
                            get_splitter)
 from .spm import SpmEncoder
@@ -137,6 +142,14 @@ def _as_int_array(value: Any, n: int, key: str) -> np.ndarray:
     return arr[:n].astype(np.int32, copy=False)
 
 
+def _valid_text(text: str) -> str:
+    """llama.cpp reads invalid UTF-8 as U+FFFD: lone surrogates become U+FFFD (one
+    character for one, so offsets into the text stay valid)."""
+    if _SURROGATES.search(text):
+        return _SURROGATES.sub("\ufffd", text)
+    return text
+
+
 def _clean_spaces(text: bytes) -> bytes:
     """llama.cpp's clean_up_tokenization_spaces, three passes over the bytes."""
     text = re.sub(rb" (?=[?!.,])", b"", text)          # " ?" " !" " ." " ,"
@@ -180,7 +193,7 @@ class Tokenizer:
 
     Build it with `Tokenizer.from_metadata(metadata)`. Attributes:
     `n_vocab`, `bos_id`, `eos_id`, `eot_id`, `add_bos`, `add_eos`, `add_space_prefix`,
-    `eog_ids` (ids that end generation), `model` ("gpt2" or "llama"), `pre`.
+    `eog_ids` (ids that end generation), `model` ("gpt2", "llama" or "gemma4"), `pre`.
     """
 
     def __init__(self, *, model: str, tokens: list[str], token_types: np.ndarray | None,
@@ -212,6 +225,7 @@ class Tokenizer:
         """The encoder and llama.cpp's defaults for the vocabulary kind; returns the
         default (bos, eos, unk) ids."""
         n = self.n_vocab
+        self._escape_spaces = False     # BPE over "▁"-for-space text (Gemma 4)
         if model == "llama":
             self.pre = "default"
             self.add_space_prefix, self.add_bos, self.add_eos = True, True, False
@@ -226,7 +240,7 @@ class Tokenizer:
             self._spm: SpmEncoder | None = SpmEncoder(self._token_to_id, scores_list)
             self._bpe: BpeEncoder | None = None
             return 1, 2, 0
-        if model == "gpt2":
+        if model == "gpt2" and pre != "gemma4":
             splitter = get_splitter(pre)
             self.pre = pre or "default"
             self.add_space_prefix, self.add_eos = False, False
@@ -238,9 +252,22 @@ class Tokenizer:
                                    ignore_merges=self.pre in IGNORE_MERGES)
             self._spm = None
             return 11, 11, None
+        if model == "gemma4" or model == "gpt2":
+            # llama.cpp ignores tokenizer.ggml.pre for model gemma4 and always uses its
+            # "gemma4" split; model gpt2 with that split is the same tokenizer
+            self.pre = "gemma4"
+            self._escape_spaces = True
+            self.add_space_prefix, self.add_bos, self.add_eos = False, True, False
+            self.clean_spaces = True
+            if merges is None:
+                raise TokenizerError("BPE vocabulary without tokenizer.ggml.merges")
+            self._bpe = BpeEncoder(self._token_to_id, merges, get_splitter("gemma4"),
+                                   byte_level=False)
+            self._spm = None
+            return (11, 11, None) if model == "gpt2" else (None, None, None)
         raise TokenizerError(
             f"unsupported tokenizer.ggml.model={model!r}; supported: 'gpt2' (byte-level "
-            "BPE) and 'llama' (SentencePiece)")
+            "BPE), 'llama' (SentencePiece) and 'gemma4' (Gemma 4's BPE)")
 
     def _read_flags_and_ids(self, md: Mapping[str, Any], bos: int | None, eos: int | None,
                             unk: int | None) -> dict[str, int | None]:
@@ -257,11 +284,21 @@ class Tokenizer:
                 value = int(value)
             except (TypeError, ValueError):
                 raise TokenizerError(f"{key} must be an integer, got {value!r}") from None
-            return value if 0 <= value < n else default   # llama.cpp keeps the default
+            if 0 <= value < n:
+                return value
+            # llama.cpp keeps the default; say so, or the file's mistake goes unnoticed
+            instead = f"id {default} ({self._tokens[default]!r})" if default is not None \
+                else "no token"
+            warnings.warn(f"{key} is {value:,}, outside the vocabulary of {n:,} tokens "
+                          f"(ids 0..{n - 1:,}); using {instead} instead (corrupt or "
+                          f"mis-converted file?)", TokenizerWarning, stacklevel=4)
+            return default
 
         self.add_space_prefix = bool(md.get("tokenizer.ggml.add_space_prefix",
                                             self.add_space_prefix))
         self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.add_bos))
+        if self.pre == "gemma4":
+            self.add_bos = True          # llama.cpp overrides a false flag for Gemma 4
         self.add_eos = bool(md.get("tokenizer.ggml.add_eos_token", self.add_eos))
         self.bos_id = token_id("tokenizer.ggml.bos_token_id", bos)
         self.eos_id = token_id("tokenizer.ggml.eos_token_id", eos)
@@ -283,6 +320,18 @@ class Tokenizer:
     # --- construction ---
 
     @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str]) -> "Tokenizer":
+        """The tokenizer of a GGUF file: a whole model, or a vocabulary-only file such
+        as llama.cpp's `models/ggml-vocab-*.gguf` (no tensors needed).
+
+        Raises GGUFError when the file cannot be read, TokenizerError when its
+        vocabulary is missing, malformed or unsupported.
+        """
+        from .gguf import open_gguf
+        with open_gguf(path) as f:
+            return cls.from_metadata(f.metadata)
+
+    @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> "Tokenizer":
         """Build the tokenizer from GGUF key/values (the `tokenizer.ggml.*` keys).
 
@@ -299,7 +348,7 @@ class Tokenizer:
         types_arr = None if types is None else _as_int_array(types, len(tokens),
                                                              "tokenizer.ggml.token_type")
         merges = metadata.get("tokenizer.ggml.merges")
-        if model == "gpt2":
+        if model in ("gpt2", "gemma4"):
             if merges is None:
                 raise TokenizerError("the BPE vocabulary has no tokenizer.ggml.merges")
             merges = _as_str_list(merges, "tokenizer.ggml.merges")
@@ -429,7 +478,7 @@ class Tokenizer:
         if attr & (_HIDDEN_ATTRS | TokenAttr.USER_DEFINED):
             return text.encode("utf-8")
         if attr & TokenAttr.NORMAL:
-            if self.model == "llama":
+            if self.model == "llama" or self._escape_spaces:
                 return text.replace(_SPACE_ESCAPE, " ").encode("utf-8")
             return byte_decode(text)
         if attr & TokenAttr.BYTE:
@@ -450,12 +499,56 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"tokenize() takes a str, got {type(text).__name__}")
-        if _SURROGATES.search(text):
-            text = _SURROGATES.sub("\ufffd", text)   # llama.cpp reads invalid UTF-8 as U+FFFD
+        return self._encode(self._partition(_valid_text(text), parse_special), add_special)
+
+    def tokenize_parts(self, parts: Sequence[tuple[str, bool]],
+                       add_special: bool = True) -> list[int]:
+        """Token ids of the joined texts of `parts`, pairs (text, parse_special).
+
+        Control and unknown tokens are cut out only where their whole text lies in
+        parts with parse_special=True; user-defined tokens everywhere, as in tokenize().
+        The joined text is split into words as one text, across part boundaries, so
+        when no control-token text touches a parse_special=False part the ids are
+        exactly tokenize(joined, add_special, parse_special=True). For chat prompts:
+        the template's markup may write control tokens, message content may not.
+        """
+        texts: list[str] = []
+        literal: list[tuple[int, int]] = []   # sorted, disjoint [start, end) spans
+        pos = 0
+        for text, parse_special in parts:
+            if not isinstance(text, str):
+                raise TypeError(f"tokenize_parts() takes str texts, got {type(text).__name__}")
+            if text and not parse_special:
+                if literal and literal[-1][1] == pos:
+                    literal[-1] = (literal[-1][0], pos + len(text))
+                else:
+                    literal.append((pos, pos + len(text)))
+            texts.append(text)
+            pos += len(text)
+        joined = _valid_text("".join(texts))    # same length: spans stay valid
+        return self._encode(self._partition_outside(joined, literal), add_special)
+
+    def hidden_special_spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, id) of each control or unknown token that
+        tokenize(text, parse_special=True) cuts out of `text` (and parse_special=False
+        would not)."""
+        spans: list[tuple[int, int, int]] = []
+        pos = 0
+        for frag in self._partition(_valid_text(text), True):
+            if isinstance(frag, int):
+                n = len(self._tokens[frag])
+                if self._attr[frag] & _HIDDEN_ATTRS:
+                    spans.append((pos, pos + n, frag))
+                pos += n
+            else:
+                pos += len(frag)
+        return spans
+
+    def _encode(self, fragments: list[str | int], add_special: bool) -> list[int]:
+        """Ids of partitioned text: special ids as they are, raw fragments encoded."""
         out: list[int] = []
         if add_special and self.add_bos:
             out.append(self.bos_id)  # type: ignore[arg-type]
-        fragments = self._partition(text, parse_special)
         if self._spm is not None:
             prev_special = True          # a space prefix goes at the start and after specials
             for frag in fragments:
@@ -469,11 +562,12 @@ class Tokenizer:
                 prev_special = False
         else:
             assert self._bpe is not None
+            escape = self._escape_spaces
             for frag in fragments:
                 if isinstance(frag, int):
                     out.append(frag)
                 else:
-                    self._bpe.encode(frag, out)
+                    self._bpe.encode(frag.replace(" ", _SPACE_ESCAPE) if escape else frag, out)
         if add_special and self.add_eos:
             out.append(self.eos_id)  # type: ignore[arg-type]
         return out
@@ -532,6 +626,52 @@ class Tokenizer:
                     out.append(frag[start:])
             fragments = out
         return fragments
+
+    def _partition_outside(self, text: str,
+                           literal: list[tuple[int, int]]) -> list[str | int]:
+        """_partition(text, parse_special=True), except that a control or unknown token
+        whose text overlaps a `literal` span (sorted, disjoint) stays raw text."""
+        if not literal:
+            return self._partition(text, True)
+        if not text:
+            return []
+        lst = self._special_list(True)
+        hits: list[int] = []
+        for prefix, group in self._special_groups[True].items():
+            if prefix in text:
+                group.find_in(text, prefix, hits)
+        hits.sort()
+        starts = [a for a, _ in literal]
+
+        def overlaps_literal(a: int, b: int) -> bool:
+            i = bisect.bisect_left(starts, b) - 1      # the last span starting before b
+            return i >= 0 and literal[i][1] > a
+
+        fragments: list[tuple[int, int] | int] = [(0, len(text))]
+        for k in hits:
+            tid, tok = lst[k]
+            guarded = bool(self._attr[tid] & _HIDDEN_ATTRS)
+            size = len(tok)
+            out: list[tuple[int, int] | int] = []
+            for frag in fragments:
+                if isinstance(frag, int):
+                    out.append(frag)
+                    continue
+                start, end = frag
+                j = text.find(tok, start, end)
+                while j >= 0:
+                    if guarded and overlaps_literal(j, j + size):
+                        j = text.find(tok, j + 1, end)
+                        continue
+                    if j > start:
+                        out.append((start, j))
+                    out.append(tid)
+                    start = j + size
+                    j = text.find(tok, start, end)
+                if start < end:
+                    out.append((start, end))
+            fragments = out
+        return [text[f[0]:f[1]] if isinstance(f, tuple) else f for f in fragments]
 
     # --- ids -> text ---
 

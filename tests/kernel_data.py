@@ -57,7 +57,7 @@ def make_weights(qtype: T, n_rows: int, k: int, rng: np.random.Generator) -> np.
 @functools.lru_cache(maxsize=None)
 def real_model_tensors(path: Path) -> tuple:
     """(name, type, absolute offset, n_bytes, shape [rows, row_len]) of every tensor of a
-    GGUF file, read once per test session with gguf.GGUFReader (the oracle, slow)."""
+    GGUF file, read once per pytest run with gguf.GGUFReader (the oracle, slow)."""
     from gguf import GGUFReader
     reader = GGUFReader(str(path))
     out = []

@@ -8,6 +8,8 @@ import time
 import httpx
 import uvicorn
 
+from llamalite.server.app import protocol_for
+
 
 class LiveServer:
     """uvicorn serving `app` on 127.0.0.1:<free port> until stop()."""
@@ -18,7 +20,8 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2,
+                                http=protocol_for(app))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)

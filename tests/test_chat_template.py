@@ -291,3 +291,78 @@ def test_limits_are_configurable():
     with pytest.raises(TemplateError, match="range"):
         tmpl.render([])
     assert ChatTemplate("{% for i in range(50) %}{% endfor %}ok").render([]) == "ok"
+
+
+@pytest.mark.parametrize("src,reason", [
+    # a number squared in a loop: each step doubles its size and its cost
+    ("{% set ns = namespace(x=10**100) %}{% for i in range(16) %}{% set ns.x = ns.x * ns.x %}"
+     "{% endfor %}{{ ns.x % 10 }}", "more than 4,096 bits"),
+    ("{{ (10**100) ** 100 }}", "power whose result has more than 4,096 bits"),
+    ("{{ ((2**4095) + (2**4095)) - 1 }}", "subtracts an integer with more than 4,096 bits"),
+    ("{{ (16).from_bytes('x'.encode() * 1000, 'big') }}", "more than 4,096 bits"),
+    ("{{ lipsum(200000) }}", "lipsum"),
+    ("{{ messages | tojson(indent=100000000) }}", "indent of 100,000,000"),
+    ("{{ messages | tojson(indent=' ' * 1000) }}", "indent of 1,000"),
+    ("{% set ns = namespace(x=1) %}{% for i in range(900) %}{% set ns.x = [ns.x] %}{% endfor %}"
+     "{{ ns.x | tojson(indent=64) }}", "JSON layout"),
+    ("{{ range(1000) | list | tojson(separators=(' ' * 10000, ':')) }}", "JSON layout"),
+    ("{{ [1] | batch(5000000, 0) | list | length }}", "builds a"),
+    ("{{ [1] | slice(5000000) | list | length }}", "builds a"),
+    ("{{ (5).to_bytes(10000000, 'big') | length }}", "builds a"),
+    ("{{ 'x'.encode().ljust(10000000) | length }}", "builds a"),
+    ("{{ ('x'.encode() * 10000000) | length }}", "builds a"),
+    ("{{ ('\t' * 100000).expandtabs(100) }}", "builds a"),
+    ("{{ ('a' * 1000).translate({97: 'x' * 10000}) }}", "builds a"),
+    ("{{ ('a ' * 10000) | wordwrap(1, wrapstring='x' * 1000) }}", "builds a"),
+    ("{{ [[1] * 1000] * 4000 | sum(start=[]) | length }}", "start that is not a number"),
+])
+def test_more_resource_use_is_bounded(src, reason):
+    with pytest.raises(TemplateError, match=reason):
+        ChatTemplate(src).render([{"role": "user", "content": "x"}])
+
+
+def test_small_numbers_and_json_still_work():
+    src = ("{{ 2 ** 4095 % 1000 }} {{ (10**100 * 10**100) % 7 }} {{ [1, 2, 3] | sum }} "
+           "{{ {'a': [1, {'b': 2}]} | tojson(indent=2) }} {{ [1, 2, 3] | batch(2, 0) | list }}"
+           "{{ {'a': [1, 2]} | tojson(separators=(',', ':')) }}")
+    out = ChatTemplate(src).render([])
+    assert out.startswith(f"{2 ** 4095 % 1000} {(10**100 * 10**100) % 7} 6 ")
+    assert json.dumps({"a": [1, {"b": 2}]}, indent=2) in out
+    assert out.endswith('[[1, 2], [3, 0]]{"a":[1,2]}')
+
+
+class _Clock:
+    """time.monotonic for the template module: the first reading is 0 (the guard's
+    start), every later one is past any limit."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return 0.0 if self.readings == 1 else 1e9
+
+
+class _CountingMessage(dict):
+    """A message that counts how often the template reads it."""
+    reads = 0
+
+    def __getitem__(self, key):
+        type(self).reads += 1
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("src", [
+    "{% for i in range(50) %}{% set r = messages[0].role %}{% endfor %}ok",        # loop
+    "{% set a = messages[0].role %}{% set b = messages[0].role %}ok",               # attributes
+    "{% set a = messages | map(attribute='role') | list %}{% set b = messages[0].role %}ok",
+])
+def test_time_limit_is_checked_inside_the_rendering(monkeypatch, src):
+    """The clock is read at every loop iteration, attribute access and filter, so a
+    template past its time stops at once, not at its next output."""
+    import llamalite.chat_template as ct
+    monkeypatch.setattr(ct, "time", _Clock())
+    monkeypatch.setattr(_CountingMessage, "reads", 0)
+    with pytest.raises(TemplateError, match=r"time limit of 5\.0 s"):
+        ChatTemplate(src).render([_CountingMessage(role="user", content="x")])
+    assert _CountingMessage.reads <= 1

@@ -1,4 +1,4 @@
-"""`llamalite run` session logic (conversation, /reset, /exit, -p, --raw) on the fake model."""
+"""`llamalite run` chat logic (conversation, /reset, /exit, -p, --raw) on the fake model."""
 from __future__ import annotations
 
 import pytest

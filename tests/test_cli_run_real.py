@@ -40,7 +40,7 @@ def test_interactive_with_piped_stdin_reset_and_exit(smollm2_path):
         assert r.returncode == 0, r.stderr
     first = "The capital of France is Paris.\n"
     assert reset.stdout.startswith(first) and kept.stdout.startswith(first)
-    # After /reset the second answer is the one a fresh session gives. (Whether the kept
+    # After /reset the second answer is the one a fresh chat gives. (Whether the kept
     # history changes the answer is up to the model: greedy SmolLM2 says "The answer is
     # 4." either way. That the history is sent is checked on the fake model in
     # tests/test_cli_run_fake.py.)

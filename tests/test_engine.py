@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine_fakes import EOS, FakeModel, FakeParams, fake_engine, reference_greedy
+from fakes import EOS, FakeParams, HashModel, fake_engine, reference_greedy
 from llamalite.engine import QueueFull, RequestRejected
 
 
@@ -47,7 +47,7 @@ def test_eight_prompts_batched_equal_alone():
 
 
 def test_chunked_prefill_does_not_stall_decoding():
-    model = FakeModel()
+    model = HashModel()
     events = []
     with fake_engine(model=model, n_parallel=2, ctx_size=4096, max_batch_tokens=32) as eng:
         short = prompts(1)[0]
@@ -72,7 +72,7 @@ def test_chunked_prefill_does_not_stall_decoding():
 
 
 def test_prefix_cache_skips_shared_prompt():
-    model = FakeModel()
+    model = HashModel()
     system = [33 + (j % 60) for j in range(64)]
     with fake_engine(model=model, block_size=16) as eng:
         a = eng.generate(system + [50, 51, 52], FakeParams(max_tokens=4))
@@ -120,7 +120,7 @@ def test_rejections_before_queueing():
     with fake_engine(ctx_size=256) as eng:
         with pytest.raises(RequestRejected, match="empty"):
             eng.submit([], FakeParams(), print)
-        with pytest.raises(RequestRejected, match="out of range") as e:
+        with pytest.raises(RequestRejected, match="outside the vocabulary") as e:
             eng.submit([1, 99999], FakeParams(), print)
         assert e.value.code == "invalid_token_id"
         with pytest.raises(RequestRejected, match="n_prompt_tokens=300") as e:
@@ -138,7 +138,7 @@ def test_rejections_before_queueing():
 
 
 def test_queue_full_is_refused():
-    with fake_engine(model=FakeModel(delay=0.02), n_parallel=1, max_queue=2) as eng:
+    with fake_engine(model=HashModel(delay=0.02), n_parallel=1, max_queue=2) as eng:
         sink = []
         ids = [eng.submit([40, 41], FakeParams(max_tokens=50), sink.append)]
         assert wait_for(lambda: eng.stats().running == 1)
@@ -151,7 +151,7 @@ def test_queue_full_is_refused():
 
 
 def test_cancel_frees_slot_and_blocks_within_a_step():
-    model = FakeModel(delay=0.01)
+    model = HashModel(delay=0.01)
     with fake_engine(model=model, n_parallel=2) as eng:
         chunks = []
         rid = eng.submit(prompts(1, 40)[0], FakeParams(max_tokens=10_000 // 16), chunks.append)
@@ -167,7 +167,7 @@ def test_cancel_frees_slot_and_blocks_within_a_step():
 
 
 def test_closing_sync_iterator_cancels():
-    with fake_engine(model=FakeModel(delay=0.005)) as eng:
+    with fake_engine(model=HashModel(delay=0.005)) as eng:
         it = eng.iter_stream(prompts(1)[0], FakeParams(max_tokens=500))
         next(it)
         it.close()
@@ -215,14 +215,15 @@ def test_async_stream_and_cancel_by_task():
             await asyncio.sleep(0.01)
         assert eng.stats().requests_cancelled == 1 and eng.stats().kv_blocks_used == 0
 
-    with fake_engine(model=FakeModel(delay=0.002), ctx_size=8192) as eng:
+    with fake_engine(model=HashModel(delay=0.002), ctx_size=8192) as eng:
         asyncio.run(main(eng))
 
 
 def test_async_streams_of_one_loop_share_a_wakeup_per_batch():
     """Chunks from the engine thread reach each stream in order, and the chunks handed
     over before the loop runs again cost one loop wakeup, not one each."""
-    from llamalite.engine import StreamChunk, _LoopInbox
+    from llamalite.async_stream import _LoopInbox
+    from llamalite.outputs import CompletionChunk
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -235,8 +236,8 @@ def test_async_streams_of_one_loop_share_a_wakeup_per_batch():
 
         def engine_thread(n):   # one "step": a chunk for each of two streams, n times
             for i in range(n):
-                inbox.put(qa, StreamChunk("a", f"a{i}", [i]))
-                inbox.put(qb, StreamChunk("b", f"b{i}", [i]))
+                inbox.put(qa, CompletionChunk(f"a{i}", [i], request_id="a"))
+                inbox.put(qb, CompletionChunk(f"b{i}", [i], request_id="b"))
 
         t = threading.Thread(target=engine_thread, args=(3,))
         t.start()
@@ -254,12 +255,12 @@ def test_async_streams_of_one_loop_share_a_wakeup_per_batch():
 
     inbox = asyncio.run(main())
     with pytest.raises(RuntimeError):   # a closed loop: refused, and nothing is kept
-        inbox.put(asyncio.Queue(), StreamChunk("c", "c", [0]))
+        inbox.put(asyncio.Queue(), CompletionChunk("c", [0], request_id="c"))
     assert inbox._pending == []
 
 
 def test_forward_error_ends_requests_not_engine():
-    class Broken(FakeModel):
+    class Broken(HashModel):
         fail = True
 
         def forward(self, *a):

@@ -2,7 +2,7 @@
 
 Text: tests/data/forward_text.txt (226 SmolLM2 tokens, 225 Gemma 3 tokens), tokenized
 by llama.cpp and recorded with its logits by tests/tools/record_forward_reference.py.
-The expensive full passes (C++ and numpy) run once per session per model.
+The expensive full passes (C++ and numpy) run once per pytest run and model.
 These tests check the fast path (8-bit activations, near-tie exceptions below); the tight
 check (same top-1 at every position, max |diff| < 5e-4) is precise mode against the float
 reference, in test_forward_precise.py.
@@ -75,7 +75,7 @@ def run_one(model: Model, tokens: np.ndarray, start: int = 0, kv=None, rows=None
 
 
 class Case:
-    """A real model with its session-cached full passes."""
+    """A real model with its full passes, computed once per pytest run."""
 
     def __init__(self, name: str, path: Path, recorded: dict[str, np.ndarray]) -> None:
         self.name = name

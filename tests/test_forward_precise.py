@@ -48,7 +48,7 @@ def _run(model: Model, tokens: np.ndarray, n_blocks: int, block: int = BLOCK,
 
 
 class PreciseCase:
-    """A real model in precise mode with its session-cached full passes."""
+    """A real model in precise mode with its full passes, computed once per pytest run."""
 
     def __init__(self, name: str, path: Path, tokens: np.ndarray) -> None:
         self.name = name
@@ -126,7 +126,7 @@ def test_llm_passes_precise_through(case: PreciseCase, smollm2_path, gemma3_path
     import llamalite
     llm = llamalite.LLM(smollm2_path if case.name == "smollm2" else gemma3_path, n_ctx=64,
                         n_threads=2, precise=True)
-    assert llm.model.precise and llm._kv.dtype == "f32"
+    assert llm.model.precise and llm.engine.kv.dtype == "f32"
     ids = [int(t) for t in case.tokens[:12]]
     x = case.cpp[:12].astype(np.float64)
     want = x - x.max(1, keepdims=True)

@@ -84,11 +84,31 @@ def test_teacher_forced_argmax_matches_llama_cpp_away_from_near_ties(llm, case):
 
 def test_reused_cache_prefix_gives_the_same_tokens_as_a_fresh_cache(llm):
     g = GOLDEN[llm.registry_name][2]
-    first = llm.generate(g["prompt_ids"], temperature=0, max_tokens=8)
-    # The second prompt extends the first call's tokens: only the new tail is computed.
-    longer = g["prompt_ids"] + first.token_ids[:6]
+    first = llm.generate(g["prompt_ids"], temperature=0, max_tokens=20)
+    # The second prompt extends the first call's tokens: its full blocks come from the
+    # prefix cache and only the tail is computed.
+    longer = g["prompt_ids"] + first.token_ids[:18]
     again = llm.generate(longer, temperature=0, max_tokens=6)
-    llm.logits([(longer[0] + 1) % llm.n_vocab])        # a different first token...
-    fresh = llm.generate(longer, temperature=0, max_tokens=6)   # ...so all is computed
+    assert again.usage.cached_tokens >= 16
+    assert again.timings.prompt_tokens == len(longer) - again.usage.cached_tokens
+    with llamalite.LLM(llm.model_path, n_ctx=1024) as cold:     # an empty cache
+        fresh = cold.generate(longer, temperature=0, max_tokens=6)
+    assert fresh.usage.cached_tokens == 0 and fresh.timings.prompt_tokens == len(longer)
     assert again.token_ids == fresh.token_ids
-    assert llm.timings.prompt_tokens == len(longer)
+
+
+def test_a_broken_chat_template_does_not_block_plain_completion(smollm2_path, monkeypatch):
+    """The file's template fails to parse: the model still loads and completes text; chat
+    says why it cannot run."""
+    from llamalite.chat_template import ChatTemplate
+    real = ChatTemplate.from_metadata.__func__
+
+    def broken(cls, metadata, arch):
+        return real(cls, {**metadata, "tokenizer.chat_template": "{% for %}"}, arch)
+    monkeypatch.setattr(ChatTemplate, "from_metadata", classmethod(broken))
+    with llamalite.LLM(smollm2_path, n_ctx=256) as llm:
+        assert "syntax error" in llm.template_error
+        out = llm.generate("The capital of France is", temperature=0, max_tokens=4)
+        assert out.usage.completion_tokens == 4
+        with pytest.raises(llamalite.TemplateError, match="syntax error"):
+            llm.chat([{"role": "user", "content": "Hi"}])

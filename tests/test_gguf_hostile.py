@@ -6,9 +6,11 @@ small constant for the interpreter's own objects).
 """
 from __future__ import annotations
 
+import re
 import struct
 import tracemalloc
 
+import numpy as np
 import pytest
 
 import llamalite
@@ -384,3 +386,182 @@ def test_core_string_scanner_checks_bounds():
     import numpy as np
     with pytest.raises(ValueError, match="contiguous"):
         _core.gguf_scan_strings(np.zeros(16, np.uint8)[::2], 0, 0)
+
+
+# --- hyperparameters: checked in Python before the core sees them ---------------------
+
+def _tiny_llama(path, n_layer_tensors: int = 2, ints: dict | None = None,
+                floats: dict | None = None, uint64: bool = False):
+    """A complete 2-layer F32 llama model (n_embd 8, 2 heads), with metadata keys
+    (without the 'llama.' prefix) replaced by `ints` (written as UINT32, or UINT64)
+    and `floats` (FLOAT64)."""
+    import gguf
+    import numpy as np
+    ints = {"block_count": 2, "context_length": 64, "embedding_length": 8,
+            "feed_forward_length": 16, "attention.head_count": 2,
+            "attention.head_count_kv": 1, "vocab_size": 16, **(ints or {})}
+    floats = {"attention.layer_norm_rms_epsilon": 1e-5, **(floats or {})}
+    w = gguf.GGUFWriter(str(path), "llama")
+    for k, v in ints.items():
+        (w.add_uint64 if uint64 or v >= 2**32 else w.add_uint32)(f"llama.{k}", v)
+    for k, v in floats.items():
+        w.add_float64(f"llama.{k}", v)
+    rng = np.random.default_rng(0)
+
+    def t(name, rows, cols=None):
+        shape = (rows,) if cols is None else (rows, cols)
+        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+
+    t("token_embd.weight", 16, 8)
+    t("output_norm.weight", 8)
+    for il in range(n_layer_tensors):
+        p = f"blk.{il}."
+        t(p + "attn_norm.weight", 8)
+        t(p + "attn_q.weight", 8, 8)
+        t(p + "attn_k.weight", 4, 8)
+        t(p + "attn_v.weight", 4, 8)
+        t(p + "attn_output.weight", 8, 8)
+        t(p + "ffn_norm.weight", 8)
+        t(p + "ffn_gate.weight", 16, 8)
+        t(p + "ffn_up.weight", 16, 8)
+        t(p + "ffn_down.weight", 8, 16)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+class _NoCore:
+    """Stands in for the C++ core: the load must fail before it is reached."""
+
+    @staticmethod
+    def default_thread_count() -> int:
+        return 1
+
+    class Model:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the core was called with unchecked hyperparameters")
+
+
+def test_tiny_llama_loads(tmp_path):
+    from llamalite.model import Model
+    m = Model.load(_tiny_llama(tmp_path / "ok.gguf"), n_threads=1)
+    assert m.hparams.n_layer == 2 and m.hparams.head_dim == 4
+
+
+@pytest.mark.parametrize("block_count", [3, 2 * 10**6, 10**7])
+def test_block_count_beyond_the_tensors_is_refused_before_the_core(tmp_path, monkeypatch,
+                                                                   block_count):
+    """The core sizes its per-layer tables by block_count (10**7 layers: 5.4 GB) before
+    it binds a tensor; the count is checked against the tensors present first."""
+    import llamalite.model as model
+    path = _tiny_llama(tmp_path / "m.gguf", ints={"block_count": block_count})
+    monkeypatch.setattr(model, "_core", _NoCore)
+    with pytest.raises(GGUFError) as info:
+        model.Model.load(path, n_threads=1)
+    msg = str(info.value)
+    assert f"'llama.block_count' is {block_count:,}" in msg and "no tensors for layer 2" in msg
+
+
+def test_missing_middle_layer_is_named(tmp_path, monkeypatch):
+    import gguf
+    import llamalite.model as model
+    src = _tiny_llama(tmp_path / "m.gguf", n_layer_tensors=3, ints={"block_count": 3})
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(tmp_path / "gap.gguf"), "llama")
+    for k, f in r.fields.items():
+        if not k.startswith("GGUF.") and k != "general.architecture":
+            w.add_key_value(k, f.contents(), f.types[0])
+    for t in r.tensors:
+        if not t.name.startswith("blk.1."):
+            w.add_tensor(t.name, np.asarray(t.data))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    monkeypatch.setattr(model, "_core", _NoCore)
+    with pytest.raises(GGUFError, match=r"no tensors for layer 1 \(blk\.1\.\*"):
+        model.Model.load(tmp_path / "gap.gguf", n_threads=1)
+
+
+INT_HPARAMS = ["block_count", "context_length", "embedding_length", "feed_forward_length",
+               "attention.head_count", "attention.head_count_kv", "attention.key_length",
+               "attention.value_length", "rope.dimension_count", "vocab_size"]
+
+
+@pytest.mark.parametrize("value", [2**31, 2**32, 2**63])
+@pytest.mark.parametrize("key", INT_HPARAMS)
+def test_integer_hyperparameter_beyond_int32_names_key_and_range(tmp_path, monkeypatch,
+                                                                 key, value):
+    import llamalite.model as model
+    path = _tiny_llama(tmp_path / "m.gguf", ints={key: value}, uint64=value >= 2**32)
+    monkeypatch.setattr(model, "_core", _NoCore)
+    with pytest.raises(GGUFError) as info:
+        model.Model.load(path, n_threads=1)
+    msg = str(info.value)
+    assert f"'llama.{key}' is {value:,}" in msg and "[1, 2,147,483,647]" in msg
+
+
+def test_hyperparameter_beyond_int32_through_the_real_loader(tmp_path):
+    """Not pybind11's RuntimeError ('Unable to cast Python instance ...'): a GGUFError."""
+    from llamalite.model import Model
+    path = _tiny_llama(tmp_path / "m.gguf", ints={"feed_forward_length": 2**31})
+    with pytest.raises(GGUFError, match=r"'llama\.feed_forward_length' is 2,147,483,648"):
+        Model.load(path, n_threads=1)
+
+
+@pytest.mark.parametrize("key", ["rope.freq_base", "attention.layer_norm_rms_epsilon",
+                                 "rope.scaling.factor"])
+def test_real_hyperparameter_beyond_float32_names_key(tmp_path, monkeypatch, key):
+    import llamalite.model as model
+    path = _tiny_llama(tmp_path / "m.gguf", floats={key: 1e300})
+    monkeypatch.setattr(model, "_core", _NoCore)
+    with pytest.raises(GGUFError, match=rf"'llama\.{re.escape(key)}' is 1e\+300; it must be in"):
+        model.Model.load(path, n_threads=1)
+
+
+def test_override_beyond_int32_is_a_value_error(tmp_path, monkeypatch):
+    import llamalite.model as model
+    path = _tiny_llama(tmp_path / "m.gguf")
+    monkeypatch.setattr(model, "_core", _NoCore)
+    with pytest.raises(ValueError, match="sliding_window is 4,294,967,296; it must fit an int32"):
+        model.Model.load(path, n_threads=1, hparams_overrides={"sliding_window": 2**32})
+
+
+# --- special token ids outside the vocabulary: the default is used, and said ------------
+
+def _spm_vocab_file(**ids: int) -> bytes:
+    kvs = [arch_kv(), kv("tokenizer.ggml.model", STR, "llama"),
+           kv("tokenizer.ggml.tokens", ARR, (STR, ["<unk>", "<s>", "</s>", "a"])),
+           kv("tokenizer.ggml.scores", ARR, (F32, [0.0, 0.0, 0.0, -1.0])),
+           kv("tokenizer.ggml.token_type", ARR, (I32, [2, 3, 3, 1]))]
+    kvs += [kv(f"tokenizer.ggml.{name}_token_id", I32 if v < 0 else U32, v)
+            for name, v in ids.items()]
+    return gguf_bytes(kvs)
+
+
+@pytest.mark.parametrize("name,value,instead", [
+    ("bos", 10**9, "using id 1 ('<s>') instead"),
+    ("eos", 4, "using id 2 ('</s>') instead"),
+    ("eot", 2**32 - 1, "using no token instead"),
+    ("padding", -1, "using no token instead"),
+])
+def test_out_of_range_special_id_warns_at_load(name, value, instead):
+    from llamalite.errors import TokenizerWarning
+    from llamalite.tokenizer import Tokenizer
+    with llamalite.open_gguf(_spm_vocab_file(**{name: value})) as g:
+        with pytest.warns(TokenizerWarning) as record:
+            tok = Tokenizer.from_metadata(g.metadata)
+    msg = str(record[0].message)
+    assert len(record) == 1
+    assert f"tokenizer.ggml.{name}_token_id is {value:,}, outside the vocabulary of 4" in msg
+    assert instead in msg
+    assert (tok.bos_id, tok.eos_id) == (1, 2)   # llama.cpp's defaults for SentencePiece
+
+
+def test_in_range_special_ids_load_silently():
+    from llamalite.tokenizer import Tokenizer
+    with llamalite.open_gguf(_spm_vocab_file(bos=3, eos=0)) as g:
+        tok = Tokenizer.from_metadata(g.metadata)     # a warning here fails the test
+    assert (tok.bos_id, tok.eos_id) == (3, 0)

@@ -3,7 +3,7 @@
 Every metadata key, value type and value, and every tensor info (name, type,
 shape, element count, byte size, absolute offset) and the alignment / data offset
 must agree. GGUFReader is slow (~16 s on the Gemma file), so its result is
-cached once per test session.
+cached once per pytest run.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from fakes import BOS, EOS, FakeModel, fake_llm
+from fakes import BOS, EOS, N_VOCAB, ScriptModel, fake_llm
 
 TEXT = "Hello world. The end."
 
@@ -61,26 +61,29 @@ def test_stream_pieces_are_whole_characters_and_join_to_the_text():
     assert llm.generate("Zo", temperature=0).text == "".join(pieces)
 
 
-def test_prompt_as_token_ids_and_cache_reuse_is_exact():
-    model = FakeModel(TEXT)
+def test_prompt_as_token_ids_and_prefix_cache_reuse_is_exact():
+    text = "The quick brown fox jumps over the lazy dog. " * 3
+    model = ScriptModel(text)
     from fakes import FakeChatTemplate, FakeStreamDecoder, FakeTokenizer
     from llamalite.llm import LLM
-    llm = LLM._from_parts(model, FakeTokenizer(), FakeChatTemplate(), FakeStreamDecoder, n_ctx=64)
-    a = llm.generate([BOS, *b"Hello"], temperature=0, max_tokens=5)
+    llm = LLM._from_parts(model, FakeTokenizer(), FakeChatTemplate(), FakeStreamDecoder, n_ctx=256)
+    a = llm.generate([BOS, *text[:40].encode()], temperature=0, max_tokens=5)
+    assert a.text == text[40:45] and a.usage.cached_tokens == 0
     model.calls.clear()
-    b = llm.generate([BOS, *b"Hello world"], temperature=0, max_tokens=5)
-    assert a.text == " worl" and b.text == ". The"
-    # cached: BOS Hello " wor" (the last sampled 'l' was never fed), so the
-    # prefill of BOS Hello " world" computes only "ld".
-    assert model.calls[0] == 2
-    # A different prompt throws the stale tail away: the fake model would say '?'.
-    c = llm.generate([BOS, *b"Hello"], temperature=0, max_tokens=6)
-    assert c.text == " world"
+    # The first call left 44 computed tokens: two full blocks of 16 are cached, so a
+    # longer prompt over the same start computes only its tokens after position 32.
+    b = llm.generate([BOS, *text[:60].encode()], temperature=0, max_tokens=5)
+    assert b.text == text[60:65] and b.usage.cached_tokens == 32
+    assert model.calls[0] == 61 - 32
+    # The fake would answer '?' had a block of another prefix been reused.
+    c = llm.generate([BOS, *text[1:50].encode()], temperature=0, max_tokens=3)
+    assert c.usage.cached_tokens == 0 and c.text == "???"
+    llm.close()
 
 
 def test_long_prompt_is_prefilled_in_chunks_of_512():
     text = "abcdefghij" * 70
-    model = FakeModel(text)
+    model = ScriptModel(text)
     from fakes import FakeChatTemplate, FakeStreamDecoder, FakeTokenizer
     from llamalite.llm import LLM
     llm = LLM._from_parts(model, FakeTokenizer(), FakeChatTemplate(), FakeStreamDecoder, n_ctx=1024)
@@ -98,9 +101,17 @@ def test_prompt_longer_than_n_ctx_is_refused():
 
 
 def test_generation_stops_at_the_context_end():
-    out = fake_llm(TEXT, n_ctx=10).generate("Hello", temperature=0, max_tokens=100)
-    assert out.finish_reason == "length"
-    assert out.usage.total_tokens == 11          # positions 0..9 fed, one more sampled
+    """A sequence holds n_ctx tokens, prompt and reply together."""
+    llm = fake_llm(TEXT, n_ctx=10)
+    out = llm.generate("Hello", temperature=0)               # 6 prompt tokens
+    assert out.finish_reason == "length" and out.usage.total_tokens == 10
+    assert out.text == " wor"
+    with pytest.raises(ValueError, match=r"max_tokens \(100\) exceeds the context"):
+        llm.generate("Hello", temperature=0, max_tokens=100)
+    out = llm.generate("Hello wo", temperature=0)            # 9 tokens: room for one
+    assert (out.text, out.usage.total_tokens) == ("r", 10)
+    with pytest.raises(ValueError, match=r"n_prompt_tokens=10, n_ctx=10"):
+        llm.generate("Hello wor")
 
 
 def test_bad_options_are_clear_errors():
@@ -154,10 +165,11 @@ def test_chat_stream_chunks():
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Hello there!"
-    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["usage"]["completion_tokens"] == len("Hello there!") + 1
-    assert all(c["choices"][0]["finish_reason"] is None and c["usage"] is None for c in chunks[:-1])
+    body, finish, usage = chunks[:-2], chunks[-2], chunks[-1]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in body) == "Hello there!"
+    assert finish["choices"][0]["finish_reason"] == "stop" and finish["choices"][0]["delta"] == {}
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == len("Hello there!") + 1
+    assert all(c["choices"][0]["finish_reason"] is None and c["usage"] is None for c in body)
 
 
 def test_apply_chat_template_tokenize_detokenize():
@@ -169,13 +181,13 @@ def test_apply_chat_template_tokenize_detokenize():
 
 
 def test_logits_are_teacher_forced_log_probabilities():
-    model = FakeModel(TEXT)
+    model = ScriptModel(TEXT)
     from fakes import FakeChatTemplate, FakeStreamDecoder, FakeTokenizer
     from llamalite.llm import LLM
     llm = LLM._from_parts(model, FakeTokenizer(), FakeChatTemplate(), FakeStreamDecoder, n_ctx=300)
     ids = [BOS, *TEXT.encode()] * 8                     # 176 tokens: two chunks of rows
     lp = llm.logits(ids)
-    assert lp.shape == (len(ids), 258) and lp.dtype == np.float32
+    assert lp.shape == (len(ids), N_VOCAB) and lp.dtype == np.float32
     np.testing.assert_allclose(np.exp(lp.astype(np.float64)).sum(axis=1), 1.0, rtol=1e-5)
     assert lp[:len(TEXT) + 1].argmax(axis=1).tolist() == [*TEXT.encode(), EOS]
     assert model.calls == [128, 48]
@@ -193,10 +205,65 @@ def test_perplexity_matches_the_definition():
         fake_llm(TEXT).perplexity("")
 
 
-def test_interleaved_streams_are_refused():
+def test_interleaved_streams_both_finish():
+    """Streams read in turns are separate requests to the one engine."""
     llm = fake_llm(TEXT)
     s1 = llm.generate("Hello", temperature=0, stream=True)
-    next(s1)
+    first = next(s1)
+    other = llm.generate("Hello world.", temperature=0, max_tokens=4)
+    assert other.text == " The"
+    rest = list(s1)
+    assert first.text + "".join(c.text for c in rest) == " world. The end."
+    llm.close()
+
+
+def _run_path(llm, path: str, prompt: str, **kw):
+    """One request through one front end; (text, finish_reason, total_tokens)."""
+    import asyncio
+    if path == "generate":
+        out = llm.generate(prompt, temperature=0, **kw)
+    elif path == "stream":
+        from llamalite.outputs import join_chunks
+        out = join_chunks(list(llm.generate(prompt, temperature=0, stream=True, **kw)))
+    elif path == "batch":
+        (out,) = llm.generate_batch([prompt], temperature=0, **kw)
+    else:
+        out = asyncio.run(llm.agenerate(prompt, temperature=0, **kw))
+    return out.text, out.finish_reason, out.usage.total_tokens
+
+
+@pytest.mark.parametrize("path", ["generate", "stream", "batch", "async"])
+def test_context_limit_is_the_same_on_every_path(path):
+    llm = fake_llm(TEXT, n_ctx=10)
+    try:
+        assert _run_path(llm, path, "Hello") == (" wor", "length", 10)
+        assert _run_path(llm, path, "Hello wo") == ("r", "length", 10)
+        with pytest.raises(ValueError, match=r"n_prompt_tokens=10, n_ctx=10"):
+            _run_path(llm, path, "Hello wor")
+        with pytest.raises(ValueError, match=r"max_tokens \(5\) exceeds the context"):
+            _run_path(llm, path, "Hello", max_tokens=5)
+    finally:
+        llm.close()
+
+
+def test_chat_context_limit_matches_generate():
+    llm = fake_llm("<user>Hi\n<assistant>Hello there!", n_ctx=24)
+    r = llm.chat([{"role": "user", "content": "Hi"}], temperature=0)   # 20 prompt tokens
+    assert r["choices"][0]["finish_reason"] == "length" and r["usage"]["total_tokens"] == 24
+    with pytest.raises(ValueError, match="n_ctx=24"):
+        llm.chat([{"role": "user", "content": "Hi there you"}], temperature=0)
+    llm.close()
+
+
+def test_a_dropped_llm_stops_its_engine_thread():
+    import gc
+    import threading
+    llm = fake_llm(TEXT)
     llm.generate("Hello", temperature=0, max_tokens=2)
-    with pytest.raises(RuntimeError, match="one stream at a time"):
-        list(s1)
+    thread = llm.engine._thread
+    assert thread.is_alive()
+    del llm
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert thread not in threading.enumerate()

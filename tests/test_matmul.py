@@ -193,7 +193,7 @@ EXACT_REL = 1e-6
 def test_exact_matmul_vs_float64(qtype, isa):
     W, X, Wf = _case(qtype)
     for M in (1, 7, 32):
-        Y = _core.matmul(int(qtype), W, X[:M], 2, exact=True)
+        Y = _core.matmul(int(qtype), W, X[:M], 2, precise=True)
         assert Y.shape == (M, N) and Y.dtype == np.float32
         x = X[:M].astype(np.float64)
         err = np.abs(Y - x @ Wf.T) / (np.abs(x) @ np.abs(Wf).T)
@@ -215,12 +215,12 @@ def test_exact_matmul_is_the_f32_kernel_on_dequantized_rows(qtype, isa):
     X = rng.standard_normal((19, k)).astype(np.float32)
     Wf32 = np.ascontiguousarray(dequantize(W, qtype).reshape(n, k).astype(np.float32))
     want = _core.matmul(int(T.F32), Wf32.view(np.uint8), X, 2)
-    got = _core.matmul(int(qtype), W, X, 2, exact=True)
+    got = _core.matmul(int(qtype), W, X, 2, precise=True)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
     for n_threads, lo, hi in ((1, 0, 1), (3, 4, 11), (2, 18, 19)):
-        part = _core.matmul(int(qtype), W, X[lo:hi], n_threads, exact=True)
+        part = _core.matmul(int(qtype), W, X[lo:hi], n_threads, precise=True)
         assert np.array_equal(part.view(np.uint32), want[lo:hi].view(np.uint32))
-    part = _core.matmul(int(qtype), W[37:90], X, 2, exact=True)
+    part = _core.matmul(int(qtype), W[37:90], X, 2, precise=True)
     assert np.array_equal(part.view(np.uint32), want[:, 37:90].view(np.uint32))
 
 
@@ -231,13 +231,13 @@ def test_exact_matmul_shared_mixes_activation_families():
     X = rng.standard_normal((9, 512)).astype(np.float32)
     types = [T.Q4_0, T.Q4_K, T.Q6_K, T.F16, T.IQ4_XS]
     Ws = [make_weights(t, 16 + 8 * i, 512, rng) for i, t in enumerate(types)]
-    outs = _core.matmul_shared([int(t) for t in types], Ws, X, 2, exact=True)
+    outs = _core.matmul_shared([int(t) for t in types], Ws, X, 2, precise=True)
     for t, W, Y in zip(types, Ws, outs):
-        one = _core.matmul(int(t), W, X, 2, exact=True)
+        one = _core.matmul(int(t), W, X, 2, precise=True)
         assert np.array_equal(Y.view(np.uint32), one.view(np.uint32)), t.name
     with pytest.raises(ValueError, match="Q8_K cannot be a weight type"):
         _core.matmul(int(T.Q8_K), np.zeros((1, 292), np.uint8), np.zeros((1, 256), np.float32),
-                     exact=True)
+                     precise=True)
 
 
 @pytest.mark.slow

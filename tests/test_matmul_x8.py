@@ -220,7 +220,7 @@ def test_amx_gives_the_avx512_bits(qtype):
 def test_x8_exact_mode_is_the_ggml_exact_path(qtype):
     W, X, K = _case(qtype, 2)
     P = _core.pack_x8(int(qtype), W, K)
-    a = _core.matmul(int(qtype), P, X[:5], 2, exact=True, x8=True)
-    b = _core.matmul(int(qtype), W, X[:5], 2, exact=True)
+    a = _core.matmul(int(qtype), P, X[:5], 2, precise=True, x8=True)
+    b = _core.matmul(int(qtype), W, X[:5], 2, precise=True)
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 

@@ -13,28 +13,20 @@ import numpy as np
 import openai
 import pytest
 
-from engine_fakes import (BOS, FakeModel, FakeTemplate, FakeTokenizer, fake_engine,
-                   reference_greedy)
+from fakes import BOS, FakeChatTemplate, HashModel, fake_backend, reference_greedy
 from server_fakes import LiveServer
 from llamalite.server.app import create_app
-from llamalite.server.backend import Backend
-from llamalite.sampling import SamplingParams
 from llamalite.server.settings import Settings
 
 NAME = "fake-model"
 
 
-def fake_factory(model: FakeModel | None = None, gate: threading.Event | None = None,
-                 **engine_kw):
-    def factory(settings: Settings) -> Backend:
+def fake_factory(model: HashModel | None = None, gate: threading.Event | None = None,
+                 **llm_kw):
+    def factory(settings: Settings):
         if gate is not None:
             gate.wait(30)
-        eng = fake_engine(model=model or FakeModel(), n_parallel=settings.n_parallel,
-                          ctx_size=settings.ctx_size, max_queue=settings.max_queue,
-                          sampler_factory=None, **engine_kw)
-        return Backend(engine=eng, tokenizer=FakeTokenizer(), template=FakeTemplate(),
-                       make_params=SamplingParams, name=NAME, aliases=frozenset({NAME + ".gguf"}),
-                       info={"arch": "fake", "n_ctx": eng.n_ctx})
+        return fake_backend(settings, model=model, name=NAME, **llm_kw)
     return factory
 
 
@@ -55,7 +47,7 @@ def srv():
 
 
 def chat_ids(messages) -> list[int]:
-    return [BOS] + list(FakeTemplate().render(messages).encode())
+    return [BOS] + list(FakeChatTemplate().render(messages).encode())
 
 
 def expected_text(ids: list[int], n: int) -> str:
@@ -297,9 +289,21 @@ def test_health_is_503_while_loading():
         s.stop()
 
 
+class GatedModel(HashModel):
+    """HashModel whose forward waits for `go` (so a request stays running until released)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def forward(self, *args):
+        assert self.go.wait(30), "never released"
+        return super().forward(*args)
+
+
 def test_full_queue_gets_429_with_retry_after():
-    s = serve(Settings(model="m.gguf", ctx_size=512, n_parallel=1, max_queue=1),
-              model=FakeModel(delay=0.02))
+    model = GatedModel()
+    s = serve(Settings(model="m.gguf", ctx_size=512, n_parallel=1, max_queue=1), model=model)
     try:
         eng = engine_of(s)
         results: list[int] = []
@@ -309,19 +313,23 @@ def test_full_queue_gets_429_with_retry_after():
                                       json={"prompt": "slow", "max_tokens": 15}).status_code)
         threads = [threading.Thread(target=call) for _ in range(2)]
         threads[0].start()
-        end = time.time() + 5
+        end = time.time() + 30
         while eng.stats().running < 1 and time.time() < end:
             time.sleep(0.005)
         threads[1].start()
         while eng.stats().waiting < 1 and time.time() < end:
             time.sleep(0.005)
-        r = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 1})
+        try:
+            r = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 1})
+        finally:
+            model.go.set()
         err = assert_error(r, 429)
         assert r.headers["retry-after"] == "1" and err["code"] == "queue_full"
         for t in threads:
             t.join(30)
         assert results == [200, 200]
     finally:
+        model.go.set()
         s.stop()
 
 
@@ -336,7 +344,7 @@ def wait_cancelled(eng, n: int) -> None:
 
 
 def test_disconnects_cancel_streaming_prefill_and_plain():
-    model = FakeModel(delay=0.02)
+    model = HashModel(delay=0.02)
     s = serve(Settings(model="m.gguf", ctx_size=4096, n_parallel=2), model=model,
               max_batch_tokens=16)
     eng = engine_of(s)
@@ -383,7 +391,7 @@ def test_serve_cli_rejects_bad_options():
 
 # --- UTF-8 across token boundaries ----------------------------------------------------------
 
-class ScriptModel(FakeModel):
+class Utf8ScriptModel(HashModel):
     """Emits the UTF-8 bytes of SCRIPT one token per position, whatever the prompt."""
 
     SCRIPT = "héllo wörld ✓ 日本語 ".encode()
@@ -396,12 +404,12 @@ class ScriptModel(FakeModel):
 
 
 def test_stream_chunks_are_whole_utf8_characters():
-    s = serve(Settings(model="m.gguf", ctx_size=512), model=ScriptModel())
+    s = serve(Settings(model="m.gguf", ctx_size=512), model=Utf8ScriptModel())
     try:
-        n = len(ScriptModel.SCRIPT)
+        n = len(Utf8ScriptModel.SCRIPT)
         body = {"prompt": [BOS] + [65] * (n - 1), "max_tokens": 2 * n, "temperature": 0}
         whole = httpx.post(s.url + "/v1/completions", json=body).json()["choices"][0]["text"]
-        assert whole == ScriptModel.SCRIPT.decode() * 2
+        assert whole == Utf8ScriptModel.SCRIPT.decode() * 2
         with httpx.stream("POST", s.url + "/v1/completions", json={**body, "stream": True}) as r:
             raw = r.read()
         texts = []

@@ -1,1 +1,0 @@
-"""Quantization: numpy reference quantizers and the tool that writes GGUF files."""
