@@ -1,38 +1,18 @@
-// roofs_avx512.cpp - the AVX-512 roofs and decode floors (roofs_simd.inc on top of
-// the core's kernels_simd.inc, with the flags and defines of csrc/kernels_avx512.cpp)
-// and the AMX tile-product roof where the compiler has AMX. Plain functions inside
-// their own namespace only (ODR: see csrc/kernel_table.h).
-#include <immintrin.h>
-
-#include <cstddef>
-#include <cstdint>
-#include <cstdlib>
-#include <new>
-
-#include "kernel_table.h"
-#include "kernels.h"
-#include "quant_blocks.h"
+// roofs_avx512.cpp - the AVX-512 roofs and decode floors, and the AMX
+// tile-product roof where the compiler has AMX. The core's AVX-512 unit
+// (csrc/kernels_avx512.cpp, the AMX tiles included) is included whole, so this
+// unit holds the module's only copy of it (CMakeLists.txt does not compile it
+// separately) with the same flags, defines and register tiles; roofs_simd.inc then
+// goes into the same namespace and uses the kernels' own primitives. Plain
+// functions inside their own namespace only (ODR: see csrc/kernel_table.h).
+#include "kernels_avx512.cpp"
 #include "roofs.h"
 
 namespace ll {
-namespace bench_avx512 {
-
-#define LL_VNNI 1
-#define LL_RM 4
-#define LL_RN 4
-#define LL_KRM 4
-#define LL_KRN 2
-#define LL_RN1 4
-#define LL_KRN1 2
-#define LL_XRM 8
-#define LL_XKRM 4
-#include "kernels_simd.inc"
+namespace avx512 {
 #include "roofs_simd.inc"
 
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
-#define LL_AMX_BUILT 1
-#include "kernels_amx.inc"
-
+#if LL_AMX_BUILT
 namespace {
 
 // The tile roof: 4 independent 16 x 16 x 64 products per round on full tiles.
@@ -72,18 +52,16 @@ int64_t int8_peak_amx(int64_t iters, int64_t* macs_per_iter) {
 }
 
 }  // namespace
-#else
-#define LL_AMX_BUILT 0
 #endif
 
-}  // namespace bench_avx512
+}  // namespace avx512
 }  // namespace ll
 
-void llbench::fill_avx512_roofs(RoofTable* t) { ll::bench_avx512::fill_roof_table(t); }
+void llbench::fill_avx512_roofs(RoofTable* t) { ll::avx512::fill_roof_table(t); }
 
 void llbench::fill_amx_roofs(RoofTable* t) {
   fill_avx512_roofs(t);
 #if LL_AMX_BUILT
-  t->int8_peak_tile = ll::bench_avx512::int8_peak_amx;
+  t->int8_peak_tile = ll::avx512::int8_peak_amx;
 #endif
 }
