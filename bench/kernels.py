@@ -2,7 +2,7 @@
 
 For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
 - M = 1: GB/s of weights read, beside the read bandwidth of the same bytes
-  (`_core.bench_matmul_vs_read`: rounds of one matmul, then one pass of the
+  (`llamalite_bench.matmul_vs_read`: rounds of one matmul, then one pass of the
   roof's read loop over the same weights, so both see the same machine).
   "hot": the same weight matrix every call (it stays in cache when it fits);
   "cold": calls cycle through enough copies (>= 96 MB) that weights come from
@@ -14,13 +14,18 @@ For Q4_0, Q4_1, Q4_K, Q5_0, Q6_K and Q8_0 at the real models' shapes:
   and one int8 dot product (8-bit, Q8_0). Where the floor is below the roof, no
   kernel of that type can reach the roof on this ISA; "floor" is its GB/s and
   "%fl" the kernel's share of it.
-- M = 512: GMAC/s beside the int8 dot-product peak (`_core.bench_int8_peak`:
+- M = 512: GMAC/s beside the int8 dot-product peak (`llamalite_bench.int8_peak`:
   vpdpbusd or maddubs chains in registers). Under the amx instruction set also
   beside the AMX tile-product peak (TDPBSSD on full tiles, `tile=True`), which a
   kernel with a scale per 32-value block cannot approach: each block's 16 x 16
   integer tile must be stored and scaled on the vector units.
 Every number is the median of several interleaved repetitions; all timing
 loops run in C++ on the core's thread pool.
+
+The loops live in the llamalite_bench module (bench/native, never in the
+llamalite wheel), which compiles its own copy of the core's kernels; this script
+builds it on first use (or: python bench/native_module.py) and brings it up to
+date with the sources on every run.
 
 Layout: by default each type is measured in the layout a loaded model runs it in:
 the x8 layout (8 rows interleaved per block, repacked at load; every type here has
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +47,11 @@ import numpy as np
 
 import llamalite
 from llamalite import _core
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/native_module.py, also under -P
+from native_module import load as load_native  # noqa: E402
+
+bench = None  # the llamalite_bench module, set by main()
 
 TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 # (N, K): weight rows x row length, from SmolLM2-135M (hidden 576, ffn 1536,
@@ -64,9 +75,9 @@ def random_weights(type_id: int, n: int, k: int, rng: np.random.Generator) -> np
 def time_matmul(type_id: int, W: np.ndarray, X: np.ndarray, threads: int, copies: int, budget_s: float,
                 x8: bool) -> float:
     """Seconds per call, with iters chosen so one measurement takes about budget_s."""
-    est = _core.bench_matmul(type_id, W, X, threads, iters=2, copies=copies, x8=x8)
+    est = bench.time_matmul(type_id, W, X, threads, iters=2, copies=copies, x8=x8)
     iters = max(3, min(20000, int(budget_s / max(est, 1e-7))))
-    return _core.bench_matmul(type_id, W, X, threads, iters=iters, copies=copies, x8=x8)
+    return bench.time_matmul(type_id, W, X, threads, iters=iters, copies=copies, x8=x8)
 
 
 def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.random.Generator,
@@ -91,16 +102,16 @@ def bench_case(name: str, n: int, k: int, threads: int, reps: int, rng: np.rando
         for copies_, out, roof, budget in ((1, hot, hot_roof, 0.03), (copies, cold, cold_roof, 0.06)):
             W = W1 if copies_ == 1 else Wc
             floor = copies_ == 1
-            t = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_, x8=x8, floor=floor)
+            t = bench.matmul_vs_read(type_id, W, X1, threads, iters=2, copies=copies_, x8=x8, floor=floor)
             iters = max(3, min(20000, int(budget / max(sum(t), 1e-7))))
-            t = _core.bench_matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_, x8=x8, floor=floor)
+            t = bench.matmul_vs_read(type_id, W, X1, threads, iters=iters, copies=copies_, x8=x8, floor=floor)
             out.append(nbytes / t[0] / 1e9)
             roof.append(nbytes / t[1] / 1e9)
             if floor and t[2] > 0:
                 hot_floor.append(nbytes / t[2] / 1e9)
         if do_512:
-            peak.append(_core.bench_int8_peak(threads))
-            tile_peak.append(_core.bench_int8_peak(threads, tile=True))
+            peak.append(bench.int8_peak(threads))
+            tile_peak.append(bench.int8_peak(threads, tile=True))
             gmacs.append(512 * n * k / time_matmul(type_id, W1, X512, threads, 1, 0.1, x8) / 1e9)
     med = statistics.median
     row = {
@@ -156,8 +167,10 @@ def main() -> None:
                          "ggml: ggml rows throughout")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
+    global bench
+    bench = load_native()
     if args.isa:
-        _core.set_isa(args.isa)
+        bench.set_isa(args.isa)
     reps = 3 if args.quick else args.reps
     rng = np.random.default_rng(0)
     rows = []
@@ -167,7 +180,7 @@ def main() -> None:
         for n, k in shapes[:1] if args.quick else shapes:
             rows.append(bench_case(name, n, k, args.threads, reps, rng, args.layout))
             print(f"  {name} {n}x{k} done", flush=True)
-    info = llamalite.system_info()
+    info = dict(llamalite.system_info(), active_isa=bench.active_isa())   # the measured kernels' set
     print(f"\nllamalite {info['version']}  isa={info['active_isa']}  threads={args.threads}  "
           f"median of {reps} interleaved repetitions")
     print_table(rows)

@@ -36,6 +36,8 @@ class _Progress:
         if total:
             pct = 100.0 * done / total
             sys.stderr.write(f"\r{stage}: {done / 1e6:7.1f} / {total / 1e6:.1f} MB ({pct:5.1f}%)")
+        elif done:
+            sys.stderr.write(f"\r{stage}: {done / 1e6:7.1f} MB")   # size not known (yet)
         else:
             sys.stderr.write(f"\r{stage} ...")
         sys.stderr.flush()

@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "bench_core.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -358,31 +357,6 @@ std::vector<std::string> supported_isas() {
   return out;
 }
 
-// The weights a bench call times, placed as a loaded model holds them: 64-byte
-// aligned (the x8 buffer is mapped and every tensor in it starts on a 64-byte
-// boundary, model.cpp), as W's bytes or (x8) its copies packed. A numpy array's
-// data is only 16-byte aligned here: 16 bytes off a line, every 512-bit load of
-// the read roof splits across two lines and the in-cache roof halves (83 against
-// 174 GB/s on one core, seventh session), and every other 256-bit load of a kernel.
-struct BenchWeights {
-  uint8_t* p = nullptr;
-  BenchWeights() = default;
-  BenchWeights(const BenchWeights&) = delete;
-  BenchWeights& operator=(const BenchWeights&) = delete;
-  ~BenchWeights() { std::free(p); }
-};
-void bench_layout(int32_t type, U8Array W, int64_t N, int64_t K, bool x8, BenchWeights* out) {
-  if (x8) require_x8("bench", type, N, K);
-  out->p = (uint8_t*)std::aligned_alloc(64, ((size_t)W.size() + 63) / 64 * 64);
-  if (!out->p) throw std::bad_alloc();
-  if (!x8) {
-    std::memcpy(out->p, W.data(), (size_t)W.size());
-    return;
-  }
-  const size_t bytes = ll::row_bytes(type, K) * (size_t)N;   // each copy packed as its own tensor
-  for (int64_t c = 0; c < W.shape(0) / N; c++) ll::pack_x8(type, W.data() + c * bytes, N, K, out->p + c * bytes, 0, N / 8);
-}
-
 void bind_kernels(py::module_& m) {
   // LLAMALITE_ISA is read once, here, at import.
   if (const char* env = std::getenv("LLAMALITE_ISA")) {
@@ -424,89 +398,6 @@ void bind_kernels(py::module_& m) {
   m.def("cpu_features", []() { return ll::cpu_features(); });
   m.def("default_thread_count", &ll::default_thread_count);
 
-  // Measurement loops for bench/kernels.py (never used by tests for timing).
-  m.def(
-      "bench_read_bandwidth",
-      [](size_t nbytes, py::object n_threads, int reps, int copies) {
-        if (nbytes == 0 || copies < 1 || reps < 1) throw std::invalid_argument("bench_read_bandwidth: nbytes, reps and copies must be positive");
-        const int nt = resolve_threads(n_threads);
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g_pool_mu);
-        return ll::bench_read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
-      },
-      py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
-      "Read bandwidth in GB/s (mean of reps passes after a warm-up) over `copies` buffers of nbytes, on the pool.");
-  m.def(
-      "bench_int8_peak",
-      [](py::object n_threads, bool tile) {
-        const int nt = resolve_threads(n_threads);
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g_pool_mu);
-        return ll::bench_int8_peak(pool_of_size(nt), tile);
-      },
-      py::arg("n_threads") = py::none(), py::arg("tile") = false,
-      "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers); tile=True: the AMX tile-product "
-      "peak (TDPBSSD on full 16 x 64 tiles), 0 when the active ISA has no tiles.");
-  m.def(
-      "bench_matmul_vs_read",
-      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies, bool x8,
-         bool floor) -> py::tuple {
-        const ll::TypeTraits& t = ll::type_traits(type);
-        if (!t.can_matmul) throw std::invalid_argument(std::string("bench: ") + t.name + " cannot be a weight type");
-        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench: W and X must be 2-D");
-        if (copies < 1 || iters < 1) throw std::invalid_argument("bench: iters and copies must be positive");
-        const int64_t M = X.shape(0), K = X.shape(1);
-        if ((size_t)W.shape(1) != ll::row_bytes(type, K) || W.shape(0) % copies != 0) {
-          throw std::invalid_argument("bench: W must be [copies * N, row_bytes(type, K)]");
-        }
-        const int64_t N = W.shape(0) / copies;
-        const int nt = resolve_threads(n_threads);
-        std::vector<float> Y((size_t)(M * N));
-        BenchWeights bw;
-        bench_layout(type, W, N, K, x8, &bw);
-        const uint8_t* w = bw.p;
-        const float* x = X.data();
-        double mm = 0.0, rd = 0.0, fl = 0.0;
-        {
-          py::gil_scoped_release nogil;
-          std::lock_guard<std::mutex> lock(g_pool_mu);
-          ll::bench_matmul_vs_read(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, &mm, &rd, x8,
-                                   floor ? &fl : nullptr);
-        }
-        if (floor) return py::make_tuple(mm, rd, fl);
-        return py::make_tuple(mm, rd);
-      },
-      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
-      py::arg("copies") = 1, py::arg("x8") = false, py::arg("floor") = false,
-      "(matmul seconds, read seconds): means over iters rounds of one matmul then one read pass over the same "
-      "weights. floor=True adds a third: seconds of a pass of the decode floor (the least work a matmul of such "
-      "weights does per byte: 8-bit for Q8_0, 4-bit for the other quantized types) over the same bytes, 0.0 for "
-      "float weights and where the ISA has none (generic).");
-  m.def(
-      "bench_matmul",
-      [](int32_t type, U8Array W, F32Array X, py::object n_threads, int iters, int copies, bool x8) {
-        const ll::TypeTraits& t = ll::type_traits(type);
-        if (!t.can_matmul) throw std::invalid_argument(std::string("bench_matmul: ") + t.name + " cannot be a weight type");
-        if (W.ndim() != 2 || X.ndim() != 2) throw std::invalid_argument("bench_matmul: W and X must be 2-D");
-        if (copies < 1 || iters < 1) throw std::invalid_argument("bench_matmul: iters and copies must be positive");
-        const int64_t M = X.shape(0), K = X.shape(1);
-        const size_t rb = ll::row_bytes(type, K);
-        if ((size_t)W.shape(1) != rb || W.shape(0) % copies != 0) {
-          throw std::invalid_argument("bench_matmul: W must be [copies * N, row_bytes(type, K)]");
-        }
-        const int64_t N = W.shape(0) / copies;
-        const int nt = resolve_threads(n_threads);
-        std::vector<float> Y((size_t)(M * N));
-        BenchWeights bw;
-        bench_layout(type, W, N, K, x8, &bw);
-        const uint8_t* w = bw.p;
-        const float* x = X.data();
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g_pool_mu);
-        return ll::bench_matmul(pool_of_size(nt), type, w, copies, N, K, x, M, Y.data(), iters, x8);
-      },
-      py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
-      py::arg("copies") = 1, py::arg("x8") = false, "Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices.");
 }
 
 }  // namespace

@@ -30,16 +30,6 @@ using QuantizeRowFn = void (*)(const float* x, void* dst, int64_t k);
 
 constexpr int kMaxTypeId = 40;
 
-// Benchmark roofs (bench/kernels.py): read n bytes as fast as the ISA can
-// (returns a value that depends on every byte, so the loop is not removed) ...
-using ReadBytesFn = uint64_t (*)(const uint8_t* p, size_t n);
-// ... and run iters rounds of independent int8 dot-product instructions on
-// registers; *macs_per_iter receives the multiply-adds one round does.
-using Int8PeakFn = int64_t (*)(int64_t iters, int64_t* macs_per_iter);
-// The decode floors are ReadBytesFns: n bytes of packed nibbles (4-bit) or of
-// int8 weights (8-bit) through the least work a matmul of such weights does per
-// byte (kernels_simd.inc).
-
 struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight type id; null = use generic
   // The same on weights in the x8 layout (kernels.h): W is the whole packed
@@ -51,14 +41,6 @@ struct KernelTable {
   AttnFns attn = {};  // attention and gated activations (ops_simd.h)
   QuantizeRowFn quantize_q8a = nullptr;
   QuantizeRowFn quantize_q8k = nullptr;
-  ReadBytesFn read_bytes = nullptr;
-  Int8PeakFn int8_peak = nullptr;
-  Int8PeakFn int8_peak_alt = nullptr;  // another vector width, where the ISA has one
-  Int8PeakFn int8_peak_tile = nullptr; // AMX tile products (the amx set only)
-  ReadBytesFn decode4_floor = nullptr;     // the SIMD sets only
-  ReadBytesFn decode4_floor_alt = nullptr; // another vector width, where the ISA has one
-  ReadBytesFn decode8_floor = nullptr;
-  ReadBytesFn decode8_floor_alt = nullptr;
 };
 
 // Each fills the entries it implements; the caller starts from the generic table.

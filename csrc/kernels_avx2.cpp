@@ -34,7 +34,6 @@ struct IsaTraits {
 void fill_avx2_kernels(KernelTable* t) {
   avx2::fill_attn_table(&t->attn);
   avx2::fill_simd_table(t);
-  avx2::fill_bench_table(t);
 }
 
 }  // namespace ll

