@@ -1,0 +1,47 @@
+# The per-instruction-set compile flags, one place for the core (CMakeLists.txt) and the
+# benchmark module (bench/native/CMakeLists.txt).
+#
+# llamalite_isa_sources(VAR): in the source list VAR, files named *_avx2.cpp get the AVX2
+# flags and *_avx512.cpp the AVX-512 ones (with AMX-INT8 tiles where the compiler has
+# them: GCC 11+, Clang 12+; the code still runs on CPUs without AMX, isa.cpp decides);
+# off x86 those files are dropped. Everything else is compiled for the target's
+# baseline, and the best kernel set is chosen at import from cpuid/xgetbv: no
+# -march=native in a shipped build.
+include(CheckCXXCompilerFlag)
+
+set(LLAMALITE_X86 OFF)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
+  set(LLAMALITE_X86 ON)
+endif()
+
+set(LLAMALITE_AVX2_FLAGS -mavx2 -mfma -mf16c -mbmi2)
+set(LLAMALITE_AVX512_FLAGS ${LLAMALITE_AVX2_FLAGS} -mavx512f -mavx512bw -mavx512vl -mavx512dq
+    -mavx512vnni)
+if(LLAMALITE_X86)
+  check_cxx_compiler_flag("-mamx-tile -mamx-int8" LLAMALITE_CXX_HAS_AMX)
+  if(LLAMALITE_CXX_HAS_AMX)
+    list(APPEND LLAMALITE_AVX512_FLAGS -mamx-tile -mamx-int8)
+  endif()
+endif()
+
+# -ffp-contract=off: GCC fuses a*b+c into FMA by default, which changes rounding;
+# dequantization must match gguf.quants bit for bit. Kernels that want FMA ask for it
+# with intrinsics.
+set(LLAMALITE_CXX_OPTIONS -O3 -ffp-contract=off -fno-math-errno -Wall -Wextra
+    -Wno-unused-parameter)
+
+function(llamalite_isa_sources var)
+  set(sources ${${var}})
+  foreach(src ${${var}})
+    if(src MATCHES "_avx512\\.cpp$" OR src MATCHES "_avx2\\.cpp$")
+      if(NOT LLAMALITE_X86)
+        list(REMOVE_ITEM sources ${src})
+      elseif(src MATCHES "_avx512\\.cpp$")
+        set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${LLAMALITE_AVX512_FLAGS}")
+      else()
+        set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${LLAMALITE_AVX2_FLAGS}")
+      endif()
+    endif()
+  endforeach()
+  set(${var} ${sources} PARENT_SCOPE)
+endfunction()
