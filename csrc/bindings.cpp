@@ -189,26 +189,6 @@ namespace {
 using U8Array = py::array_t<uint8_t, py::array::c_style>;
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-ll::ISA parse_isa(const std::string& name) {
-  if (name == "generic") return ll::ISA::generic;
-  if (name == "avx2") return ll::ISA::avx2;
-  if (name == "avx512") return ll::ISA::avx512;
-  if (name == "amx") return ll::ISA::amx;
-  throw std::invalid_argument("unknown instruction set '" + name + "': expected generic, avx2, avx512 or amx");
-}
-
-// One shared pool for the binding-level matmul; rebuilt when the size changes.
-std::mutex g_pool_mu;
-std::unique_ptr<ll::ThreadPool> g_pool;
-
-ll::ThreadPool& pool_of_size(int n) {
-  if (!g_pool || g_pool->size() != n) {
-    g_pool.reset();
-    g_pool.reset(new ll::ThreadPool(n));
-  }
-  return *g_pool;
-}
-
 int resolve_threads(py::object n_threads) {
   if (n_threads.is_none()) return ll::default_thread_count();
   int n = n_threads.cast<int>();
@@ -296,9 +276,9 @@ py::array_t<float> matmul_py(int32_t type, U8Array W, F32Array X, py::object n_t
   float* y = Y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(g_pool_mu);
-    if (x8) ll::matmul_x8(pool_of_size(nt), type, w, N, K, x, M, y, precise);
-    else ll::matmul(pool_of_size(nt), type, w, N, K, x, M, y, precise);
+    auto lock = ll::shared_pool_lock();
+    if (x8) ll::matmul_x8(ll::shared_pool(nt), type, w, N, K, x, M, y, precise);
+    else ll::matmul(ll::shared_pool(nt), type, w, N, K, x, M, y, precise);
   }
   return Y;
 }
@@ -326,8 +306,8 @@ std::vector<py::array_t<float>> matmul_shared_py(std::vector<int32_t> types, std
   for (auto& y : out) ys.push_back(y.mutable_data());
   {
     py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(g_pool_mu);
-    ll::ThreadPool& pool = pool_of_size(nt);
+    auto lock = ll::shared_pool_lock();
+    ll::ThreadPool& pool = ll::shared_pool(nt);
     ll::QuantizedActs xq;
     ll::quantize_acts(pool, types[0], X.data(), K, M, K, xq, precise);
     for (size_t i = 0; i < Ws.size(); i++) {
@@ -363,7 +343,7 @@ void bind_kernels(py::module_& m) {
     std::string name(env);
     if (!name.empty()) {
       try {
-        ll::set_active_isa(parse_isa(name));
+        ll::set_active_isa(ll::isa_from_name(name));
       } catch (const std::exception& e) {
         throw std::runtime_error(std::string("LLAMALITE_ISA=") + name + ": " + e.what());
       }
@@ -390,7 +370,7 @@ void bind_kernels(py::module_& m) {
         "with precise=True any types).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
-  m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
+  m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
         "Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it).");
   m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
   m.def("best_isa", []() { return std::string(ll::isa_name(ll::best_supported_isa())); });

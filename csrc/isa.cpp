@@ -184,6 +184,14 @@ const char* isa_name(ISA isa) {
   return "unknown";
 }
 
+ISA isa_from_name(const std::string& name) {
+  for (ISA isa : {ISA::generic, ISA::avx2, ISA::avx512, ISA::amx}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  throw std::invalid_argument("unknown instruction set '" + name +
+                              "': expected generic, avx2, avx512 or amx");
+}
+
 bool isa_supported(ISA isa) { return missing_features(isa).empty(); }
 
 ISA best_supported_isa() {

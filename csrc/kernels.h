@@ -151,6 +151,8 @@ void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, 
 // (the same bits as avx512; only the speed differs).
 enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2, amx = 3 };
 const char* isa_name(ISA isa);
+// "generic", "avx2", "avx512" or "amx"; std::invalid_argument naming the choices otherwise.
+ISA isa_from_name(const std::string& name);
 ISA best_supported_isa();        // from cpuid/xgetbv
 bool isa_supported(ISA isa);
 ISA active_isa();

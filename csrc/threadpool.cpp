@@ -9,6 +9,7 @@
 #include <climits>
 #include <exception>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -292,6 +293,23 @@ static int count_physical_cores() {
 int default_thread_count() {
   static const int n = count_physical_cores();  // sysfs is read once
   return n;
+}
+
+namespace {
+std::mutex g_shared_pool_mu;
+std::unique_ptr<ThreadPool> g_shared_pool;
+}  // namespace
+
+std::unique_lock<std::mutex> shared_pool_lock() {
+  return std::unique_lock<std::mutex>(g_shared_pool_mu);
+}
+
+ThreadPool& shared_pool(int n_threads) {
+  if (!g_shared_pool || g_shared_pool->size() != n_threads) {
+    g_shared_pool.reset();
+    g_shared_pool.reset(new ThreadPool(n_threads));
+  }
+  return *g_shared_pool;
 }
 
 }  // namespace ll

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <mutex>
 
 namespace ll {
 
@@ -47,5 +48,11 @@ inline void split_range(int64_t n, int ith, int nth, int64_t* begin, int64_t* en
   *begin = n * ith / nth;
   *end = n * (ith + 1) / nth;
 }
+
+// A process-wide pool of n_threads for calls made outside a model (the binding-level
+// matmul, the benchmark module); rebuilt when the size changes. Hold the lock that
+// shared_pool_lock() returns while getting and using it.
+std::unique_lock<std::mutex> shared_pool_lock();
+ThreadPool& shared_pool(int n_threads);
 
 }  // namespace ll

@@ -26,26 +26,6 @@ namespace {
 using U8Array = py::array_t<uint8_t, py::array::c_style>;
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-ll::ISA parse_isa(const std::string& name) {
-  if (name == "generic") return ll::ISA::generic;
-  if (name == "avx2") return ll::ISA::avx2;
-  if (name == "avx512") return ll::ISA::avx512;
-  if (name == "amx") return ll::ISA::amx;
-  throw std::invalid_argument("unknown instruction set '" + name + "': expected generic, avx2, avx512 or amx");
-}
-
-// One pool for every measurement; rebuilt when the size changes.
-std::mutex g_pool_mu;
-std::unique_ptr<ll::ThreadPool> g_pool;
-
-ll::ThreadPool& pool_of_size(int n) {
-  if (!g_pool || g_pool->size() != n) {
-    g_pool.reset();
-    g_pool.reset(new ll::ThreadPool(n));
-  }
-  return *g_pool;
-}
-
 int resolve_threads(py::object n_threads) {
   if (n_threads.is_none()) return ll::default_thread_count();
   int n = n_threads.cast<int>();
@@ -113,13 +93,13 @@ PYBIND11_MODULE(llamalite_bench, m) {
     std::string name(env);
     if (!name.empty()) {
       try {
-        ll::set_active_isa(parse_isa(name));
+        ll::set_active_isa(ll::isa_from_name(name));
       } catch (const std::exception& e) {
         throw std::runtime_error(std::string("LLAMALITE_ISA=") + name + ": " + e.what());
       }
     }
   }
-  m.def("set_isa", [](const std::string& name) { ll::set_active_isa(parse_isa(name)); }, py::arg("name"),
+  m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
         "Force the instruction set of the kernels and roofs: generic, avx2, avx512 or amx.");
   m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
   m.def("supported_isas", &supported_isas);
@@ -129,8 +109,8 @@ PYBIND11_MODULE(llamalite_bench, m) {
         if (nbytes == 0 || copies < 1 || reps < 1) throw std::invalid_argument("read_bandwidth: nbytes, reps and copies must be positive");
         const int nt = resolve_threads(n_threads);
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g_pool_mu);
-        return llbench::read_bandwidth(pool_of_size(nt), nbytes, copies, reps);
+        auto lock = ll::shared_pool_lock();
+        return llbench::read_bandwidth(ll::shared_pool(nt), nbytes, copies, reps);
       },
       py::arg("nbytes"), py::arg("n_threads") = py::none(), py::arg("reps") = 3, py::arg("copies") = 1,
       "Read bandwidth in GB/s (mean of reps passes after a warm-up) over `copies` buffers of nbytes, on the pool.");
@@ -139,8 +119,8 @@ PYBIND11_MODULE(llamalite_bench, m) {
       [](py::object n_threads, bool tile) {
         const int nt = resolve_threads(n_threads);
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g_pool_mu);
-        return llbench::int8_peak(pool_of_size(nt), tile);
+        auto lock = ll::shared_pool_lock();
+        return llbench::int8_peak(ll::shared_pool(nt), tile);
       },
       py::arg("n_threads") = py::none(), py::arg("tile") = false,
       "int8 dot-product peak in GMAC/s (vpdpbusd / maddubs loop in registers); tile=True: the AMX tile-product "
@@ -159,8 +139,8 @@ PYBIND11_MODULE(llamalite_bench, m) {
         double mm = 0.0, rd = 0.0, fl = 0.0;
         {
           py::gil_scoped_release nogil;
-          std::lock_guard<std::mutex> lock(g_pool_mu);
-          llbench::matmul_vs_read(pool_of_size(nt), type, w.p, copies, N, K, x, M, Y.data(), iters, &mm, &rd, x8,
+          auto lock = ll::shared_pool_lock();
+          llbench::matmul_vs_read(ll::shared_pool(nt), type, w.p, copies, N, K, x, M, Y.data(), iters, &mm, &rd, x8,
                                   floor ? &fl : nullptr);
         }
         if (floor) return py::make_tuple(mm, rd, fl);
@@ -183,8 +163,8 @@ PYBIND11_MODULE(llamalite_bench, m) {
         place_weights(type, W, N, K, x8, &w);
         const float* x = X.data();
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g_pool_mu);
-        return llbench::time_matmul(pool_of_size(nt), type, w.p, copies, N, K, x, M, Y.data(), iters, x8);
+        auto lock = ll::shared_pool_lock();
+        return llbench::time_matmul(ll::shared_pool(nt), type, w.p, copies, N, K, x, M, Y.data(), iters, x8);
       },
       py::arg("type"), py::arg("W"), py::arg("X"), py::arg("n_threads") = py::none(), py::arg("iters") = 10,
       py::arg("copies") = 1, py::arg("x8") = false,
