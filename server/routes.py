@@ -214,12 +214,20 @@ async def _parse(state: ServerState, parser: Callable[..., Any], raw: bytes, *ar
     return await state.workers.run(work)
 
 
-async def chat_completions(request: Request, state: ServerState) -> Response:
+async def _generation_request(request: Request, state: ServerState,
+                              parser: Callable[..., Any]) -> tuple[Backend, Any]:
+    """The backend and the validated body of a chat or text completion: 429 before any
+    parsing when the queue is full, 404 for a model not served here."""
     b = state.backend
     raw = await _read_body(request, state)
     _refuse_if_queue_full(state)
-    req = await _parse(state, parse_chat, raw, b.n_vocab, state.settings.prompt_chars_limit)
+    req = await _parse(state, parser, raw, b.n_vocab, state.settings.prompt_chars_limit)
     _check_model(b, req.common)
+    return b, req
+
+
+async def chat_completions(request: Request, state: ServerState) -> Response:
+    b, req = await _generation_request(request, state, parse_chat)
 
     def prepare() -> Any:
         return b.llm.prepare_chat(req.messages, tools=req.tools, tool_choice=req.tool_choice,
@@ -239,11 +247,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
 
 
 async def completions(request: Request, state: ServerState) -> Response:
-    b = state.backend
-    raw = await _read_body(request, state)
-    _refuse_if_queue_full(state)
-    req = await _parse(state, parse_completion, raw, b.n_vocab, state.settings.prompt_chars_limit)
-    _check_model(b, req.common)
+    b, req = await _generation_request(request, state, parse_completion)
     prompt = req.prompt
     if isinstance(prompt, str):
         prompt = await state.workers.run(b.text_prompt, prompt)
