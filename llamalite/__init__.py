@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import _core
+from .chat_template import ChatTemplate
 from .errors import (EngineError, GGUFError, LlamaliteError, QueueFull, RegistryError,
                      RequestRejected, TemplateError, TokenizerWarning)
 from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
@@ -19,7 +20,6 @@ from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
 from .sampling import Sampler, SampleResult, SamplingParams
 from .system import system_info
 from .tokenizer import Tokenizer
-from .chat_template import ChatTemplate
 
 __version__ = _core.__version__
 
