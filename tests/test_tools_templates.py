@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from llamalite import ChatTemplate
 from llamalite.tools import ToolFormat, format_for, prepare_messages
