@@ -269,10 +269,10 @@ class LLM:
         """Continue `prompt` (text, tokenized with BOS, or a list of token ids).
 
         `sampling` takes the fields of `SamplingParams` (temperature, top_k, top_p,
-        min_p, repeat_penalty, ..., max_tokens, stop, logprobs, and json_schema or grammar
-        to constrain the reply to JSON under a schema or to a GBNF grammar). Without max_tokens the
-        reply stops at SamplingParams' default or where the context is full, whichever
-        comes first; a max_tokens that cannot fit is an error. With stream=True the
+        min_p, repeat_penalty, ..., max_tokens, stop, logprobs, and json_schema or
+        grammar to constrain the reply to JSON under a schema or to a GBNF grammar).
+        Without max_tokens the reply stops at SamplingParams' default or where the
+        context is full, whichever comes first; a max_tokens that cannot fit is an error. With stream=True the
         result is an iterator of `CompletionChunk`s, the last one carrying
         finish_reason and usage. Bad options and prompts raise here, before any work.
 
@@ -333,9 +333,10 @@ class LLM:
                       "grammar": plan.grammar}
         given = [k for k in ("json_schema", "grammar") if sampling.get(k) is not None]
         if sum(v is not None for v in constraint.values()) + len(given) > 1:
+            field = ("response_format" if response_format is not None
+                     else "tool_choice" if plan.grammar is not None else "grammar")
             raise GrammarError("one constraint per request: response_format, a required tool "
-                               "call, json_schema or grammar",
-                               param="response_format" if response_format else "tool_choice")
+                               "call, json_schema or grammar", param=field)
         sampling.update({k: v for k, v in constraint.items() if v is not None})
         ids = self.chat_prompt_ids(plan.messages(list(messages), template.source),
                                    tools=plan.tools or None)
