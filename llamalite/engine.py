@@ -254,18 +254,7 @@ class Engine:
         chunks; closing it early cancels the request."""
         q: queue.SimpleQueue[CompletionChunk] = queue.SimpleQueue()
         rid = self.submit(prompt_ids, params, q.put)
-        return self._read(q, rid)
-
-    def _read(self, q: "queue.SimpleQueue[CompletionChunk]", rid: str) -> Iterator[CompletionChunk]:
-        finished = False
-        try:
-            while not finished:
-                chunk = q.get()
-                finished = chunk.finish_reason is not None
-                yield chunk
-        finally:
-            if not finished:
-                self.cancel(rid)
+        return _ChunkReader(self, q, rid)
 
     def generate(self, prompt_ids: Sequence[int], params: Any) -> Completion:
         """Run one request to the end (blocking) and return it whole."""
@@ -281,7 +270,7 @@ class Engine:
             raise ValueError(f"{len(prompts)} prompts but {len(per_prompt)} sets of parameters")
         for p, pp in zip(prompts, per_prompt):
             self.check_prompt([int(t) for t in p], getattr(pp, "max_tokens", None))
-        streams: list[Iterator[CompletionChunk]] = []
+        streams: list[_ChunkReader] = []
         try:
             for p, pp in zip(prompts, per_prompt):
                 streams.append(self._submit_when_room(p, pp))
@@ -290,7 +279,7 @@ class Engine:
             for s in streams:
                 s.close()                     # cancels what did not finish (an exception)
 
-    def _submit_when_room(self, prompt_ids: Sequence[int], params: Any) -> Iterator[CompletionChunk]:
+    def _submit_when_room(self, prompt_ids: Sequence[int], params: Any) -> "_ChunkReader":
         while True:
             try:
                 return self.iter_stream(prompt_ids, params)
@@ -481,3 +470,36 @@ class Engine:
         self.stats_recorder.set(running=len(self.scheduler.running), kv_blocks_used=b.used,
                                 kv_blocks_cached=b.cached, prefix_cache_hit_rate=b.hit_rate,
                                 prefix_cache_hit_tokens=b.prefix_hit_tokens)
+
+
+class _ChunkReader:
+    """Blocking iterator over one request's chunks (Engine.iter_stream). Closing it, or
+    dropping it, before the last chunk cancels the request, whether or not it was read."""
+
+    def __init__(self, engine: Engine, q: "queue.SimpleQueue[CompletionChunk]", rid: str) -> None:
+        self._engine = engine
+        self._queue = q
+        self.request_id = rid
+        self._finished = False
+
+    def __iter__(self) -> "_ChunkReader":
+        return self
+
+    def __next__(self) -> CompletionChunk:
+        if self._finished:
+            raise StopIteration
+        chunk = self._queue.get()
+        if chunk.finish_reason is not None:
+            self._finished = True
+        return chunk
+
+    def close(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._engine.cancel(self.request_id)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:   # interpreter shutdown: nothing left to cancel
+            pass

@@ -267,3 +267,23 @@ def test_a_dropped_llm_stops_its_engine_thread():
     thread.join(10)
     assert not thread.is_alive()
     assert thread not in threading.enumerate()
+
+
+def test_a_stream_never_read_is_cancelled_when_dropped():
+    import gc
+    llm = fake_llm(TEXT, delay=0.002)
+    try:
+        stream = llm.generate("Hello", temperature=0, ignore_eos=True, max_tokens=1000,
+                              stream=True)
+        del stream                            # never iterated
+        gc.collect()
+        out = llm.generate("Hello", temperature=0, max_tokens=3)   # the engine goes on
+        assert out.text == " wo"
+        for _ in range(500):                  # the cancel lands within a step or two
+            s = llm.engine.stats()
+            if s.requests_cancelled == 1 and s.running == 0:
+                break
+            llm.generate("H", temperature=0, max_tokens=1)
+        assert (s.requests_cancelled, s.running) == (1, 0)
+    finally:
+        llm.close()
