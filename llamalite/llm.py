@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import weakref
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Optional, Sequence, Union
@@ -395,7 +396,7 @@ class LLM:
 
     def _follow(self, chunks: Iterator[CompletionChunk]) -> Iterator[CompletionChunk]:
         """Pass a request's chunks on; keep its timings; an "error" end raises."""
-        with _closing(chunks):
+        with closing(chunks):
             for c in chunks:
                 if c.finish_reason == "error":
                     raise EngineError(c.error or "generation failed")
@@ -498,23 +499,8 @@ def _check_n_ctx(n_ctx: object) -> None:
         raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
 
 
-class _closing:
-    """Close a generator when the block ends (a stream left early cancels its request)."""
-
-    def __init__(self, gen: Iterator[Any]) -> None:
-        self.gen = gen
-
-    def __enter__(self) -> Iterator[Any]:
-        return self.gen
-
-    def __exit__(self, *exc: Any) -> None:
-        close = getattr(self.gen, "close", None)
-        if close is not None:
-            close()
-
-
 def _openai_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk]) -> Iterator[dict]:
-    with _closing(chunks):
+    with closing(chunks):
         yield shape.chunk("", role=True)
         usage = None
         for c in chunks:
@@ -526,7 +512,7 @@ def _openai_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk]) -> Ite
 
 def _openai_tool_stream(shape: OpenAIShape, chunks: Iterator[CompletionChunk],
                         plan: Any) -> Iterator[dict]:
-    with _closing(chunks):
+    with closing(chunks):
         yield shape.chunk("", role=True)
         out = _collect(chunks)
         content, calls = plan.parse(out.text)
