@@ -47,12 +47,10 @@ class NetworkUnavailable(RuntimeError):
 
 
 def cache_root() -> Path:
-    home = os.environ.get("LLAMALITE_HOME")
-    if home:
-        return Path(home).expanduser() / "cache"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "llamalite" / "cache"
+    """`cache/` beside the models folder (llamalite.cache_dir(): $LLAMALITE_HOME or the
+    user cache)."""
+    from llamalite import cache_dir
+    return cache_dir().parent / "cache"
 
 
 def _wanted(member: str) -> str | None:
