@@ -70,6 +70,10 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
   hp.attn_scale = get("attn_scale").cast<float>();
   hp.embd_scale = get("embd_scale").cast<float>();
   hp.final_softcap = get("final_softcap").cast<float>();
+  hp.rope_freq_scale_swa = get("rope_freq_scale_swa").cast<float>();
+  hp.rope_attn_factor = get("rope_attn_factor").cast<float>();
+  hp.rope_factors = get("rope_factors").cast<std::string>();
+  hp.attn_softcap = get("attn_softcap").cast<float>();
   return hp;
 }
 

@@ -12,7 +12,10 @@ numpy reference are the judges.
     build("qwen2", dir) -> path                     # dir/qwen2-s0.gguf (once per dir)
     SPECS["phi3"].n_ctx                             # the context the peer logits used
 
-Adding a family: a function `(path, seed) -> path` in FAMILIES and a FamilySpec in SPECS.
+Adding a family: a function `(path, seed=0, **edits) -> path` in FAMILIES (passing edits to
+_Writer) and a FamilySpec in SPECS. Edits make broken variants for negative tests:
+`drop={"blk.0.attn_k.bias"}` leaves tensors out, `meta={"qwen2.rope.scaling.type": "yarn"}`
+sets (or replaces) metadata keys.
 """
 from __future__ import annotations
 
@@ -72,22 +75,30 @@ def _matrix(qtype: T, rows: int, cols: int, gain: float, rng: np.random.Generato
 class _Writer:
     """gguf.GGUFWriter plus the random tensors of one model."""
 
-    def __init__(self, path: Path, arch: str, seed: int) -> None:
+    def __init__(self, path: Path, arch: str, seed: int, *, drop=(), meta=None) -> None:
         import gguf
         self.gguf = gguf
         self.rng = np.random.default_rng(seed)
         self.w = gguf.GGUFWriter(str(path), arch)
         self.path = path
+        self.drop = set(drop)
+        self.meta = dict(meta or {})
 
     def mat(self, name: str, qtype: T, rows: int, cols: int, gain: float = 1.0) -> None:
-        a = _matrix(qtype, rows, cols, gain, self.rng)
+        a = _matrix(qtype, rows, cols, gain, self.rng)    # drawn even if dropped: same rest
+        if name in self.drop:
+            return
         if a.dtype == np.uint8:
             self.w.add_tensor(name, a, raw_dtype=qtype)
         else:
             self.w.add_tensor(name, a)
 
     def vec(self, name: str, n: int, mean: float = 1.0, spread: float = 0.1) -> None:
-        self.w.add_tensor(name, (mean + spread * self.rng.standard_normal(n)).astype(np.float32))
+        self.add(name, (mean + spread * self.rng.standard_normal(n)).astype(np.float32))
+
+    def add(self, name: str, a: np.ndarray) -> None:
+        if name not in self.drop:
+            self.w.add_tensor(name, a)
 
     def header(self, *, n_layer: int, n_head: int, n_head_kv: int, head_dim: int | None,
                ctx: int = 4096, eps: float = 1e-5, rope_base: float = 10000.0) -> None:
@@ -128,6 +139,11 @@ class _Writer:
 
     def finish(self) -> Path:
         w = self.w
+        V = self.gguf.GGUFValueType
+        for key, v in self.meta.items():
+            vtype = (V.STRING if isinstance(v, str) else V.BOOL if isinstance(v, bool)
+                     else V.UINT32 if isinstance(v, int) else V.FLOAT32)
+            w.add_key_value(key, v, vtype)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
@@ -161,9 +177,9 @@ def _dense_layers(b: _Writer, n_layer: int, n_head: int, n_head_kv: int, hd: int
 
 
 # ----------------------------------------------------------------------------- families
-def build_llama3(path: Path, seed: int = 0) -> Path:
+def build_llama3(path: Path, seed: int = 0, **edits) -> Path:
     """Llama 3: rope_freqs.weight frequency divisors, GQA 8:2, rope base 500000, tied output."""
-    b = _Writer(path, "llama", seed)
+    b = _Writer(path, "llama", seed, **edits)
     n_layer, n_head, n_kv, hd = 2, 8, 2, 32
     b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=None, rope_base=500000.0)
     b.w.add_rope_dimension_count(hd)
@@ -171,7 +187,7 @@ def build_llama3(path: Path, seed: int = 0) -> Path:
     b.mat("token_embd.weight", T.Q6_K, N_VOCAB, N_EMBD, 0.5 * np.sqrt(N_EMBD))
     b.vec("output_norm.weight", N_EMBD)
     # Llama 3's factors: 1 for high frequencies, up to `factor` for low ones
-    b.w.add_tensor("rope_freqs.weight",
+    b.add("rope_freqs.weight",
                    np.concatenate([np.ones(hd // 4), np.linspace(1.0, 8.0, hd // 4)]).astype(np.float32))
     _dense_layers(b, n_layer, n_head, n_kv, hd, dict(
         attn_q=T.Q4_K, attn_k=T.Q8_0, attn_v=T.Q4_0, attn_output=T.F16,
@@ -179,10 +195,10 @@ def build_llama3(path: Path, seed: int = 0) -> Path:
     return b.finish()
 
 
-def build_mistral(path: Path, seed: int = 0) -> Path:
+def build_mistral(path: Path, seed: int = 0, **edits) -> Path:
     """A Mistral-style `llama` file: attention.sliding_window set (llama.cpp ignores it for
     arch llama), linear RoPE scaling 2x, separate output matrix, MHA-free GQA 4:1."""
-    b = _Writer(path, "llama", seed)
+    b = _Writer(path, "llama", seed, **edits)
     n_layer, n_head, n_kv, hd = 2, 4, 1, 64
     b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=None)
     b.w.add_sliding_window(4)
@@ -197,9 +213,9 @@ def build_mistral(path: Path, seed: int = 0) -> Path:
     return b.finish()
 
 
-def build_qwen2(path: Path, seed: int = 0) -> Path:
+def build_qwen2(path: Path, seed: int = 0, **edits) -> Path:
     """Qwen2: Q/K/V biases, NEOX RoPE (base 1e6), eps 1e-6, separate output, GQA 4:2."""
-    b = _Writer(path, "qwen2", seed)
+    b = _Writer(path, "qwen2", seed, **edits)
     n_layer, n_head, n_kv, hd = 2, 4, 2, 64
     b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=None, eps=1e-6,
              rope_base=1000000.0)
@@ -215,11 +231,11 @@ def build_qwen2(path: Path, seed: int = 0) -> Path:
 PHI3_ORIG_CTX = 32
 
 
-def build_phi3(path: Path, seed: int = 0) -> Path:
+def build_phi3(path: Path, seed: int = 0, **edits) -> Path:
     """Phi-3: fused attn_qkv, fused ffn_up (gate rows then up rows), NEOX RoPE, LongRoPE
     (rope_factors_short / _long chosen by context vs original_context_length, with the
     attention factor scaling cos and sin), sliding_window set (llama.cpp disables it)."""
-    b = _Writer(path, "phi3", seed)
+    b = _Writer(path, "phi3", seed, **edits)
     n_layer, n_head, n_kv, hd = 2, 4, 2, 64
     b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=None, ctx=4 * PHI3_ORIG_CTX)
     b.w.add_rope_dimension_count(hd)
@@ -230,8 +246,8 @@ def build_phi3(path: Path, seed: int = 0) -> Path:
     b.mat("token_embd.weight", T.Q4_K, N_VOCAB, N_EMBD, 0.5 * np.sqrt(N_EMBD))
     b.vec("output_norm.weight", N_EMBD)
     b.mat("output.weight", T.Q8_0, N_VOCAB, N_EMBD, 4.0)
-    b.w.add_tensor("rope_factors_short.weight", np.linspace(1.0, 1.5, hd // 2).astype(np.float32))
-    b.w.add_tensor("rope_factors_long.weight", np.linspace(1.0, 12.0, hd // 2).astype(np.float32))
+    b.add("rope_factors_short.weight", np.linspace(1.0, 1.5, hd // 2).astype(np.float32))
+    b.add("rope_factors_long.weight", np.linspace(1.0, 12.0, hd // 2).astype(np.float32))
     for il in range(n_layer):
         p = f"blk.{il}."
         b.vec(p + "attn_norm.weight", N_EMBD)
@@ -246,12 +262,12 @@ def build_phi3(path: Path, seed: int = 0) -> Path:
 GEMMA2_WINDOW = 4
 
 
-def build_gemma2(path: Path, seed: int = 0) -> Path:
+def build_gemma2(path: Path, seed: int = 0, **edits) -> Path:
     """Gemma 2: embeddings scaled by sqrt(n_embd), attention logit soft-capping (50) and
     final logit soft-capping (30), sliding-window layers alternating with global ones
     (window 4, shorter than the test text), post-attention and post-FFN norms, GELU,
     key_length 64 != n_embd / n_head (the attention scale uses key_length), tied output."""
-    b = _Writer(path, "gemma2", seed)
+    b = _Writer(path, "gemma2", seed, **edits)
     n_layer, n_head, n_kv, hd = 3, 8, 4, 64
     b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=hd, ctx=8192, eps=1e-6)
     b.w.add_sliding_window(GEMMA2_WINDOW)
