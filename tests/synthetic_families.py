@@ -14,8 +14,8 @@ numpy reference are the judges.
 
 Adding a family: a function `(path, seed=0, **edits) -> path` in FAMILIES (passing edits to
 _Writer) and a FamilySpec in SPECS. Edits make broken variants for negative tests:
-`drop={"blk.0.attn_k.bias"}` leaves tensors out, `meta={"qwen2.rope.scaling.type": "yarn"}`
-sets (or replaces) metadata keys.
+`drop={"blk.0.attn_k.bias"}` leaves tensors out, `extra={"blk.0.attn_k.bias": array}` adds
+tensors, `meta={"qwen2.rope.scaling.type": "yarn"}` sets (or replaces) metadata keys.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def _matrix(qtype: T, rows: int, cols: int, gain: float, rng: np.random.Generato
 class _Writer:
     """gguf.GGUFWriter plus the random tensors of one model."""
 
-    def __init__(self, path: Path, arch: str, seed: int, *, drop=(), meta=None) -> None:
+    def __init__(self, path: Path, arch: str, seed: int, *, drop=(), meta=None, extra=None) -> None:
         import gguf
         self.gguf = gguf
         self.rng = np.random.default_rng(seed)
@@ -83,6 +83,7 @@ class _Writer:
         self.path = path
         self.drop = set(drop)
         self.meta = dict(meta or {})
+        self.extra = dict(extra or {})
 
     def mat(self, name: str, qtype: T, rows: int, cols: int, gain: float = 1.0) -> None:
         a = _matrix(qtype, rows, cols, gain, self.rng)    # drawn even if dropped: same rest
@@ -144,6 +145,8 @@ class _Writer:
             vtype = (V.STRING if isinstance(v, str) else V.BOOL if isinstance(v, bool)
                      else V.UINT32 if isinstance(v, int) else V.FLOAT32)
             w.add_key_value(key, v, vtype)
+        for name, a in self.extra.items():
+            w.add_tensor(name, a)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
