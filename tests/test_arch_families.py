@@ -209,3 +209,23 @@ def test_info_names_an_unsupported_family(tmp_path) -> None:
     r = run_cli("info", str(path))
     assert r.returncode == 0, r.stderr
     assert "family         not supported by llamalite (it runs: llama, qwen2" in r.stdout
+
+
+def test_bench_arch_compare_runs(tmp_path) -> None:
+    """bench/arch_compare.py on one family, tiny shapes, llamalite alone."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = Path(__file__).resolve().parent.parent / "bench" / "arch_compare.py"
+    r = subprocess.run([sys.executable, str(script), "qwen2", "--reps", "1", "--n-prompt", "8",
+                        "--n-gen", "2", "--dir", str(tmp_path), "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env={k: v for k, v in os.environ.items() if k != "LLAMALITE_PEER_PYTHON"})
+    assert r.returncode == 0, r.stderr
+    (report,) = tmp_path.glob("compare-*.json")
+    data = json.loads(report.read_text())
+    (entry,) = data["models"].values()
+    stats = entry["by_threads"]["2"]["engines"]["llamalite"]
+    assert set(data["families"].values()) == {"qwen2"}
+    assert stats["pp_tok_s"]["median"] > 0 and stats["tg_tok_s"]["median"] > 0
