@@ -213,6 +213,10 @@ def test_unsupported_architecture_is_one_line(tmp_path) -> None:
     msg = str(e.value)
     assert "\n" not in msg and "'gptneox' is not supported" in msg
     assert all(a in msg for a in SUPPORTED_ARCHS)
+    from conftest import run_cli
+    r = run_cli("run", str(path), "-p", "hi")          # the CLI: one line on stderr
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "'gptneox' is not supported" in r.stderr and all(a in r.stderr for a in SUPPORTED_ARCHS)
 
 
 # --- llamalite info ----------------------------------------------------------------------

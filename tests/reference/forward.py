@@ -5,6 +5,9 @@ llama2.c in spirit: one small function per concept, shapes in comments, float32 
 dequantized by gguf.quants and float64 for the numerically touchy parts (norms, softmax).
 Like llama.cpp (and the C++ core), activations entering a quantized matmul are rounded to
 8-bit blocks first (act_quant=True, the default); act_quant=False gives pure float math.
+llama_cpp_rounding=True adds llama.cpp's other float16 roundings (Q8_0 block scales,
+activations of F16 weights, q and the softmax weights in attention, GELU's table): with
+act_quant and kv_f16 it gives llama.cpp's own logits (tests/test_arch_families.py).
 It is the oracle for the C++ core, so it follows llama.cpp's graphs exactly:
 
 - llama: x = embd[tok]; per layer: h = x + Wo.attn(rope_norm(Wq.rms(x)), rope_norm(Wk.rms(x)),
