@@ -174,6 +174,19 @@ def test_engine_matches_reference(name: str, family_paths, recorded) -> None:
             assert row.max() - row[tok] < NEAR_TIE, f"{name}: step {j} took {tok}, reference top-1 {row.argmax()}"
 
 
+def test_longrope_factors_follow_the_context(family_paths) -> None:
+    """LongRoPE's factors by context size, as llama.cpp picks them: long beyond
+    rope.scaling.original_context_length, short up to it, after rounding the context up to
+    a multiple of 256; the training context (1024) when none is given."""
+    path = family_paths["phi3"]
+    for n_ctx, want in ((1, "short"), (sf.PHI3_ORIG_CTX, "short"), (sf.PHI3_ORIG_CTX + 1, "long"),
+                        (None, "long")):
+        m = Model.load(path, n_threads=1, n_ctx=n_ctx)
+        assert m.hparams.rope_factors == f"rope_factors_{want}.weight", n_ctx
+    with pytest.raises(ValueError, match="n_ctx"):
+        Model.load(path, n_threads=1, n_ctx=0)
+
+
 # --- what the loader refuses ------------------------------------------------------------
 @pytest.mark.parametrize("name, edits, match", [
     ("qwen2", dict(drop={"blk.1.attn_v.weight"}), "blk.1.attn_v.weight"),

@@ -101,7 +101,8 @@ def hparams_of(w: RefWeights, n_ctx: int | None = None) -> RefHParams:
         factors = "rope_freqs.weight"
     elif w.arch == "phi3":
         orig = int(w.get("rope.scaling.original_context_length", n_ctx_train))
-        factors = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
+        padded = -(-n_ctx // 256) * 256                  # llama.cpp's context: a multiple of 256
+        factors = "rope_factors_long.weight" if padded > orig else "rope_factors_short.weight"
         factors = factors if factors in w.names else ""
     rope_base = float(w.get("rope.freq_base", 10000.0))
     hp = RefHParams(
