@@ -33,9 +33,10 @@ DATA = Path(__file__).parent / "data" / "arch_logits.npz"
 FAMILIES = list(sf.FAMILIES)
 TOKENS = sf.PREFILL_TOKENS + sf.DECODE_TOKENS
 N_PRE = len(sf.PREFILL_TOKENS)
-# max |logit difference|, precise mode vs the float reference (f32 cache).
-# Measured <= 2e-5 on every family (logits reach ~75).
-TOL_PRECISE = 2e-4
+# max |logit difference|, precise mode vs the float reference (f32 cache): float32 vs
+# float64 summation. Measured <= 1.7e-4 (phi3, generic ISA; llama3 1e-4 with logits up to
+# ~75), <= 3e-5 with AVX2.
+TOL_PRECISE = 5e-4
 # The fast path: max and mean |logit difference| over every position and the whole
 # vocabulary, and the near-tie margin below which top-1 may differ.
 # - vs the reference with the core's rounding (8-bit activations, f16 cache); measured
