@@ -73,6 +73,23 @@ exe="$build/test_kernels_arm"
 "$CXX" -pthread -o "$exe" "${objs[@]}"
 
 status=0
+# Each set's object: only its table filler exported, no weak symbols (kernel_table.h,
+# ODR), and no instruction of a later set (neon: no SDOT / SMMLA; dotprod: no SMMLA).
+OBJDUMP="${CXX%g++}objdump"
+NM="${CXX%g++}nm"
+for s in neon dotprod i8mm; do
+  obj="$build/kernels_$s.o"
+  exported="$("$NM" -g --defined-only "$obj" | awk '$2 ~ /^[TW]$/ {print $3}')"
+  if [ "$exported" != "_ZN2ll$((${#s} + 13))fill_${s}_kernelsEPNS_11KernelTableE" ] || "$NM" "$obj" | grep -q ' [wWV] '; then
+    echo "kernels_$s.o exports more than fill_${s}_kernels: $exported" >&2
+    status=1
+  fi
+  case $s in neon) banned='sdot|smmla' ;; dotprod) banned='smmla' ;; i8mm) banned='' ;; esac
+  if [ -n "$banned" ] && "$OBJDUMP" -d "$obj" | grep -qE "\s($banned)\s"; then
+    echo "kernels_$s.o uses instructions beyond its set ($banned)" >&2
+    status=1
+  fi
+done
 model="$root/tests/data/arm_forward"
 run() {   # cpu isa expected-refusals...
   local cpu="$1" isa="$2"
