@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_aarch64_sets_under_qemu() -> None:
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHON=sys.executable)
     r = subprocess.run(["bash", str(ROOT / "tests" / "native" / "run-aarch64.sh")], capture_output=True,
                        text=True, env=env, timeout=1800)
     assert r.returncode == 0, f"run-aarch64.sh failed (rc {r.returncode}):\n{r.stdout}\n{r.stderr}"

@@ -9,7 +9,8 @@
 # the emulated CPU lacks are refused. One line per set; exit status non-zero on any
 # failure.
 #
-# Needs aarch64-linux-gnu-g++ and qemu-aarch64 (Debian/Ubuntu: g++-aarch64-linux-gnu,
+# Needs aarch64-linux-gnu-g++ and qemu-aarch64 (and $PYTHON, default python3, with numpy
+# and gguf to write the synthetic model) (Debian/Ubuntu: g++-aarch64-linux-gnu,
 # qemu-user); installs them with apt-get when missing and this runs as root.
 # BUILD_DIR (default build/aarch64-test under the repository) holds the objects.
 set -euo pipefail
@@ -90,11 +91,21 @@ for s in neon dotprod i8mm; do
     status=1
   fi
 done
-model="$root/tests/data/arm_forward"
+# the synthetic model of the forward-pass check (numpy + gguf, as the test extras have)
+data="$root/tests/data/arm_forward"
+model="$build/arm_forward.gguf"
+"${PYTHON:-python3}" "$root/tests/tools/make_arm_forward.py" --model "$model"
+want="$(awk '$1 == "sha256" {print $2}' "$data/desc.txt")"
+got="$(sha256sum "$model" | awk '{print $1}')"
+if [ "$want" != "$got" ]; then
+  echo "tests/tools/make_arm_forward.py --model wrote another file than tests/data/arm_forward describes" \
+       "(sha256 $got, expected $want): rerun it without --model on x86 and commit tests/data/arm_forward" >&2
+  exit 1
+fi
 run() {   # cpu isa expected-refusals...
   local cpu="$1" isa="$2"
   shift 2
-  if ! "$QEMU" -L "$SYSROOT" -cpu "$cpu" "$exe" "$isa" "$model"; then
+  if ! "$QEMU" -L "$SYSROOT" -cpu "$cpu" "$exe" "$isa" "$model" "$data"; then
     echo "$isa (qemu -cpu $cpu): FAILED" >&2
     status=1
   fi

@@ -2,8 +2,9 @@
 // against the generic scalar kernels, without Python; run under qemu-aarch64 by
 // tests/native/run-aarch64.sh.
 //
-//   test_kernels_arm ISA [MODEL_DIR]   check every entry ISA fills (and the forward
-//                                      pass of MODEL_DIR's synthetic model)
+//   test_kernels_arm ISA [MODEL DATA]  check every entry ISA fills (and the forward
+//                                      pass of the synthetic model file MODEL against
+//                                      DATA/desc.txt, DATA/logits.txt)
 //   test_kernels_arm --refused ISA     exit 0 when forcing ISA is refused with a
 //                                      message naming the missing features
 //
@@ -226,10 +227,11 @@ void check_matmuls(const KernelTable& g, const KernelTable& s, std::mt19937& rng
 }
 
 // --- the forward pass of a synthetic model -------------------------------------
-// MODEL_DIR (tests/data/arm_forward, written by tests/tools/make_arm_forward.py on
-// x86) holds model.gguf, desc.txt (hyperparameters and tensor offsets, as the
-// Python loader hands them to the core) and logits.txt: the token ids and the x86
-// generic build's logits for them (one step, all rows). The forward pass runs with
+// MODEL: the file tests/tools/make_arm_forward.py --model writes; DATA
+// (tests/data/arm_forward, written by the same script on x86) holds desc.txt
+// (hyperparameters and tensor offsets, as the Python loader hands them to the core)
+// and logits.txt: the token ids and the x86 generic build's logits for them (one
+// step, all rows). The forward pass runs with
 // the set's kernels; the logits must match within NMSE 1e-6 (the quantized
 // kernels give the generic bits; float summation order in the ops differs).
 
@@ -241,8 +243,8 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-double check_forward(const std::string& dir, int* tokens_run) {
-  const std::string file = read_file(dir + "/model.gguf");
+double check_forward(const std::string& model, const std::string& dir, int* tokens_run) {
+  const std::string file = read_file(model);
   std::istringstream desc(read_file(dir + "/desc.txt"));
   HParams hp;
   std::map<std::string, TensorDesc> tensors;
@@ -274,6 +276,7 @@ double check_forward(const std::string& dir, int* tokens_run) {
     else if (key == "attn_scale") desc >> hp.attn_scale;
     else if (key == "embd_scale") desc >> hp.embd_scale;
     else if (key == "final_softcap") desc >> hp.final_softcap;
+    else if (key == "sha256") desc >> key;   // checked by run-aarch64.sh
     else throw std::runtime_error("desc.txt: unknown key " + key);
   }
   std::istringstream lg(read_file(dir + "/logits.txt"));
@@ -311,7 +314,7 @@ double check_forward(const std::string& dir, int* tokens_run) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s ISA [MODEL_DIR] | --refused ISA\n", argv[0]);
+    std::fprintf(stderr, "usage: %s ISA [MODEL DATA_DIR] | --refused ISA\n", argv[0]);
     return 2;
   }
   try {
@@ -350,9 +353,9 @@ int main(int argc, char** argv) {
     const bool attn = std::memcmp(&s.attn, &g.attn, sizeof(AttnFns)) != 0;
     if (x8 || attn) fail("the set fills x8 or attention entries this program does not check");
     std::string fwd;
-    if (argc >= 3) {
+    if (argc >= 4) {
       int n_tok = 0;
-      const double e = check_forward(argv[2], &n_tok);
+      const double e = check_forward(argv[2], argv[3], &n_tok);
       if (!(e < 1e-6)) fail("forward pass: logits NMSE " + std::to_string(e) + " vs the x86 build >= 1e-6");
       char line[160];
       std::snprintf(line, sizeof line, ", forward pass of %d tokens: logits NMSE %.2g vs x86", n_tok, e);

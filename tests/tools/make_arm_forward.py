@@ -1,14 +1,16 @@
-"""Writes tests/data/arm_forward: a small synthetic llama model whose layers use the
-real models' weight types (Q4_1 and Q8_0 as in SmolLM2, Q4_K, Q5_K and Q6_K as in
-Gemma 3's Q4_K_M), and the logits of one forward step of the x86 build's generic
-kernels, for tests/native/test_kernels_arm.cpp (run under qemu by
-tests/native/run-aarch64.sh).
+"""The synthetic model of tests/native/test_kernels_arm.cpp: a small llama model whose
+layers use the real models' weight types (Q4_1 and Q8_0 as in SmolLM2, Q4_K, Q5_K and
+Q6_K as in Gemma 3's Q4_K_M), and the logits of one forward step of the x86 build's
+generic kernels on it.
 
-    python tests/tools/make_arm_forward.py     # rerun after a change to the model math
+    python tests/tools/make_arm_forward.py            # tests/data/arm_forward (x86, llamalite installed)
+    python tests/tools/make_arm_forward.py --model F  # only write the model to F (numpy + gguf)
 
-Files: model.gguf, desc.txt (the hyperparameters and the tensors' offsets, types and
-shapes as llamalite.Model hands them to the core), logits.txt (the token count, the
-tokens, then n_tokens x n_vocab logits).
+tests/data/arm_forward holds desc.txt (the hyperparameters and the tensors' offsets,
+types and shapes as llamalite.Model hands them to the core, and the model file's
+sha256), logits.txt (the token count, the tokens, then n_tokens x n_vocab logits).
+The model itself (1.2 MB) is not stored: tests/native/run-aarch64.sh writes it with
+--model (a fixed seed; the sha256 in desc.txt checks it is the same file).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from pathlib import Path
 
 os.environ["LLAMALITE_ISA"] = "generic"   # the reference: the scalar kernels
 
+import hashlib  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -28,8 +32,6 @@ from kernel_data import make_weights  # noqa: E402
 import gguf  # noqa: E402
 from gguf import GGMLQuantizationType as T  # noqa: E402
 
-from llamalite.gguf import open_gguf  # noqa: E402
-from llamalite.model import Model  # noqa: E402
 
 OUT = HERE.parent / "data" / "arm_forward"
 N_EMBD, N_FF, N_VOCAB, N_HEAD, N_HEAD_KV, HEAD_DIM = 256, 512, 96, 4, 2, 64
@@ -79,8 +81,14 @@ def write_model(path: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--model":
+        write_model(Path(sys.argv[2]))
+        return
+    from llamalite.gguf import open_gguf
+    from llamalite.model import Model
+    import tempfile
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "model.gguf"
+    path = Path(tempfile.mkdtemp()) / "model.gguf"
     write_model(path)
     g = open_gguf(path)
     m = Model.load(g, n_threads=2)
@@ -88,6 +96,7 @@ def main() -> None:
     for name, t in g.tensors.items():
         rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
         lines.append(f"tensor {name} {int(t.offset)} {int(t.type)} {int(t.shape[0])} {rows}")
+    lines.append(f"sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}")
     (OUT / "desc.txt").write_text("\n".join(lines) + "\n")
     tokens = np.random.default_rng(1).integers(0, N_VOCAB, N_TOKENS).astype(np.int32)
     kv = m.new_kv_cache(1, 64, dtype="f32")
