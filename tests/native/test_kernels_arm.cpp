@@ -17,7 +17,9 @@
 //   matmul[type], F32/F16/BF16   NMSE < 1e-10 against the generic kernel (the
 //                                bound of tests/test_matmul.py), and batch
 //                                invariance: the rows of a batched call bitwise
-//                                those of M = 1 calls, whatever n0 / n1.
+//                                those of M = 1 calls, whatever n0 / n1;
+//   attn.silu_mul / gelu_mul     the bound of tests/test_forward.py against double
+//                                precision, each element independent of n.
 // Entries the set leaves generic are listed. Prints one summary line:
 //   ISA: N kernels, C cases checked[, forward pass ...]
 #include <cmath>
@@ -226,6 +228,59 @@ void check_matmuls(const KernelTable& g, const KernelTable& s, std::mt19937& rng
   }
 }
 
+// attn.silu_mul / gelu_mul: x[i] = act(x[i]) * up[i] within the bound of
+// tests/test_forward.py (|err| <= 2e-6 |want| + 1e-7 |x up|, against double
+// precision), and each element's bits independent of n (vector bodies and tails).
+void check_activations(const KernelTable& g, const KernelTable& s, std::mt19937& rng, Counts* c,
+                       std::vector<std::string>* filled, std::vector<std::string>* generic) {
+  struct A {
+    const char* name;
+    void (*gf)(float*, const float*, int64_t);
+    void (*sf)(float*, const float*, int64_t);
+    bool gelu;
+  };
+  const A acts[] = {{"attn.silu_mul", g.attn.silu_mul, s.attn.silu_mul, false},
+                    {"attn.gelu_mul", g.attn.gelu_mul, s.attn.gelu_mul, true}};
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::vector<float> x0;
+  for (int i = 0; i < 997; i++) x0.push_back(4.0f * gauss(rng));
+  for (float v : {0.0f, -0.0f, 1e-30f, 50.0f, -50.0f, 120.0f, -120.0f}) x0.push_back(v);
+  std::vector<float> up(x0.size());
+  for (auto& u : up) u = gauss(rng);
+  for (const A& a : acts) {
+    if (a.gf == a.sf) {
+      generic->push_back(a.name);
+      continue;
+    }
+    c->kernels++;
+    filled->push_back(a.name);
+    std::vector<float> full = x0;
+    a.sf(full.data(), up.data(), (int64_t)full.size());
+    for (int64_t n : {(int64_t)x0.size(), (int64_t)13, (int64_t)1, (int64_t)6}) {
+      std::vector<float> y(x0.begin(), x0.begin() + n);
+      a.sf(y.data(), up.data(), n);
+      for (int64_t i = 0; i < n; i++) {
+        const double v = x0[i];
+        const double act = a.gelu ? 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                                  : v / (1 + std::exp(-v));
+        const double want = act * up[i];
+        const double err = std::fabs((double)y[i] - want);
+        if (!(err <= 2e-6 * std::fabs(want) + 1e-7 * std::fabs(v * up[i]))) {
+          fail(std::string(a.name) + " x=" + std::to_string(v) + ": " + std::to_string(y[i]) + " vs " +
+               std::to_string(want));
+          break;
+        }
+        if (std::memcmp(&y[i], &full[i], 4) != 0) {
+          fail(std::string(a.name) + " n=" + std::to_string(n) + ": element " + std::to_string(i) +
+               " differs from the full-length call");
+          break;
+        }
+      }
+      c->cases++;
+    }
+  }
+}
+
 // --- the forward pass of a synthetic model -------------------------------------
 // MODEL: the file tests/tools/make_arm_forward.py --model writes; DATA
 // (tests/data/arm_forward, written by the same script on x86) holds desc.txt
@@ -348,9 +403,13 @@ int main(int argc, char** argv) {
     std::vector<std::string> filled, generic;
     check_quantizers(g, s, rng, &c, &filled);
     check_matmuls(g, s, rng, &c, &filled, &generic);
+    check_activations(g, s, rng, &c, &filled, &generic);
     int x8 = 0;
     for (int t = 0; t < kMaxTypeId; t++) x8 += s.matmul_x8[t] != g.matmul_x8[t];
-    const bool attn = std::memcmp(&s.attn, &g.attn, sizeof(AttnFns)) != 0;
+    AttnFns rest = s.attn;   // everything but the activations checked above
+    rest.silu_mul = g.attn.silu_mul;
+    rest.gelu_mul = g.attn.gelu_mul;
+    const bool attn = std::memcmp(&rest, &g.attn, sizeof(AttnFns)) != 0;
     if (x8 || attn) fail("the set fills x8 or attention entries this program does not check");
     std::string fwd;
     if (argc >= 4) {
@@ -368,7 +427,7 @@ int main(int argc, char** argv) {
     std::printf("  filled:%s\n", fl.c_str());
     std::string gl;
     for (auto& f : generic) gl += " " + f;
-    std::printf("  generic:%s matmul_x8[*] attn.*\n", gl.c_str());
+    std::printf("  generic:%s matmul_x8[*] attn.load_chunk attn.attn_chunk* (attention)\n", gl.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "FAIL: %s\n", e.what());
     return 1;

@@ -1,6 +1,6 @@
 """The synthetic model of tests/native/test_kernels_arm.cpp: a small llama model whose
-layers use the real models' weight types (Q4_1 and Q8_0 as in SmolLM2, Q4_K, Q5_K and
-Q6_K as in Gemma 3's Q4_K_M), and the logits of one forward step of the x86 build's
+layers use the real models' weight types (Q4_1 and Q8_0 as in SmolLM2; Q4_K, Q6_K,
+Q5_0 and Q8_0 as in Gemma 3's Q4_K_M; Q5_K and Q4_0 besides), and the logits of one forward step of the x86 build's
 generic kernels on it.
 
     python tests/tools/make_arm_forward.py            # tests/data/arm_forward (x86, llamalite installed)
@@ -37,7 +37,7 @@ OUT = HERE.parent / "data" / "arm_forward"
 N_EMBD, N_FF, N_VOCAB, N_HEAD, N_HEAD_KV, HEAD_DIM = 256, 512, 96, 4, 2, 64
 N_TOKENS = 5
 # per layer: (attention q/k/v/o type, ffn gate/up type, ffn down type)
-LAYERS = [(T.Q4_1, T.Q4_1, T.Q8_0), (T.Q4_K, T.Q4_K, T.Q6_K), (T.Q5_K, T.Q4_0, T.Q6_K)]
+LAYERS = [(T.Q4_1, T.Q4_1, T.Q8_0), (T.Q4_K, T.Q4_K, T.Q6_K), (T.Q5_K, T.Q5_0, T.Q4_0)]
 
 
 def write_model(path: Path) -> None:
