@@ -159,7 +159,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--isa", choices=["generic", "avx2", "avx512", "amx"], default=None)
+    ap.add_argument("--isa", choices=["generic", "avx2", "avx512", "amx", "neon", "dotprod", "i8mm"],
+                    default=None)
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--quick", action="store_true", help="one shape per type, 3 repetitions")
     ap.add_argument("--layout", choices=["model", "ggml"], default="model",
@@ -184,6 +185,9 @@ def main() -> None:
     print(f"\nllamalite {info['version']}  isa={info['active_isa']}  threads={args.threads}  "
           f"median of {reps} interleaved repetitions")
     print_table(rows)
+    if info["active_isa"] in ("neon", "dotprod", "i8mm"):
+        print("\nnote: the aarch64 sets have no roof, floor or peak loops of their own; those columns "
+              "are the generic scalar loops, so compare the GB/s and GMAC/s, not the percentages.")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = args.out / f"kernels-{info['active_isa']}-{stamp}.json"

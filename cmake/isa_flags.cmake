@@ -4,7 +4,8 @@
 # llamalite_isa_sources(VAR): in the source list VAR, files named *_avx2.cpp get the AVX2
 # flags and *_avx512.cpp the AVX-512 ones (with AMX-INT8 tiles where the compiler has
 # them: GCC 11+, Clang 12+; the code still runs on CPUs without AMX, isa.cpp decides);
-# off x86 those files are dropped. Everything else is compiled for the target's
+# off x86 those files are dropped. Files named *_neon.cpp, *_dotprod.cpp and *_i8mm.cpp
+# get the aarch64 flags below and are dropped off aarch64. Everything else is compiled for the target's
 # baseline, and the best kernel set is chosen at import from cpuid/xgetbv: no
 # -march=native in a shipped build.
 include(CheckCXXCompilerFlag)
@@ -13,6 +14,18 @@ set(LLAMALITE_X86 OFF)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
   set(LLAMALITE_X86 ON)
 endif()
+set(LLAMALITE_ARM64 OFF)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
+  set(LLAMALITE_ARM64 ON)
+endif()
+
+# aarch64 sets (kernels_neon.cpp, kernels_dotprod.cpp, kernels_i8mm.cpp). The i8mm
+# unit names Armv8.2 plus its two extensions rather than armv8.6-a: CPUs with I8MM
+# but an older base (Neoverse V1 is Armv8.4) must not meet 8.5/8.6 instructions
+# the compiler might choose on its own.
+set(LLAMALITE_NEON_FLAGS -march=armv8-a)
+set(LLAMALITE_DOTPROD_FLAGS -march=armv8.2-a+dotprod)
+set(LLAMALITE_I8MM_FLAGS -march=armv8.2-a+dotprod+i8mm)
 
 set(LLAMALITE_AVX2_FLAGS -mavx2 -mfma -mf16c -mbmi2)
 set(LLAMALITE_AVX512_FLAGS ${LLAMALITE_AVX2_FLAGS} -mavx512f -mavx512bw -mavx512vl -mavx512dq
@@ -42,6 +55,18 @@ function(llamalite_isa_sources var)
         set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${LLAMALITE_AVX2_FLAGS}")
       endif()
     endif()
+  endforeach()
+  foreach(src ${${var}})
+    foreach(arm_set NEON DOTPROD I8MM)
+      string(TOLOWER ${arm_set} arm_name)
+      if(src MATCHES "_${arm_name}\\.cpp$")
+        if(NOT LLAMALITE_ARM64)
+          list(REMOVE_ITEM sources ${src})
+        else()
+          set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${LLAMALITE_${arm_set}_FLAGS}")
+        endif()
+      endif()
+    endforeach()
   endforeach()
   set(${var} ${sources} PARENT_SCOPE)
 endfunction()

@@ -335,8 +335,8 @@ py::array_t<uint8_t> quantize_activations_py(int32_t weight_type, F32Array X) {
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
-  for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512, ll::ISA::amx}) {
-    if (ll::isa_supported(isa)) out.push_back(ll::isa_name(isa));
+  for (int i = 0; i < ll::kNumIsas; i++) {
+    if (ll::isa_supported((ll::ISA)i)) out.push_back(ll::isa_name((ll::ISA)i));
   }
   return out;
 }

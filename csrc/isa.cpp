@@ -1,4 +1,5 @@
-// isa.cpp - CPU feature detection (cpuid + xgetbv) and the active kernel table.
+// isa.cpp - CPU feature detection (cpuid + xgetbv on x86; the HWCAP bits of
+// getauxval on Linux/aarch64, sysctl on macOS/arm64) and the active kernel table.
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -15,6 +16,25 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define LL_ARM64 1
+#endif
+#if defined(LL_ARM64) && defined(__linux__)
+#include <sys/auxv.h>
+// The bits from the kernel's uapi <asm/hwcap.h>, for older headers.
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1UL << 13)
+#endif
+#endif
+#if defined(LL_ARM64) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 namespace ll {
 namespace {
@@ -28,8 +48,18 @@ struct CpuFeatures {
   bool amx_tile = false, amx_int8 = false;
   bool os_amx = false;     // XCR0 bits 17, 18 (tile config + tile data)
   bool amx_perm = false;   // Linux granted this process the tile data (arch_prctl)
+  bool asimd = false, asimddp = false, i8mm = false;   // aarch64
 };
 
+#if defined(LL_ARM64) && defined(__APPLE__)
+bool sysctl_flag(const char* name) {
+  int v = 0;
+  size_t n = sizeof(v);
+  return sysctlbyname(name, &v, &n, nullptr, 0) == 0 && v != 0;
+}
+#endif
+
+#ifdef LL_X86
 // Linux keeps AMX tile data off until a process asks (ARCH_REQ_XCOMP_PERM for
 // XFEATURE_XTILEDATA); the grant covers every thread of the process.
 bool request_amx_permission() {
@@ -40,6 +70,7 @@ bool request_amx_permission() {
   return false;
 #endif
 }
+#endif
 
 CpuFeatures detect() {
   CpuFeatures f;
@@ -77,6 +108,18 @@ CpuFeatures detect() {
     }
   }
 #endif
+#if defined(LL_ARM64) && defined(__linux__)
+  const unsigned long hw = getauxval(AT_HWCAP);
+  f.asimd = (hw & HWCAP_ASIMD) != 0;
+  f.asimddp = (hw & HWCAP_ASIMDDP) != 0;
+#ifdef AT_HWCAP2
+  f.i8mm = (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
+#endif
+#elif defined(LL_ARM64) && defined(__APPLE__)
+  f.asimd = true;   // every arm64 Mac
+  f.asimddp = sysctl_flag("hw.optional.arm.FEAT_DotProd");
+  f.i8mm = sysctl_flag("hw.optional.arm.FEAT_I8MM");
+#endif
   // Test hook: LLAMALITE_DISABLE_FEATURES="avx512vnni,avx2" makes the core act
   // as if the CPU lacked those features (to test fallback and error messages).
   if (const char* env = std::getenv("LLAMALITE_DISABLE_FEATURES")) {
@@ -98,6 +141,9 @@ CpuFeatures detect() {
     off(f.avxvnni, "avxvnni");
     off(f.amx_tile, "amx-tile");
     off(f.amx_int8, "amx-int8");
+    off(f.asimd, "asimd");
+    off(f.asimddp, "asimddp");
+    off(f.i8mm, "i8mm");
   }
   // Only a process that may use the tiles asks for them (the grant enlarges each
   // thread's saved state).
@@ -120,6 +166,15 @@ std::string missing_features(ISA isa) {
     if (!have) miss += (miss.empty() ? "" : " ") + std::string(name);
   };
   if (isa == ISA::generic) return miss;
+  if (isa == ISA::neon || isa == ISA::dotprod || isa == ISA::i8mm) {
+#ifndef LL_ARM64
+    return "aarch64 CPU";
+#endif
+    need(f.asimd, "asimd");
+    if (isa != ISA::neon) need(f.asimddp, "asimddp");
+    if (isa == ISA::i8mm) need(f.i8mm, "i8mm");
+    return miss;
+  }
 #ifndef LL_X86
   return "x86-64 CPU";
 #endif
@@ -151,17 +206,26 @@ std::string missing_features(ISA isa) {
 }
 
 struct Tables {
-  KernelTable t[4];
+  KernelTable t[kNumIsas];
   Tables() {
     fill_generic_kernels(&t[0]);
+    for (int i = 1; i < kNumIsas; i++) t[i] = t[0];
     // The fill functions live in ISA units and may themselves use those
-    // instructions, so only call them when the CPU can run them.
-    t[1] = t[0];
+    // instructions, so only call them when the CPU can run them. Each set is
+    // filled on top of the generic table (avx512 and amx fill all of avx2's
+    // entries too).
+#ifdef LL_X86
     if (missing_features(ISA::avx2).empty()) fill_avx2_kernels(&t[1]);
     t[2] = t[1];
     if (missing_features(ISA::avx512).empty()) fill_avx512_kernels(&t[2]);
     t[3] = t[2];
     if (missing_features(ISA::amx).empty()) fill_amx_kernels(&t[3]);
+#endif
+#ifdef LL_ARM64
+    if (missing_features(ISA::neon).empty()) fill_neon_kernels(&t[4]);
+    if (missing_features(ISA::dotprod).empty()) fill_dotprod_kernels(&t[5]);
+    if (missing_features(ISA::i8mm).empty()) fill_i8mm_kernels(&t[6]);
+#endif
   }
 };
 
@@ -180,16 +244,19 @@ const char* isa_name(ISA isa) {
     case ISA::avx2: return "avx2";
     case ISA::avx512: return "avx512";
     case ISA::amx: return "amx";
+    case ISA::neon: return "neon";
+    case ISA::dotprod: return "dotprod";
+    case ISA::i8mm: return "i8mm";
   }
   return "unknown";
 }
 
 ISA isa_from_name(const std::string& name) {
-  for (ISA isa : {ISA::generic, ISA::avx2, ISA::avx512, ISA::amx}) {
-    if (name == isa_name(isa)) return isa;
+  for (int i = 0; i < kNumIsas; i++) {
+    if (name == isa_name((ISA)i)) return (ISA)i;
   }
   throw std::invalid_argument("unknown instruction set '" + name +
-                              "': expected generic, avx2, avx512 or amx");
+                              "': expected generic, avx2, avx512, amx, neon, dotprod or i8mm");
 }
 
 bool isa_supported(ISA isa) { return missing_features(isa).empty(); }
@@ -198,6 +265,9 @@ ISA best_supported_isa() {
   if (isa_supported(ISA::amx)) return ISA::amx;
   if (isa_supported(ISA::avx512)) return ISA::avx512;
   if (isa_supported(ISA::avx2)) return ISA::avx2;
+  if (isa_supported(ISA::i8mm)) return ISA::i8mm;
+  if (isa_supported(ISA::dotprod)) return ISA::dotprod;
+  if (isa_supported(ISA::neon)) return ISA::neon;
   return ISA::generic;
 }
 
@@ -233,10 +303,16 @@ std::string cpu_features() {
   add(f.avx512bf16, "avx512bf16");
   add(f.amx_tile && f.os_amx, "amx-tile");
   add(f.amx_int8 && f.os_amx, "amx-int8");
+  add(f.asimd, "asimd");
+  add(f.asimddp, "asimddp");
+  add(f.i8mm, "i8mm");
   return s;
 }
 
-const KernelTable& kernels_for(int isa) { return tables().t[isa]; }
+const KernelTable& kernels_for(int isa) {
+  if (isa < 0 || isa >= kNumIsas) throw std::invalid_argument("kernels_for: no instruction set " + std::to_string(isa));
+  return tables().t[isa];
+}
 const KernelTable& active_kernels() { return tables().t[(int)g_active]; }
 
 }  // namespace ll

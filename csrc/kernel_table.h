@@ -3,7 +3,7 @@
 // the attention and activation ops.
 //
 // ODR rule for this project: the ISA-specific translation units (*_avx2.cpp,
-// *_avx512.cpp) are compiled with extra -m flags. If they instantiated an
+// *_avx512.cpp, *_neon.cpp, *_dotprod.cpp, *_i8mm.cpp) are compiled with extra -m flags. If they instantiated an
 // inline or template function that generic code also uses (STL templates,
 // inline helpers from shared headers), the linker could keep the AVX-512 copy
 // for everybody and generic code would fault on older CPUs. So ISA units hold
@@ -52,10 +52,15 @@ void fill_avx512_kernels(KernelTable* t);
 // them at all (the compiler accepted -mamx-int8).
 void fill_amx_kernels(KernelTable* t);
 bool amx_kernels_built();
+// aarch64 (kernels_arm.inc compiled per set): Armv8.0 Advanced SIMD, + SDOT, + SMMLA.
+void fill_neon_kernels(KernelTable* t);
+void fill_dotprod_kernels(KernelTable* t);
+void fill_i8mm_kernels(KernelTable* t);
 
 // The table of the active ISA (set at import, changed by set_active_isa).
 const KernelTable& active_kernels();
-// The table of a given ISA (isa: 0 generic, 1 avx2, 2 avx512, 3 amx), for tests.
+// The table of a given ISA (the int of kernels.h's ISA: 0 generic, 1 avx2, 2 avx512,
+// 3 amx, 4 neon, 5 dotprod, 6 i8mm), for tests.
 const KernelTable& kernels_for(int isa);
 
 }  // namespace ll

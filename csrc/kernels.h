@@ -7,7 +7,8 @@
 // matmul to the 8-bit block type that pairs with W's type (Q8_0 for the 32-value
 // block types, Q8_K for the K-quants and IQ4_XS) so the dot products run in
 // integer SIMD. Every kernel has a scalar generic version; AVX2 and AVX-512
-// versions are chosen at import from cpuid/xgetbv (LLAMALITE_ISA overrides).
+// versions are chosen at import from cpuid/xgetbv, and on aarch64 the neon,
+// dotprod and i8mm versions from the kernel's HWCAP bits (LLAMALITE_ISA overrides).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -148,17 +149,22 @@ void matmul_x8(ThreadPool& pool, int32_t weight_type, const void* W, int64_t N, 
 
 // --- instruction sets -----------------------------------------------------------
 // amx: avx512 plus AMX-INT8 tiles for batched matmuls of the 32-value x8 types
-// (the same bits as avx512; only the speed differs).
-enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2, amx = 3 };
+// (the same bits as avx512; only the speed differs). aarch64: neon (Armv8.0
+// Advanced SIMD), dotprod (+ SDOT, Armv8.2), i8mm (+ SMMLA); for the quantized
+// types all three give the generic kernels' bits.
+enum class ISA : int { generic = 0, avx2 = 1, avx512 = 2, amx = 3, neon = 4, dotprod = 5, i8mm = 6 };
+constexpr int kNumIsas = 7;
 const char* isa_name(ISA isa);
-// "generic", "avx2", "avx512" or "amx"; std::invalid_argument naming the choices otherwise.
+// "generic", "avx2", "avx512", "amx", "neon", "dotprod" or "i8mm"; std::invalid_argument
+// naming the choices otherwise.
 ISA isa_from_name(const std::string& name);
-ISA best_supported_isa();        // from cpuid/xgetbv
+ISA best_supported_isa();        // from cpuid/xgetbv, or HWCAP / sysctl on aarch64
 bool isa_supported(ISA isa);
 ISA active_isa();
 // Throws std::runtime_error naming what the CPU lacks when it cannot run `isa`.
 void set_active_isa(ISA isa);
 // Human-readable CPU feature list: "avx2 fma f16c avx512f avx512bw avx512vnni ..."
+// (aarch64: "asimd asimddp i8mm")
 std::string cpu_features();
 
 }  // namespace ll

@@ -72,10 +72,17 @@ class HParams:
 def _repack_enabled(precise: bool) -> bool:
     """Whether a new model repacks its layer weights into the core's x8 layout.
 
-    On by default; off in precise mode (which dequantizes ggml rows anyway) and with
-    LLAMALITE_REPACK=0 (for A/B measurements: results are the same either way up to
-    float summation order, see docs/kernels.md)."""
-    return not precise and os.environ.get("LLAMALITE_REPACK", "1") != "0"
+    On by default; off in precise mode (which dequantizes ggml rows anyway), under the
+    aarch64 kernel sets (they have no x8 kernels: the core would unpack every row group
+    in every matmul) and with LLAMALITE_REPACK=0 (for A/B measurements: results are the
+    same either way up to float summation order, see docs/kernels.md)."""
+    if precise or _core.active_isa() in _NO_X8_ISAS:
+        return False
+    return os.environ.get("LLAMALITE_REPACK", "1") != "0"
+
+
+# Kernel sets without x8 matmuls (docs/kernels.md).
+_NO_X8_ISAS = ("neon", "dotprod", "i8mm")
 
 
 def _meta(g: GGUFFile, arch: str, key: str, default: Any = None) -> Any:

@@ -9,7 +9,7 @@ from . import _core
 def system_info() -> dict[str, Any]:
     """The active kernel ISA, the ISAs this CPU supports, its features and thread default.
 
-    `LLAMALITE_ISA=generic|avx2|avx512|amx` (read once at import) forces the ISA;
+    `LLAMALITE_ISA=generic|avx2|avx512|amx|neon|dotprod|i8mm` (read once at import) forces the ISA;
     `amx` is avx512 plus AMX-INT8 tiles for batched matmuls, with the same results.
     """
     return {

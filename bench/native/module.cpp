@@ -78,8 +78,8 @@ int64_t check_matmul(const char* who, int32_t type, const U8Array& W, const F32A
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
-  for (ll::ISA isa : {ll::ISA::generic, ll::ISA::avx2, ll::ISA::avx512, ll::ISA::amx}) {
-    if (ll::isa_supported(isa)) out.push_back(ll::isa_name(isa));
+  for (int i = 0; i < ll::kNumIsas; i++) {
+    if (ll::isa_supported((ll::ISA)i)) out.push_back(ll::isa_name((ll::ISA)i));
   }
   return out;
 }
@@ -100,7 +100,7 @@ PYBIND11_MODULE(llamalite_bench, m) {
     }
   }
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
-        "Force the instruction set of the kernels and roofs: generic, avx2, avx512 or amx.");
+        "Force the instruction set of the kernels and roofs: generic, avx2, avx512, amx, neon, dotprod or i8mm.");
   m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
   m.def("supported_isas", &supported_isas);
   m.def(

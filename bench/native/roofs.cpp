@@ -187,10 +187,11 @@ void fill_generic_roofs(RoofTable* t) {
 
 namespace {
 struct Tables {
-  RoofTable t[4];
+  RoofTable t[ll::kNumIsas];
   Tables() {
     fill_generic_roofs(&t[0]);
-    for (int i = 1; i < 4; i++) t[i] = t[0];
+    // the aarch64 sets have no roof loops of their own: the generic ones
+    for (int i = 1; i < ll::kNumIsas; i++) t[i] = t[0];
 #if LLBENCH_X86
     // as csrc/isa.cpp fills the kernel tables: only the sets this CPU runs
     if (ll::isa_supported(ll::ISA::avx2)) fill_avx2_roofs(&t[1]);
