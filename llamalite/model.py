@@ -28,7 +28,7 @@ from . import _core
 from .errors import GGUFError
 from .gguf import GGUFFile, open_gguf
 
-SUPPORTED_ARCHS = ("llama", "gemma3")
+SUPPORTED_ARCHS = ("llama", "gemma3", "qwen3", "qwen3moe")
 # The core holds every integer hyperparameter in an int32 and every real one in a float.
 INT32_MAX = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
@@ -58,6 +58,10 @@ class HParams:
     attn_scale: float      # multiplies q.k
     embd_scale: float      # multiplies token embeddings
     final_softcap: float   # 0: no final logit soft-capping
+    # Mixture of experts (qwen3moe; llama files with expert_count > 0); 0: a dense FFN
+    n_expert: int = 0      # experts per layer
+    n_expert_used: int = 0 # experts per token (top-k of the softmax router)
+    n_ff_exp: int = 0      # rows of one expert's gate and up projections
 
     def is_sliding(self, il: int) -> bool:
         return self.sliding_window > 0 and il % self.swa_pattern < self.swa_pattern - 1
@@ -144,6 +148,7 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
     if emb is None or len(emb.shape) != 2:
         raise GGUFError(f"{g.path.name}: tensor 'token_embd.weight' is missing or not 2-D")
     gemma = arch == "gemma3"
+    qwen3 = arch in ("qwen3", "qwen3moe")
     n_embd = _positive_int(g, arch, "embedding_length")
     n_head = _positive_int(g, arch, "attention.head_count")
     head_dim = _positive_int(g, arch, "attention.key_length", n_embd // n_head)
@@ -158,6 +163,19 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
     freq_scale = 1.0 / factor if scaling == "linear" and factor > 0 else 1.0
     n_layer = _positive_int(g, arch, "block_count")
     _check_layers(g, arch, n_layer)
+    n_ff = _positive_int(g, arch, "feed_forward_length")
+    n_expert = n_expert_used = n_ff_exp = 0
+    if arch == "qwen3moe" or (arch == "llama" and g.metadata.get(f"{arch}.expert_count", 0)):
+        n_expert = _positive_int(g, arch, "expert_count")
+        n_expert_used = _positive_int(g, arch, "expert_used_count")
+        if n_expert_used > n_expert:
+            raise GGUFError(f"{g.path.name}: '{arch}.expert_used_count' is {n_expert_used} but "
+                            f"there are only {n_expert} experts ('{arch}.expert_count')")
+        # llama.cpp: qwen3moe's experts are expert_feed_forward_length rows (else
+        # n_ff / n_expert_used); llama's are feed_forward_length rows
+        n_ff_exp = (_positive_int(g, arch, "expert_feed_forward_length",
+                                  max(1, n_ff // n_expert_used))
+                    if arch == "qwen3moe" else n_ff)
     return HParams(
         arch=arch,
         n_vocab=n_vocab,
@@ -169,17 +187,20 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
         head_dim=head_dim,
         head_dim_v=_positive_int(g, arch, "attention.value_length", head_dim),
         n_rot=_positive_int(g, arch, "rope.dimension_count", head_dim),
-        n_ff=_positive_int(g, arch, "feed_forward_length"),
+        n_ff=n_ff,
         eps=eps,
         rope_base=_number(g, arch, "rope.freq_base", 10000.0),
         rope_base_swa=10000.0,                      # llama.cpp: fixed for gemma3's local layers
         rope_freq_scale=freq_scale,                 # local layers are never scaled
-        rope_neox=gemma,                            # llama: "normal" adjacent pairs
+        rope_neox=gemma or qwen3,                   # llama: "normal" adjacent pairs
         sliding_window=_positive_int(g, arch, "attention.sliding_window") if gemma else 0,
         swa_pattern=6 if gemma else 1,              # gemma3: 5 local layers, then 1 global
         attn_scale=1.0 / math.sqrt(head_dim),
         embd_scale=math.sqrt(n_embd) if gemma else 1.0,
         final_softcap=_number(g, arch, "final_logit_softcapping", 0.0) if gemma else 0.0,
+        n_expert=n_expert,
+        n_expert_used=n_expert_used,
+        n_ff_exp=n_ff_exp,
     )
 
 
@@ -271,8 +292,11 @@ class Model:
             raise ValueError(f"precise must be True or False, got {precise!r}")
         tensors = {}
         for name, t in g.tensors.items():
-            rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
-            tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
+            # GGUF order [ne0, ne1, ne2, ...]: the dimensions after ne1 fold into ne2
+            # (the experts of a 3-D tensor); the core checks every shape it binds
+            ne1 = int(t.shape[1]) if len(t.shape) > 1 else 1
+            ne2 = int(np.prod(t.shape[2:])) if len(t.shape) > 2 else 1
+            tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), ne1, ne2)
         try:
             native = _core.Model(g.data, asdict(hp), tensors, n_threads, precise=bool(precise),
                                  repack=_repack_enabled(precise),

@@ -61,6 +61,8 @@ class ModelSummary:
     n_merges: int | None
     special_tokens: dict[str, int] = field(default_factory=dict)  # bos/eos/... ids
     has_chat_template: bool = False
+    n_expert: int = 0                # <arch>.expert_count: experts per layer (0: a dense FFN)
+    n_expert_used: int = 0           # <arch>.expert_used_count: experts each token runs
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data."""
@@ -104,6 +106,10 @@ def summarize(g: GGUFFile) -> ModelSummary:
     template = g.get("tokenizer.chat_template")
     name = g.get("general.name")
     pre = g.get("tokenizer.ggml.pre")
+
+    def count(key: str) -> int:
+        v = hparams.get(key)
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else 0
     return ModelSummary(
         path=str(g.path), file_size=g.file_size, gguf_version=g.version, architecture=arch,
         name=name if isinstance(name, str) else None,
@@ -120,6 +126,8 @@ def summarize(g: GGUFFile) -> ModelSummary:
         n_merges=len(merges) if isinstance(merges, StringArray) else None,
         special_tokens=specials,
         has_chat_template=isinstance(template, str) and bool(template),
+        n_expert=count("expert_count"),
+        n_expert_used=count("expert_used_count"),
     )
 
 

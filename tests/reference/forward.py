@@ -1,4 +1,4 @@
-"""A readable numpy forward pass of the `llama` and `gemma3` architectures.
+"""A readable numpy forward pass of the `llama`, `gemma3`, `qwen3` and `qwen3moe` architectures.
 
 llama2.c in spirit: one small function per concept, shapes in comments, float32 weights
 dequantized by gguf.quants and float64 for the numerically touchy parts (norms, softmax).
@@ -14,6 +14,12 @@ It is the oracle for the C++ core, so it follows llama.cpp's graphs exactly:
   pass through their own RMSNorm before the residual add; the FFN is gelu_tanh(gate) * up.
   Layers with il % 6 < 5 use sliding-window attention (key visible when
   q_pos - k_pos < window) with RoPE base 10000; every 6th layer is global with the file's base.
+- qwen3: llama's layer with a per-head RMSNorm of q and k before NEOX RoPE.
+- qwen3moe (and llama files with expert_count > 0): the FFN is a mixture of experts:
+  p = softmax(Wrouter.h) over the experts, the expert_used_count largest p (best first),
+  their weights p / max(sum of those p, 2^-14), and
+  out = sum_j w_j * Wdown_j.(silu(Wgate_j.h) * Wup_j.h) over the chosen experts, in order;
+  each expert is one matrix of the 3-D tensors ffn_{gate,up,down}_exps.
 
     reference_logits(path_or_gguf, token_ids) -> float32 [n_tokens, n_vocab]   (teacher-forced)
 """
@@ -28,7 +34,7 @@ import numpy as np
 
 from .weights import RefWeights, load_weights
 
-SUPPORTED = ("llama", "gemma3")
+SUPPORTED = ("llama", "gemma3", "qwen3", "qwen3moe")
 
 
 # ---------------------------------------------------------------------------- hparams
@@ -52,6 +58,8 @@ class RefHParams:
     swa_pattern: int       # layer il is sliding when il % swa_pattern < swa_pattern - 1
     attn_scale: float
     final_softcap: float   # 0: none
+    n_expert: int = 0      # experts per layer (0: a dense FFN)
+    n_expert_used: int = 0 # experts per token
     act_quant: bool = True # round activations to 8-bit blocks before quantized matmuls
     kv_f16: bool = False   # round cached K and V to float16 (llama.cpp's default cache)
 
@@ -65,6 +73,7 @@ def hparams_of(w: RefWeights) -> RefHParams:
     head_dim = int(w.get("attention.key_length", n_embd // n_head))
     emb_rows = w.raw("token_embd.weight")[2][1]        # GGUF shape [n_embd, n_vocab]
     gemma = w.arch == "gemma3"
+    n_expert = int(w.get("expert_count", 0)) if w.arch in ("llama", "qwen3moe") else 0
     return RefHParams(
         arch=w.arch,
         n_vocab=int(w.get("vocab_size", emb_rows)),
@@ -80,11 +89,13 @@ def hparams_of(w: RefWeights) -> RefHParams:
         rope_base_swa=10000.0,
         rope_freq_scale=(1.0 / float(w.get("rope.scaling.factor"))
                          if w.get("rope.scaling.type") == "linear" else 1.0),
-        rope_neox=gemma,
+        rope_neox=w.arch in ("gemma3", "qwen3", "qwen3moe"),
         sliding_window=int(w.get("attention.sliding_window", 0)) if gemma else 0,
         swa_pattern=6 if gemma else 1,
         attn_scale=1.0 / math.sqrt(head_dim),
         final_softcap=float(w.get("final_logit_softcapping", 0.0)) if gemma else 0.0,
+        n_expert=n_expert,
+        n_expert_used=int(w.get("expert_used_count", 0)) if n_expert else 0,
     )
 
 
@@ -174,13 +185,16 @@ def fake_quant_8bit(x: np.ndarray, block: int) -> np.ndarray:
     return (q * d).reshape(x.shape).astype(np.float32)
 
 
-def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray) -> np.ndarray:
-    """x [n, k] . W[m, k]^T -> [n, m] for weight `name`; with hp.act_quant the
-    activations are first rounded to 8-bit blocks exactly as llama.cpp does."""
+def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray,
+           matrix: np.ndarray | None = None) -> np.ndarray:
+    """x [n, k] . W[m, k]^T -> [n, m] for weight `name` (or `matrix`, one expert of the
+    3-D tensor `name`); with hp.act_quant the activations are first rounded to 8-bit
+    blocks exactly as llama.cpp does."""
     ttype = w.raw(name)[1]
     if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
         x = fake_quant_8bit(x, 256 if ttype in _Q8K_WEIGHTS else 32)
-    return (x.astype(np.float64) @ w.tensor(name).T.astype(np.float64)).astype(np.float32)
+    W = w.tensor(name) if matrix is None else matrix
+    return (x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- one layer
@@ -194,7 +208,7 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     k = linear(w, hp, p + "attn_k.weight", h).reshape(n, hp.n_head_kv, hp.head_dim)
     v = linear(w, hp, p + "attn_v.weight", h).reshape(n, hp.n_head_kv, hp.head_dim_v)
     sliding = is_sliding(hp, il)
-    if hp.arch == "gemma3":
+    if hp.arch in ("gemma3", "qwen3", "qwen3moe"):
         q = rmsnorm(q, w.tensor(p + "attn_q_norm.weight"), hp.eps)
         k = rmsnorm(k, w.tensor(p + "attn_k_norm.weight"), hp.eps)
     base = hp.rope_base_swa if sliding else hp.rope_base
@@ -211,13 +225,44 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     return out
 
 
+def route(w: RefWeights, hp: RefHParams, il: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The router of layer il: h [n, n_embd] -> chosen experts [n, k] (best first) and their
+    normalised weights [n, k]."""
+    logits = linear(w, hp, f"blk.{il}.ffn_gate_inp.weight", h).astype(np.float64)  # [n, X]
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    chosen = np.argsort(-p, axis=1, kind="stable")[:, :hp.n_expert_used]          # [n, k]
+    top = np.take_along_axis(p, chosen, axis=1)
+    return chosen, top / np.maximum(top.sum(axis=1, keepdims=True), 2.0 ** -14)
+
+
+def moe_block(w: RefWeights, hp: RefHParams, il: int, h: np.ndarray) -> np.ndarray:
+    """Mixture of SwiGLU experts of layer il: h [n, n_embd] (normed) -> [n, n_embd]."""
+    p = f"blk.{il}."
+    chosen, weights = route(w, hp, il, h)
+    gate_all, up_all = w.tensor(p + "ffn_gate_exps.weight"), w.tensor(p + "ffn_up_exps.weight")
+    down_all = w.tensor(p + "ffn_down_exps.weight")        # [X, n_embd, n_ff_exp]
+    out = np.zeros(h.shape, dtype=np.float64)
+    for t in range(h.shape[0]):
+        ht = h[t:t + 1]
+        for j, e in enumerate(chosen[t]):
+            gate = linear(w, hp, p + "ffn_gate_exps.weight", ht, gate_all[e])
+            up = linear(w, hp, p + "ffn_up_exps.weight", ht, up_all[e])
+            y = linear(w, hp, p + "ffn_down_exps.weight", (silu(gate) * up).astype(np.float32),
+                       down_all[e])
+            out[t] += weights[t, j] * y[0].astype(np.float64)
+    return out.astype(np.float32)
+
+
 def ffn_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray) -> np.ndarray:
     """Pre-norm gated FFN of layer il: x [n, n_embd] -> [n, n_embd]."""
     p = f"blk.{il}."
     h = rmsnorm(x, w.tensor(p + "ffn_norm.weight"), hp.eps)
+    if hp.n_expert:
+        return moe_block(w, hp, il, h)
     gate = linear(w, hp, p + "ffn_gate.weight", h)                       # [n, n_ff]
     up = linear(w, hp, p + "ffn_up.weight", h)                           # [n, n_ff]
-    act = silu(gate) if hp.arch == "llama" else gelu_tanh(gate)
+    act = gelu_tanh(gate) if hp.arch == "gemma3" else silu(gate)
     out = linear(w, hp, p + "ffn_down.weight", (act * up).astype(np.float32))
     if hp.arch == "gemma3":
         out = rmsnorm(out, w.tensor(p + "post_ffw_norm.weight"), hp.eps)
