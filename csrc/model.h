@@ -61,7 +61,7 @@ struct Weight {
 
 struct LayerWeights {
   Weight attn_norm, wq, wk, wv, wo;         // norms are F32 [n_embd] (N = 1)
-  Weight q_norm, k_norm, post_attn_norm;     // gemma3 only
+  Weight q_norm, k_norm, post_attn_norm;     // q/k norms: gemma3, qwen3*; post: gemma3
   Weight ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
   bool sliding = false;
   float rope_base = 10000.0f;
