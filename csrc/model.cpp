@@ -486,8 +486,8 @@ void size_scratch(Model& m, const Batch& b) {
     s.moe.y.resize(n * K * hp.n_embd);
     s.moe.rows.resize(n * K);
     s.moe.xe.resize(n * hp.n_embd);   // a token goes to an expert at most once
-    s.moe.ge.resize(n * hp.n_ff_exp);
-    s.moe.ue.resize(n * hp.n_ff_exp);
+    s.moe.ge.resize(std::max(n, K) * hp.n_ff_exp);   // decode: one row per chosen expert
+    s.moe.ue.resize(std::max(n, K) * hp.n_ff_exp);
   }
   s.rope_cs.resize(n * hp.n_rot);
   s.out_x.resize((int64_t)b.n_logit_rows * hp.n_embd);

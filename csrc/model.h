@@ -82,7 +82,7 @@ struct MoEScratch {
   std::vector<float> y;          // [n, n_expert_used, n_embd]  each selected expert's output
   std::vector<int32_t> rows;     // [n * n_expert_used]  (token, slot) indices grouped by expert
   std::vector<float> xe;         // [c, n_embd]          the tokens routed to one expert
-  std::vector<float> ge, ue;     // [c, n_ff_exp]        their gate and up
+  std::vector<float> ge, ue;     // [c, n_ff_exp]        their gate and up (decode: [k, n_ff_exp])
 };
 
 // Per-step activations, sized to the batch (capacity reused between steps).
