@@ -8,7 +8,7 @@ import typer
 
 from ..errors import LlamaliteError
 from ..gguf import open_gguf
-from ..model_info import ModelSummary, summarize, tensor_table
+from ..model_info import ARCH_FAMILIES, ModelSummary, summarize, tensor_table
 from ..registry import resolve_model
 from .main import app, fail
 
@@ -41,6 +41,7 @@ def _print_summary(s: ModelSummary) -> None:
     if s.name:
         echo(f"name           {s.name}")
     echo(f"architecture   {s.architecture or '(not set)'}")
+    echo(f"family         {s.family or 'not supported by llamalite (it runs: ' + ', '.join(ARCH_FAMILIES) + ')'}")
     echo(f"parameters     {_human(s.n_params)} ({s.n_params:,})")
     ft = f"{s.file_type}, " if s.file_type else ""
     echo(f"quantization   {ft}{s.bits_per_weight:.2f} bits per weight")

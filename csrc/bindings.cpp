@@ -73,6 +73,10 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
   hp.n_expert = get("n_expert").cast<int32_t>();
   hp.n_expert_used = get("n_expert_used").cast<int32_t>();
   hp.n_ff_exp = get("n_ff_exp").cast<int32_t>();
+  hp.rope_freq_scale_swa = get("rope_freq_scale_swa").cast<float>();
+  hp.rope_attn_factor = get("rope_attn_factor").cast<float>();
+  hp.rope_factors = get("rope_factors").cast<std::string>();
+  hp.attn_softcap = get("attn_softcap").cast<float>();
   return hp;
 }
 

@@ -87,8 +87,11 @@ void check_hparams(const HParams& hp) {
          std::to_string(hp.head_dim) + "]");
   }
   if (!(hp.eps > 0.0f) || !(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f) ||
-      !(hp.rope_freq_scale > 0.0f)) {
-    fail("eps, rope bases and rope_freq_scale must be positive");
+      !(hp.rope_freq_scale > 0.0f) || !(hp.rope_freq_scale_swa > 0.0f) || !(hp.rope_attn_factor > 0.0f)) {
+    fail("eps, rope bases, rope_freq_scale(_swa) and rope_attn_factor must be positive");
+  }
+  if (!(hp.attn_softcap >= 0.0f) || !(hp.final_softcap >= 0.0f)) {
+    fail("attn_softcap and final_softcap must be >= 0 (0: none)");
   }
   if (hp.sliding_window < 0 || hp.swa_pattern <= 0) fail("bad sliding window parameters");
   if (hp.n_expert < 0 || hp.n_expert_used < 0 || hp.n_ff_exp < 0) fail("expert counts must not be negative");
@@ -127,7 +130,7 @@ constexpr uint64_t kRepackSlice = 2u << 20;
 void repack_weights(Model& m, bool release_pages) {
   std::vector<Weight*> ws;
   for (LayerWeights& L : m.layers) {
-    for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
+    for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
       if (x8_supported(w->type, w->N, w->K)) ws.push_back(w);
     }
     // experts one by one (each slice is a matrix of its own), and the router
@@ -196,12 +199,19 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     arch = Arch::llama;
   } else if (hp.arch == "gemma3") {
     arch = Arch::gemma3;
+  } else if (hp.arch == "qwen2") {
+    arch = Arch::qwen2;
+  } else if (hp.arch == "phi3") {
+    arch = Arch::phi3;
+  } else if (hp.arch == "gemma2") {
+    arch = Arch::gemma2;
   } else if (hp.arch == "qwen3") {
     arch = Arch::qwen3;
   } else if (hp.arch == "qwen3moe") {
     arch = Arch::qwen3moe;
   } else {
-    fail("architecture '" + hp.arch + "' is not supported (supported: llama, gemma3, qwen3, qwen3moe)");
+    fail("architecture '" + hp.arch + "' is not supported (supported: llama, gemma3, qwen2, phi3, gemma2, "
+         "qwen3, qwen3moe)");
   }
   if (arch == Arch::qwen3moe && hp.n_expert == 0) fail("a qwen3moe model needs n_expert > 0");
   if (arch != Arch::llama && arch != Arch::qwen3moe && hp.n_expert > 0) {
@@ -216,10 +226,16 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
   output_norm = bind_weight(*this, tensors, "output_norm.weight", E, 1, true);
   output = tensors.count("output.weight") ? bind_weight(*this, tensors, "output.weight", E, hp.n_vocab, false)
                                           : tok_embd;
-  if (tensors.count("rope_freqs.weight")) {
-    rope_freqs = bind_weight(*this, tensors, "rope_freqs.weight", hp.n_rot / 2, 1, true);
+  if (!hp.rope_factors.empty()) {
+    rope_freqs = bind_weight(*this, tensors, hp.rope_factors, hp.n_rot / 2, 1, true);
   }
+  // an optional F32 bias vector of n values
+  auto bias = [&](const std::string& name, int64_t n) -> const float* {
+    if (!tensors.count(name)) return nullptr;
+    return reinterpret_cast<const float*>(bind_weight(*this, tensors, name, n, 1, true).data);
+  };
   const bool gemma = arch == Arch::gemma3;
+  const bool post_norms = gemma || arch == Arch::gemma2;
   const bool qk_norm = gemma || arch == Arch::qwen3 || arch == Arch::qwen3moe;
   const int64_t X = hp.n_expert;
   layers.resize(hp.n_layer);
@@ -227,9 +243,19 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights& L = layers[il];
     L.attn_norm = bind_weight(*this, tensors, p + "attn_norm.weight", E, 1, true);
-    L.wq = bind_weight(*this, tensors, p + "attn_q.weight", E, Q, false);
-    L.wk = bind_weight(*this, tensors, p + "attn_k.weight", E, KD, false);
-    L.wv = bind_weight(*this, tensors, p + "attn_v.weight", E, VD, false);
+    // Q, K, V: separate, or (phi3 files) fused into one matrix of Q + KD + VD rows
+    if (arch == Arch::phi3 && tensors.count(p + "attn_qkv.weight")) {
+      L.wqkv = bind_weight(*this, tensors, p + "attn_qkv.weight", E, Q + KD + VD, false);
+    } else {
+      L.wq = bind_weight(*this, tensors, p + "attn_q.weight", E, Q, false);
+      L.wk = bind_weight(*this, tensors, p + "attn_k.weight", E, KD, false);
+      L.wv = bind_weight(*this, tensors, p + "attn_v.weight", E, VD, false);
+    }
+    if (arch == Arch::qwen2) {   // the families whose graphs add Q/K/V biases
+      L.bq = bias(p + "attn_q.bias", Q);
+      L.bk = bias(p + "attn_k.bias", KD);
+      L.bv = bias(p + "attn_v.bias", VD);
+    }
     L.wo = bind_weight(*this, tensors, p + "attn_output.weight", AO, E, false);
     L.ffn_norm = bind_weight(*this, tensors, p + "ffn_norm.weight", E, 1, true);
     if (X > 0) {
@@ -239,21 +265,26 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
       L.up_exps = split_experts(bind_weight(*this, tensors, p + "ffn_up_exps.weight", E, F, false, X), X);
       L.down_exps = split_experts(bind_weight(*this, tensors, p + "ffn_down_exps.weight", F, E, false, X), X);
     } else {
-      L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
-      L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
+      if (arch == Arch::phi3) {    // gate and up rows in one matrix
+        L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, 2 * (int64_t)hp.n_ff, false);
+        L.fused_gate_up = true;
+      } else {
+        L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
+        L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
+      }
       L.ffn_down = bind_weight(*this, tensors, p + "ffn_down.weight", hp.n_ff, E, false);
     }
     if (qk_norm) {
       L.q_norm = bind_weight(*this, tensors, p + "attn_q_norm.weight", hp.head_dim, 1, true);
       L.k_norm = bind_weight(*this, tensors, p + "attn_k_norm.weight", hp.head_dim, 1, true);
     }
-    if (gemma) {
+    if (post_norms) {
       L.post_attn_norm = bind_weight(*this, tensors, p + "post_attention_norm.weight", E, 1, true);
       L.post_ffn_norm = bind_weight(*this, tensors, p + "post_ffw_norm.weight", E, 1, true);
     }
     L.sliding = hp.sliding_window > 0 && il % hp.swa_pattern < hp.swa_pattern - 1;
     L.rope_base = L.sliding ? hp.rope_base_swa : hp.rope_base;
-    L.rope_freq_scale = L.sliding ? 1.0f : hp.rope_freq_scale;
+    L.rope_freq_scale = L.sliding ? hp.rope_freq_scale_swa : hp.rope_freq_scale;
     L.rope_factors = rope_freqs.data ? reinterpret_cast<const float*>(rope_freqs.data) : nullptr;
   }
   pool = std::make_unique<ThreadPool>(n_threads);
@@ -349,16 +380,55 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
   }
 }
 
+namespace {
+// Copies columns [c0, c0 + w) of every row of src [n, W] into dst [n, w].
+void split_columns(Model& m, const float* src, int64_t W, int64_t c0, int64_t w, float* dst, int64_t n) {
+  parallel_for(m, n, w, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + r * w, src + r * W + c0, w * sizeof(float));
+  });
+}
+
+// Y[r, :] += bias for every row r of Y [n, w].
+void add_bias_rows(Model& m, float* Y, const float* bias, int64_t n, int64_t w) {
+  parallel_for(m, n, w, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t i = 0; i < w; ++i) Y[r * w + i] += bias[i];
+    }
+  });
+}
+}  // namespace
+
 void project_qkv(Model& m, const LayerWeights& L, int64_t n) {
-  const Weight* ws[3] = {&L.wq, &L.wk, &L.wv};
-  float* ys[3] = {m.s.q.data(), m.s.k.data(), m.s.v.data()};
-  linear_shared(m, ws, ys, 3, m.s.xb.data(), n);
+  Scratch& s = m.s;
+  const int64_t Q = (int64_t)m.hp.n_head * m.hp.head_dim, KD = (int64_t)m.hp.n_head_kv * m.hp.head_dim;
+  const int64_t VD = (int64_t)m.hp.n_head_kv * m.hp.head_dim_v;
+  if (L.wqkv.data) {
+    linear(m, L.wqkv, s.xb.data(), n, s.fused.data());   // [n, Q + KD + VD]
+    split_columns(m, s.fused.data(), Q + KD + VD, 0, Q, s.q.data(), n);
+    split_columns(m, s.fused.data(), Q + KD + VD, Q, KD, s.k.data(), n);
+    split_columns(m, s.fused.data(), Q + KD + VD, Q + KD, VD, s.v.data(), n);
+  } else {
+    const Weight* ws[3] = {&L.wq, &L.wk, &L.wv};
+    float* ys[3] = {s.q.data(), s.k.data(), s.v.data()};
+    linear_shared(m, ws, ys, 3, s.xb.data(), n);
+  }
+  if (L.bq) add_bias_rows(m, s.q.data(), L.bq, n, Q);
+  if (L.bk) add_bias_rows(m, s.k.data(), L.bk, n, KD);
+  if (L.bv) add_bias_rows(m, s.v.data(), L.bv, n, VD);
 }
 
 void project_gate_up(Model& m, const LayerWeights& L, int64_t n) {
+  Scratch& s = m.s;
+  if (L.fused_gate_up) {
+    const int64_t F = m.hp.n_ff;
+    linear(m, L.ffn_up, s.xb.data(), n, s.fused.data());   // [n, 2 * n_ff]: gate | up
+    split_columns(m, s.fused.data(), 2 * F, 0, F, s.gate.data(), n);
+    split_columns(m, s.fused.data(), 2 * F, F, F, s.up.data(), n);
+    return;
+  }
   const Weight* ws[2] = {&L.ffn_gate, &L.ffn_up};
-  float* ys[2] = {m.s.gate.data(), m.s.up.data()};
-  linear_shared(m, ws, ys, 2, m.s.xb.data(), n);
+  float* ys[2] = {s.gate.data(), s.up.data()};
+  linear_shared(m, ws, ys, 2, s.xb.data(), n);
 }
 
 void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y) {
@@ -387,6 +457,9 @@ void rope_qk(Model& m, const Batch& b, const LayerWeights& L) {
     for (int64_t t = t0; t < t1; ++t) {
       float* cs = s.rope_cs.data() + t * n_rot;
       rope_angles(b.positions[t], L.rope_base, L.rope_freq_scale, L.rope_factors, n_rot, cs);
+      if (hp.rope_attn_factor != 1.0f) {
+        for (int64_t i = 0; i < n_rot; ++i) cs[i] *= hp.rope_attn_factor;
+      }
       float* q = s.q.data() + t * hp.n_head * hd;
       for (int32_t h = 0; h < hp.n_head; ++h) rope_apply(q + h * hd, cs, n_rot, hp.rope_neox);
       float* k = s.k.data() + t * hp.n_head_kv * hd;
@@ -418,6 +491,7 @@ void attention_step(Model& m, KVCache& kv, const Batch& b, int32_t il, int32_t w
   st.max_blocks = b.max_blocks;
   st.window = window;
   st.scale = hp.attn_scale;
+  st.softcap = hp.attn_softcap;
   const std::vector<AttnTask> tasks = plan_attention(st, kAttnTileTokens, 2 * m.pool->size());
   int32_t longest = 0;
   for (int32_t t = 0; t < b.n_tokens; ++t) longest = std::max(longest, b.positions[t] + 1);
@@ -490,6 +564,10 @@ void size_scratch(Model& m, const Batch& b) {
     s.moe.ue.resize(std::max(n, K) * hp.n_ff_exp);
   }
   s.rope_cs.resize(n * hp.n_rot);
+  if (m.arch == Arch::phi3) {   // fused QKV or gate-up output
+    const int64_t qkv = (int64_t)hp.n_head * hp.head_dim + (int64_t)hp.n_head_kv * (hp.head_dim + hp.head_dim_v);
+    s.fused.resize(n * std::max<int64_t>(qkv, 2 * (int64_t)hp.n_ff));
+  }
   s.out_x.resize((int64_t)b.n_logit_rows * hp.n_embd);
 }
 
@@ -536,12 +614,13 @@ void forward(Model& m, KVCache& kv, const Batch& b, float* logits) {
   size_scratch(m, b);
   embed(m, b);
   for (int32_t il = 0; il < m.hp.n_layer; ++il) {
-    if (m.arch == Arch::llama) {
-      llama_layer(m, kv, b, il);
-    } else if (m.arch == Arch::gemma3) {
-      gemma3_layer(m, kv, b, il);
-    } else {
-      qwen3_layer(m, kv, b, il);
+    switch (m.arch) {
+      case Arch::llama: llama_layer(m, kv, b, il); break;
+      case Arch::gemma3: gemma3_layer(m, kv, b, il); break;
+      case Arch::qwen2: qwen2_layer(m, kv, b, il); break;
+      case Arch::phi3: phi3_layer(m, kv, b, il); break;
+      case Arch::gemma2: gemma2_layer(m, kv, b, il); break;
+      case Arch::qwen3: case Arch::qwen3moe: qwen3_layer(m, kv, b, il); break;
     }
   }
   output_logits(m, b, logits);

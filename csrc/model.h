@@ -22,21 +22,26 @@
 
 namespace ll {
 
-enum class Arch : int32_t { llama = 0, gemma3 = 1, qwen3 = 2, qwen3moe = 3 };
+enum class Arch : int32_t { llama = 0, gemma3 = 1, qwen2 = 2, phi3 = 3, gemma2 = 4, qwen3 = 5,
+                            qwen3moe = 6 };
 
 struct HParams {
-  std::string arch;          // "llama", "gemma3", "qwen3" or "qwen3moe"
+  std::string arch;          // "llama", "gemma3", "qwen2", "phi3", "gemma2", "qwen3" or "qwen3moe"
   int32_t n_vocab = 0, n_ctx_train = 0, n_embd = 0, n_layer = 0;
   int32_t n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0, n_rot = 0, n_ff = 0;
   float eps = 1e-5f;
   float rope_base = 10000.0f, rope_base_swa = 10000.0f;
   float rope_freq_scale = 1.0f;   // global layers: positions scaled by this (linear scaling)
+  float rope_freq_scale_swa = 1.0f;   // the same for sliding-window layers
+  float rope_attn_factor = 1.0f;  // multiplies RoPE's cos and sin (LongRoPE's attention factor)
+  std::string rope_factors;       // tensor of per-pair frequency divisors ("" for none)
   bool rope_neox = false;
   int32_t sliding_window = 0;   // 0: no sliding-window layers
   int32_t swa_pattern = 1;      // layer il slides when il % swa_pattern < swa_pattern - 1
   float attn_scale = 0.0f;      // multiplies q.k
   float embd_scale = 1.0f;      // multiplies the token embeddings (gemma: sqrt(n_embd))
   float final_softcap = 0.0f;   // 0: none
+  float attn_softcap = 0.0f;    // attention scores become cap * tanh(score / cap); 0: none
   // Mixture of experts (qwen3moe; llama files with experts): 0 experts: a dense FFN.
   int32_t n_expert = 0, n_expert_used = 0;   // experts per layer, experts per token (top-k)
   int32_t n_ff_exp = 0;                      // rows of one expert's gate and up
@@ -61,8 +66,13 @@ struct Weight {
 
 struct LayerWeights {
   Weight attn_norm, wq, wk, wv, wo;         // norms are F32 [n_embd] (N = 1)
+  Weight wqkv;                               // fused Q, K, V rows (phi3); wq/wk/wv then unset
+  const float* bq = nullptr;                 // optional Q/K/V biases (qwen2), F32
+  const float* bk = nullptr;
+  const float* bv = nullptr;
   Weight q_norm, k_norm, post_attn_norm;     // q/k norms: gemma3, qwen3*; post: gemma3
   Weight ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
+  bool fused_gate_up = false;                // ffn_up holds the gate rows then the up rows (phi3)
   bool sliding = false;
   float rope_base = 10000.0f;
   float rope_freq_scale = 1.0f;
@@ -96,6 +106,7 @@ struct Scratch {
   std::vector<float> proj;   // [n, n_embd]               output of wo / ffn_down
   std::vector<float> gate;   // [n, n_ff]
   std::vector<float> up;     // [n, n_ff]
+  std::vector<float> fused;  // [n, q + k + v] or [n, 2 * n_ff]  output of a fused matmul
   std::vector<float> rope_cs;      // [n, n_rot]  cos/sin for the current RoPE base
   std::vector<float> out_x;        // [r, n_embd]  rows that need logits
   MoEScratch moe;
@@ -119,7 +130,8 @@ struct Model {
   const uint8_t* file = nullptr;   // the mmapped GGUF file (owned by Python)
   uint64_t file_size = 0;
   Weight tok_embd, output_norm, output;
-  Weight rope_freqs;               // optional F32 [n_rot/2]: per-pair frequency divisors (Llama 3)
+  Weight rope_freqs;               // optional F32 [n_rot/2]: per-pair frequency divisors
+                                   // (Llama 3's rope_freqs, Phi-3's LongRoPE short or long)
   std::vector<LayerWeights> layers;
   std::unique_ptr<ThreadPool> pool;
   // The matmul weights repacked into the x8 layout at load (layers and output;
@@ -170,9 +182,11 @@ void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y);
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n);
 // s.q [n, n_head * hd], s.k [n, n_head_kv * hd], s.v [n, n_head_kv * hdv] = s.xb . Wq, Wk, Wv^T
-// (linear_shared: one activation quantization, one pool job).
+// (linear_shared: one activation quantization, one pool job), or split from the fused
+// Wqkv's output; plus the biases where the layer has them.
 void project_qkv(Model& m, const LayerWeights& L, int64_t n);
-// s.gate, s.up [n, n_ff] = s.xb . Wgate^T, Wup^T (linear_shared).
+// s.gate, s.up [n, n_ff] = s.xb . Wgate^T, Wup^T (linear_shared), or the two halves of
+// each row of s.xb . Wup^T when the layer's gate and up are fused.
 void project_gate_up(Model& m, const LayerWeights& L, int64_t n);
 // Row-wise RMSNorm of X [n, d] (row stride d) by F32 weight w into Y.
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d);
@@ -193,9 +207,12 @@ void gated_activation(Model& m, float* gate, const float* up, int64_t n, bool ge
 // The mixture-of-experts FFN (moe.cpp): s.proj [n, n_embd] from s.xb [n, n_embd].
 void moe_ffn(Model& m, const LayerWeights& L, int64_t n);
 
-// The per-layer graphs (arch_llama.cpp, arch_gemma3.cpp, arch_qwen3.cpp): update s.x in place.
+// The per-layer graphs (arch_*.cpp): update s.x in place.
 void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
+void qwen2_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
+void phi3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
+void gemma2_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 void qwen3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 
 }  // namespace ll

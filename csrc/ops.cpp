@@ -56,12 +56,41 @@ void attn_chunk_generic(const float* q, const float* kt, const float* vb, int64_
   }
 }
 
+// See AttnFns::attn_chunk_capped: attn_chunk_generic's scores, each capped.
+void attn_chunk_capped_generic(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
+                               float scale, float cap, int32_t a, int32_t b, float* m, float* l,
+                               float* acc) {
+  float p[kAttnChunk];
+  float m_chunk = -INFINITY;
+  for (int32_t j = a; j <= b; ++j) {
+    float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t i = 0; i < d; ++i) part[i % 4] += q[i] * kt[i * kAttnChunk + j];
+    p[j] = cap * std::tanh(((part[0] + part[1]) + (part[2] + part[3])) * scale / cap);
+    m_chunk = std::max(m_chunk, p[j]);
+  }
+  const float m_new = std::max(*m, m_chunk);
+  const float alpha = *m == -INFINITY ? 0.0f : std::exp(*m - m_new);
+  float sum = 0.0f;
+  for (int32_t j = a; j <= b; ++j) {
+    p[j] = std::exp(p[j] - m_new);
+    sum += p[j];
+  }
+  *l = *l * alpha + sum;
+  *m = m_new;
+  for (int64_t i = 0; i < dv; ++i) {
+    float r = acc[i] * alpha;
+    for (int32_t j = a; j <= b; ++j) r += p[j] * vb[j * dv + i];
+    acc[i] = r;
+  }
+}
+
 }  // namespace
 
 void fill_generic_attn(AttnFns* t) {
   *t = AttnFns{};
   t->load_chunk = load_chunk_generic;
   t->attn_chunk = attn_chunk_generic;   // attn_chunk_pair, attn_chunk_rows: SIMD only
+  t->attn_chunk_capped = attn_chunk_capped_generic;
   t->silu_mul = silu_mul;
   t->gelu_mul = gelu_mul;
 }
@@ -123,7 +152,7 @@ constexpr int32_t kRowsPathMaxQueries = 4;
 
 void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table, int32_t n_q,
                     const float* const* q, const int32_t* p_lo, const int32_t* p_hi, float scale,
-                    float* const* out) {
+                    float* const* out, float softcap) {
   if (n_q <= 0) return;
   const AttnFns& f = attn_fns();
   const int32_t bs = kv.block_size, d = kv.head_dim, dv = kv.head_dim_v;
@@ -149,7 +178,8 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
   const uint8_t* k_rows[kAttnChunk];
   const uint8_t* v_rows[kAttnChunk];
   // Few queries: converting the chunk once costs more than reading the rows per query.
-  const bool from_rows = f.attn_chunk_rows != nullptr && n_q <= kRowsPathMaxQueries;
+  const bool capped = softcap > 0.0f;
+  const bool from_rows = !capped && f.attn_chunk_rows != nullptr && n_q <= kRowsPathMaxQueries;
   // ... and when they are the heads of one token (same positions), one pass over the rows
   // serves all of them (each bitwise as alone).
   bool same_span = true;
@@ -182,7 +212,9 @@ void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table
     for (int32_t i = 0; i < n_q; ++i) {
       const int32_t a = std::max(p_lo[i], c0) - c0, b = std::min(p_hi[i], c0 + kAttnChunk - 1) - c0;
       if (a > b) continue;                                // the query reads nothing here
-      if (from_rows) {
+      if (capped) {
+        f.attn_chunk_capped(q[i], kt.data(), vb.data(), d, dv, scale, softcap, a, b, &m[i], &l[i], out[i]);
+      } else if (from_rows) {
         f.attn_chunk_rows(q[i], k_rows, v_rows, kv.f16, d, dv, scale, a, b, &m[i], &l[i], out[i]);
       } else if (f.attn_chunk_pair && i + 1 < n_q && p_lo[i + 1] == p_lo[i] && p_hi[i + 1] == p_hi[i]) {
         f.attn_chunk_pair(q[i], q[i + 1], kt.data(), vb.data(), d, dv, scale, a, b, &m[i], &l[i],
@@ -248,7 +280,7 @@ void run_attention_task(const AttnStep& s, const AttnTask& task) {
   }
   const int32_t* table = s.block_tables + (int64_t)s.seq_ids[task.t0] * s.max_blocks;
   attend_queries(s.kv, task.kv_head, table, n_q, q.data(), p_lo.data(), p_hi.data(), s.scale,
-                 out.data());
+                 out.data(), s.softcap);
 }
 
 }  // namespace ll

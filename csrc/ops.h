@@ -51,6 +51,7 @@ struct AttnStep {
   int32_t max_blocks = 0;
   int32_t window = 0;                    // 0: no sliding window
   float scale = 1.0f;                    // multiplies q.k
+  float softcap = 0.0f;                  // > 0: scores become softcap * tanh(score / softcap)
 };
 
 // A unit of attention work: tokens [t0, t0 + n_t) (consecutive positions of one
@@ -74,8 +75,10 @@ void run_attention_task(const AttnStep& s, const AttnTask& task);
 //   query i attends to positions [p_lo[i], p_hi[i]] (p_lo <= p_hi).
 // Online softmax over chunks of kAttnChunk absolute positions, in position order:
 // a query's result is bitwise the same whatever other queries share the call.
+// softcap > 0 caps each scaled score s to softcap * tanh(s / softcap) before the softmax
+// (gemma2); that path always loads the chunk (AttnFns::attn_chunk_capped).
 void attend_queries(const KVLayerView& kv, int32_t kv_head, const int32_t* table, int32_t n_q,
                     const float* const* q, const int32_t* p_lo, const int32_t* p_hi, float scale,
-                    float* const* out);
+                    float* const* out, float softcap = 0.0f);
 
 }  // namespace ll

@@ -53,6 +53,11 @@ struct AttnFns {
                                 const uint8_t* const* v_rows, bool f16, int64_t d, int64_t dv,
                                 float scale, int32_t a, int32_t b, float* m, float* l,
                                 float* const* acc);
+  // attn_chunk with each scaled score s capped to cap * tanh(s / cap) before the softmax
+  // (attention logit soft-capping, cap > 0).
+  void (*attn_chunk_capped)(const float* q, const float* kt, const float* vb, int64_t d, int64_t dv,
+                            float scale, float cap, int32_t a, int32_t b, float* m, float* l,
+                            float* acc);
   // gated activations in place: x[i] = act(x[i]) * up[i] (act = silu or gelu_tanh)
   void (*silu_mul)(float* x, const float* up, int64_t n);
   void (*gelu_mul)(float* x, const float* up, int64_t n);

@@ -65,8 +65,10 @@ class LoadedModel:
 
 
 def load_model(model: Union[str, os.PathLike], *, n_threads: Optional[int] = None,
-               precise: bool = False, progress: Optional[ProgressFn] = None) -> LoadedModel:
+               precise: bool = False, progress: Optional[ProgressFn] = None,
+               n_ctx: Optional[int] = None) -> LoadedModel:
     """Resolve `model` (a GGUF path or a registry name, pulled on first use) and load it.
+    n_ctx: the longest sequence it will serve (Model.load; LongRoPE's factor choice).
 
     The one loader of the Python API, the CLI and the server.
     """
@@ -75,7 +77,7 @@ def load_model(model: Union[str, os.PathLike], *, n_threads: Optional[int] = Non
     from .tokenizer import Tokenizer
 
     path = resolve_model(model, progress=progress)
-    loaded = Model.load(str(path), n_threads=n_threads, precise=precise)
+    loaded = Model.load(str(path), n_threads=n_threads, precise=precise, n_ctx=n_ctx)
     metadata = loaded.gguf.metadata
     tokenizer = Tokenizer.from_metadata(metadata)
     template, template_error = None, None
@@ -141,7 +143,8 @@ class LLM:
 
         _check_n_ctx(n_ctx)
         t0 = time.perf_counter()
-        loaded = load_model(model, n_threads=n_threads, precise=precise, progress=progress)
+        loaded = load_model(model, n_threads=n_threads, precise=precise, progress=progress,
+                            n_ctx=n_ctx)
         self._setup(loaded.model, loaded.tokenizer, loaded.chat_template, StreamDecoder,
                     n_ctx=n_ctx, n_parallel=n_parallel, max_batch_tokens=max_batch_tokens,
                     max_queue=max_queue, seed=seed, verbose=verbose, name=loaded.name)

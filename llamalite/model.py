@@ -28,7 +28,11 @@ from . import _core
 from .errors import GGUFError
 from .gguf import GGUFFile, open_gguf
 
-SUPPORTED_ARCHS = ("llama", "gemma3", "qwen3", "qwen3moe")
+SUPPORTED_ARCHS = ("llama", "gemma3", "qwen2", "phi3", "gemma2", "qwen3", "qwen3moe")
+# The families whose files may hold a mixture of experts (expert_count > 0).
+MOE_ARCHS = ("llama", "qwen3moe")
+# RoPE scaling types llama.cpp applies without YaRN's extrapolation ramp.
+ROPE_SCALINGS = ("none", "linear", "longrope")
 # The core holds every integer hyperparameter in an int32 and every real one in a float.
 INT32_MAX = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
@@ -58,6 +62,10 @@ class HParams:
     attn_scale: float      # multiplies q.k
     embd_scale: float      # multiplies token embeddings
     final_softcap: float   # 0: no final logit soft-capping
+    rope_freq_scale_swa: float = 1.0  # rope_freq_scale of sliding-window layers
+    rope_attn_factor: float = 1.0     # multiplies RoPE's cos and sin (LongRoPE attention factor)
+    rope_factors: str = ""            # tensor of per-pair frequency divisors, "" for none
+    attn_softcap: float = 0.0         # attention scores -> cap * tanh(score / cap); 0: none
     # Mixture of experts (qwen3moe; llama files with expert_count > 0); 0: a dense FFN
     n_expert: int = 0      # experts per layer
     n_expert_used: int = 0 # experts per token (top-k of the softmax router)
@@ -138,8 +146,40 @@ def _check_core_ranges(hp: HParams) -> None:
             raise ValueError(f"hparams field {name} is {v:g}; it must fit a float32")
 
 
-def hparams_from_gguf(g: GGUFFile) -> HParams:
-    """Read the hyperparameters; raises GGUFError for an unsupported architecture."""
+def _rope_factors(g: GGUFFile, arch: str, scaling: str, n_ctx: int) -> str:
+    """The tensor of per-pair RoPE frequency divisors llama.cpp uses, or "": Llama 3's
+    rope_freqs, else (LongRoPE: llama and phi3) the long factors when the context exceeds
+    rope.scaling.original_context_length (default: the training context), the short ones
+    otherwise."""
+    if arch == "llama" and scaling != "longrope":
+        return "rope_freqs.weight" if "rope_freqs.weight" in g.tensors else ""
+    if arch == "phi3" or (arch == "llama" and scaling == "longrope"):
+        orig = _positive_int(g, arch, "rope.scaling.original_context_length",
+                             _positive_int(g, arch, "context_length", 2048))
+        name = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
+        return name if name in g.tensors else ""
+    return ""
+
+
+def _check_tensors(g: GGUFFile, arch: str) -> None:
+    """GGUFError for tensors llama.cpp's graph of `arch` would use but llamalite's would
+    not (biases, mixture-of-experts): refusing beats computing something else."""
+    if g.metadata.get(f"{arch}.expert_count", 0) and arch not in MOE_ARCHS:
+        raise GGUFError(f"{g.path.name}: mixture-of-experts '{arch}' files (expert_count "
+                        f"{g.metadata[f'{arch}.expert_count']}) are not supported (only "
+                        f"{', '.join(MOE_ARCHS)})")
+    allowed = {"attn_q.bias", "attn_k.bias", "attn_v.bias"} if arch == "qwen2" else set()
+    for name in g.tensors:
+        if name.endswith(".bias") and name.split(".", 2)[-1] not in allowed:
+            raise GGUFError(f"{g.path.name}: tensor {name!r} is not supported for "
+                            f"architecture {arch!r} (llamalite would ignore it)")
+
+
+def hparams_from_gguf(g: GGUFFile, n_ctx: int | None = None) -> HParams:
+    """Read the hyperparameters; raises GGUFError for an unsupported architecture.
+
+    n_ctx: the longest sequence the model will serve (default: the training context);
+    it picks LongRoPE's short or long factors as llama.cpp's context size does."""
     arch = g.architecture
     if arch not in SUPPORTED_ARCHS:
         raise GGUFError(f"{g.path.name}: architecture {arch!r} is not supported "
@@ -147,25 +187,30 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
     emb = g.tensors.get("token_embd.weight")
     if emb is None or len(emb.shape) != 2:
         raise GGUFError(f"{g.path.name}: tensor 'token_embd.weight' is missing or not 2-D")
-    gemma = arch == "gemma3"
-    qwen3 = arch in ("qwen3", "qwen3moe")
+    _check_tensors(g, arch)
+    gemma = arch in ("gemma3", "gemma2")
     n_embd = _positive_int(g, arch, "embedding_length")
     n_head = _positive_int(g, arch, "attention.head_count")
     head_dim = _positive_int(g, arch, "attention.key_length", n_embd // n_head)
     tokens = g.metadata.get("tokenizer.ggml.tokens")
     n_vocab = _positive_int(g, arch, "vocab_size", len(tokens) if tokens is not None else emb.shape[1])
     eps = _number(g, arch, "attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5)
-    scaling = g.metadata.get(f"{arch}.rope.scaling.type", "none")
-    if scaling not in ("none", "linear"):
-        raise GGUFError(f"{g.path.name}: RoPE scaling {scaling!r} is not supported "
-                        f"(supported: none, linear)")
+    # llama.cpp: a file without the key scales linearly (by rope.scaling.factor, if any)
+    scaling = g.metadata.get(f"{arch}.rope.scaling.type", "linear")
+    if scaling not in ROPE_SCALINGS or (scaling == "longrope" and arch not in ("llama", "phi3")):
+        raise GGUFError(f"{g.path.name}: RoPE scaling {scaling!r} is not supported for "
+                        f"{arch} (supported: none, linear{', longrope' if arch in ('llama', 'phi3') else ''})")
     factor = _number(g, arch, "rope.scaling.factor", 0.0)
-    freq_scale = 1.0 / factor if scaling == "linear" and factor > 0 else 1.0
+    if factor == 0.0:
+        factor = _number(g, arch, "rope.scale_linear", 0.0)
+    if factor < 0:
+        raise GGUFError(f"{g.path.name}: '{arch}.rope.scaling.factor' must be positive, got {factor:g}")
+    freq_scale = 1.0 / factor if scaling != "none" and factor > 0 else 1.0
     n_layer = _positive_int(g, arch, "block_count")
     _check_layers(g, arch, n_layer)
     n_ff = _positive_int(g, arch, "feed_forward_length")
     n_expert = n_expert_used = n_ff_exp = 0
-    if arch == "qwen3moe" or (arch == "llama" and g.metadata.get(f"{arch}.expert_count", 0)):
+    if arch == "qwen3moe" or (arch in MOE_ARCHS and g.metadata.get(f"{arch}.expert_count", 0)):
         n_expert = _positive_int(g, arch, "expert_count")
         n_expert_used = _positive_int(g, arch, "expert_used_count")
         if n_expert_used > n_expert:
@@ -176,10 +221,42 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
         n_ff_exp = (_positive_int(g, arch, "expert_feed_forward_length",
                                   max(1, n_ff // n_expert_used))
                     if arch == "qwen3moe" else n_ff)
+    n_ctx_train = _positive_int(g, arch, "context_length", 2048)
+    if n_ctx is None:
+        n_ctx = n_ctx_train
+    rope_base = _number(g, arch, "rope.freq_base", 10000.0)
+    attn_scale = 1.0 / math.sqrt(head_dim)
+    sliding_window, swa_pattern = 0, 1      # llama, qwen2, phi3: every layer global (llama.cpp
+    rope_base_swa, freq_scale_swa = 10000.0, 1.0  # ignores llama's and phi3's sliding_window)
+    final_softcap = attn_softcap = 0.0
+    if arch == "gemma3":
+        sliding_window = _positive_int(g, arch, "attention.sliding_window")
+        swa_pattern = 6                     # 5 local layers, then 1 global
+        final_softcap = _number(g, arch, "final_logit_softcapping", 0.0)
+    elif arch == "gemma2":
+        sliding_window = _positive_int(g, arch, "attention.sliding_window", 4096)
+        pattern = g.metadata.get(f"{arch}.attention.sliding_window_pattern", 2)
+        if isinstance(pattern, bool) or not isinstance(pattern, (int, np.integer)) or pattern <= 0:
+            raise GGUFError(f"{g.path.name}: '{arch}.attention.sliding_window_pattern' "
+                            f"{pattern!r} is not supported (a positive integer is)")
+        swa_pattern = int(pattern)          # 2: even layers local, odd layers global
+        rope_base_swa = _number(g, arch, "rope.freq_base_swa", rope_base)
+        freq_scale_swa = freq_scale
+        final_softcap = _number(g, arch, "final_logit_softcapping", 30.0)
+        attn_softcap = _number(g, arch, "attn_logit_softcapping", 50.0)
+        if n_layer == 46:                   # llama.cpp: Gemma 2 27B scales by n_embd / n_head
+            attn_scale = 1.0 / math.sqrt(n_embd // n_head)
+    for key, v in (("final_logit_softcapping", final_softcap), ("attn_logit_softcapping", attn_softcap)):
+        if v < 0:
+            raise GGUFError(f"{g.path.name}: '{arch}.{key}' must be positive, got {v:g}")
+    rope_attn_factor = _number(g, arch, "rope.scaling.attn_factor", 1.0)
+    if rope_attn_factor <= 0:
+        raise GGUFError(f"{g.path.name}: '{arch}.rope.scaling.attn_factor' must be positive, "
+                        f"got {rope_attn_factor:g}")
     return HParams(
         arch=arch,
         n_vocab=n_vocab,
-        n_ctx_train=_positive_int(g, arch, "context_length", 2048),
+        n_ctx_train=n_ctx_train,
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=n_head,
@@ -189,15 +266,19 @@ def hparams_from_gguf(g: GGUFFile) -> HParams:
         n_rot=_positive_int(g, arch, "rope.dimension_count", head_dim),
         n_ff=n_ff,
         eps=eps,
-        rope_base=_number(g, arch, "rope.freq_base", 10000.0),
-        rope_base_swa=10000.0,                      # llama.cpp: fixed for gemma3's local layers
-        rope_freq_scale=freq_scale,                 # local layers are never scaled
-        rope_neox=gemma or qwen3,                   # llama: "normal" adjacent pairs
-        sliding_window=_positive_int(g, arch, "attention.sliding_window") if gemma else 0,
-        swa_pattern=6 if gemma else 1,              # gemma3: 5 local layers, then 1 global
-        attn_scale=1.0 / math.sqrt(head_dim),
+        rope_base=rope_base,
+        rope_base_swa=rope_base_swa,                # gemma3: fixed 10000 for its local layers
+        rope_freq_scale=freq_scale,
+        rope_neox=arch != "llama",                  # llama: "normal" adjacent pairs
+        sliding_window=sliding_window,
+        swa_pattern=swa_pattern,
+        attn_scale=attn_scale,
         embd_scale=math.sqrt(n_embd) if gemma else 1.0,
-        final_softcap=_number(g, arch, "final_logit_softcapping", 0.0) if gemma else 0.0,
+        final_softcap=final_softcap,
+        rope_freq_scale_swa=freq_scale_swa,         # gemma3's local layers are never scaled
+        rope_attn_factor=rope_attn_factor,
+        rope_factors=_rope_factors(g, arch, scaling, n_ctx),
+        attn_softcap=attn_softcap,
         n_expert=n_expert,
         n_expert_used=n_expert_used,
         n_ff_exp=n_ff_exp,
@@ -264,7 +345,7 @@ class Model:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, GGUFFile], *, n_threads: int | None = None,
-             precise: bool = False,
+             precise: bool = False, n_ctx: int | None = None,
              hparams_overrides: dict[str, Any] | None = None) -> "Model":
         """Open a GGUF file (or use an open GGUFFile) and bind its weights.
 
@@ -272,12 +353,16 @@ class Model:
         accuracy/debugging mode: activations stay float32 in every matmul (each weight
         row is dequantized and dotted in float32 instead of rounding the activations to
         8-bit blocks as llama.cpp does) and new KV caches default to float32. It is
-        several times slower; see docs/forward.md. hparams_overrides replaces HParams
+        several times slower; see docs/forward.md. n_ctx: the longest sequence the model
+        will serve (default: its training context); like llama.cpp's context size it picks
+        LongRoPE's short or long RoPE factors. hparams_overrides replaces HParams
         fields (for experiments and tests, e.g. {"sliding_window": 8}).
         Raises GGUFError for a malformed file or an unsupported architecture,
         ValueError for a bad n_threads, precise or override."""
         g = path if isinstance(path, GGUFFile) else open_gguf(Path(path))
-        hp = hparams_from_gguf(g)
+        if n_ctx is not None and (isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1):
+            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        hp = hparams_from_gguf(g, n_ctx)
         if hparams_overrides:
             unknown = set(hparams_overrides) - set(asdict(hp))
             if unknown:

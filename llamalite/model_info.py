@@ -22,6 +22,23 @@ FILE_TYPES: dict[int, str] = {
     37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0",
 }
 
+# general.architecture -> the model family and what its graph does (the architectures
+# llamalite runs: llamalite.model.SUPPORTED_ARCHS).
+ARCH_FAMILIES: dict[str, str] = {
+    "llama": "Llama 1-3, SmolLM, TinyLlama, Mistral-style: SwiGLU, RoPE (Llama 3 rope_freqs, "
+             "linear scaling); a sliding_window key is ignored, as llama.cpp does; Mixtral-style "
+             "experts (expert_count > 0)",
+    "qwen2": "Qwen2 / Qwen2.5: SwiGLU, Q/K/V biases, NEOX RoPE",
+    "phi3": "Phi-3 / Phi-3.5 / Phi-4-mini: fused QKV and gate-up, NEOX RoPE with LongRoPE "
+            "factors (no sliding window, as in llama.cpp)",
+    "gemma2": "Gemma 2: GELU, post-norms, attention and final logit soft-capping, "
+              "alternating sliding-window layers",
+    "gemma3": "Gemma 3: GELU, post-norms, Q/K norms, 5 sliding-window layers per global one",
+    "qwen3": "Qwen3 (dense): SwiGLU, per-head Q/K RMS norms, NEOX RoPE",
+    "qwen3moe": "Qwen3 MoE: Qwen3's attention, a mixture of SwiGLU experts (softmax top-k "
+                "routing, normalised weights)",
+}
+
 # tokenizer.ggml.model -> the algorithm it names.
 TOKENIZER_KINDS: dict[str, str] = {
     "llama": "SentencePiece", "gpt2": "byte-level BPE", "bert": "WordPiece",
@@ -46,6 +63,7 @@ class ModelSummary:
     file_size: int
     gguf_version: int
     architecture: str
+    family: str | None               # what the architecture is (ARCH_FAMILIES); None: not run here
     name: str | None
     file_type: str | None            # general.file_type by name, e.g. "Q4_K_M"
     n_params: int                    # sum of every tensor's element count
@@ -112,6 +130,7 @@ def summarize(g: GGUFFile) -> ModelSummary:
         return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else 0
     return ModelSummary(
         path=str(g.path), file_size=g.file_size, gguf_version=g.version, architecture=arch,
+        family=ARCH_FAMILIES.get(arch),
         name=name if isinstance(name, str) else None,
         file_type=(FILE_TYPES.get(ft, f"unknown ({ft})")
                    if isinstance(ft, int) and not isinstance(ft, bool) else None),

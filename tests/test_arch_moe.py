@@ -1,11 +1,13 @@
-"""qwen3, qwen3moe and Mixtral-style llama files (tests/synthetic_moe.py) against the numpy
-reference, llama.cpp's recorded logits, and the properties of the mixture-of-experts path.
+"""qwen3, qwen3moe and Mixtral-style llama (tests/synthetic_families.py) against the numpy
+reference, with several sequences through the engine against llama.cpp, and the
+properties of the mixture-of-experts path. (tests/test_arch_families.py checks every
+family, these included, in precise mode against the reference and prefill/decode
+against llama.cpp.)
 
 The files hold quantized weights (Q4_0, Q8_0, Q4_K, Q6_K, F16; experts repacked per
 expert into the x8 layout) and an F32 router, so routing is decided in float32 and the
 core and the reference round the same activations to 8 bits: they agree to float
-summation order. Against llama.cpp the difference is that of two float implementations
-of the same rounding, plus llama.cpp's own prefill-vs-decode drift.
+summation order.
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from llamalite import _core
 from llamalite.model import Model
 from reference import load_weights, reference_logits
 from reference.forward import attention_block, ffn_block, hparams_of, rmsnorm, route
-from synthetic_moe import FAMILIES, N_EXPERT, N_EXPERT_USED, VOCAB
+import synthetic_families as sf
+from synthetic_families import N_EXPERT, N_EXPERT_USED, N_VOCAB
 
-DATA = Path(__file__).parent / "data" / "moe_logits.npz"
-MOE = ("qwen3moe", "llama-moe")
+DATA = Path(__file__).parent / "data" / "arch_logits.npz"
+FAMILIES = ("qwen3", "qwen3moe", "mixtral")
+MOE = ("qwen3moe", "mixtral")
 # max |logit difference| (logits reach ~20-80). Against the reference (same 8-bit
 # activation rounding) with the float32 cache: measured <= 2.3e-5 on every ISA. With the
 # f16 cache the two sometimes round a K/V value to neighbouring halves (a 1-ulp float32
@@ -30,14 +34,12 @@ MOE = ("qwen3moe", "llama-moe")
 # activation rounding downstream, which moves the logits of that and later positions by
 # up to ~0.1 (measured 0.12 over 8 token sequences), so that bound is looser.
 TOL_REF = {"f32": 2e-4, "f16": 0.25}
-# max |logit difference| from llama.cpp (f16 caches), prefill and decode alike
-PEER_TOL = 0.05
 
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("moe")
-    return {name: build(d / f"{name}.gguf") for name, build in FAMILIES.items()}
+    return {name: sf.build(name, d) for name in FAMILIES}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def models(paths) -> dict[str, Model]:
 
 
 def _tokens(n: int = 12, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, VOCAB - 3, n).astype(np.int32)
+    return np.random.default_rng(seed).integers(3, N_VOCAB, n).astype(np.int32)
 
 
 def _prefill(m: Model, tokens: np.ndarray, dtype: str = "f32") -> np.ndarray:
@@ -79,17 +81,18 @@ def chosen_experts(g, tokens: np.ndarray) -> list[np.ndarray]:
 
 # ---------------------------------------------------------------------------- metadata
 def test_hparams(models) -> None:
-    q3, moe, lm = models["qwen3"].hparams, models["qwen3moe"].hparams, models["llama-moe"].hparams
+    q3, moe, lm = models["qwen3"].hparams, models["qwen3moe"].hparams, models["mixtral"].hparams
     assert (q3.rope_neox, q3.n_expert) == (True, 0)
     assert (moe.rope_neox, moe.n_expert, moe.n_expert_used, moe.n_ff_exp) == (True, 4, 2, 128)
-    assert (lm.rope_neox, lm.n_expert, lm.n_expert_used, lm.n_ff_exp) == (False, 4, 2, 128)
-    # every expert slice of the x8 types is repacked on its own (F16 ones are not)
-    assert models["qwen3moe"]._native.n_x8 == 29
+    assert (lm.rope_neox, lm.n_expert, lm.n_expert_used, lm.n_ff_exp) == (False, 4, 2, sf.N_FF)
+    # each expert slice of the x8 types is repacked on its own: layer 0 has 4 attention
+    # matrices + 3 x 4 experts, layer 1 4 + 2 x 4 (its F16 down experts stay ggml rows)
+    assert models["qwen3moe"]._native.n_x8 == 28
 
 
 # ---------------------------------------------------------------------------- the reference
 @pytest.mark.parametrize("isa", _core.supported_isas(), indirect=True)
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", FAMILIES)
 def test_matches_reference(models, name, isa) -> None:
     m = models[name]
     tokens = _tokens()
@@ -102,7 +105,7 @@ def test_matches_reference(models, name, isa) -> None:
             assert np.abs(got - ref).max() < TOL_REF[dtype], (name, isa, dtype)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", FAMILIES)
 def test_precise_matches_float_reference(paths, name) -> None:
     """Precise mode (float32 activations) against the reference without 8-bit rounding."""
     m = Model.load(paths[name], n_threads=2, precise=True)
@@ -125,6 +128,36 @@ def test_routing_matters(models, name) -> None:
     ref = reference_logits(m.gguf, tokens)
     dense_ish = reference_logits(m.gguf, tokens, n_expert_used=N_EXPERT)
     assert np.abs(ref - dense_ish).max() > 0.1
+
+
+# ---------------------------------------------------------------------------- llama.cpp
+# max |log-probability difference| from llama.cpp (f16 caches on both sides)
+PEER_TOL = 0.25
+
+
+def test_engine_batch_matches_llama_cpp(paths) -> None:
+    """LLM.generate_batch with several prompts of different lengths (prefixes of the
+    recorded sequence) prefilled together in small steps, so steps mix sequences and
+    experts: each first token's top log-probabilities equal llama.cpp's log-softmax of
+    its recorded prefill logits at that position."""
+    from llamalite import LLM
+    with np.load(DATA) as d:
+        assert str(d["qwen3moe_sha256"]) == sf.file_sha256(paths["qwen3moe"]), \
+            "the builder no longer writes the recorded file: rerun tests/tools/record_arch_logits.py"
+        prefill = d["qwen3moe_prefill"]
+    cuts = [3, 6, 8, 10]
+    with LLM(str(paths["qwen3moe"]), n_ctx=64, n_threads=2, n_parallel=4,
+             max_batch_tokens=5) as llm:
+        outs = llm.generate_batch([sf.PREFILL_TOKENS[:c] for c in cuts], temperature=0,
+                                  max_tokens=1, logprobs=5)
+    for c, out in zip(cuts, outs):
+        row = prefill[c - 1].astype(np.float64)
+        lp = row - row.max() - math.log(np.exp(row - row.max()).sum())
+        first = out.logprobs[0]
+        assert first.token == int(np.argmax(row))
+        assert len(first.top_logprobs) == 5
+        for tok, value in first.top_logprobs:
+            assert abs(value - lp[tok]) < PEER_TOL, (c, tok)
 
 
 # ---------------------------------------------------------------------------- MoE properties

@@ -1,4 +1,5 @@
-"""A readable numpy forward pass of the `llama`, `gemma3`, `qwen3` and `qwen3moe` architectures.
+"""A readable numpy forward pass of the `llama`, `gemma3`, `qwen2`, `phi3`, `gemma2`, `qwen3`
+and `qwen3moe` architectures.
 
 llama2.c in spirit: one small function per concept, shapes in comments, float32 weights
 dequantized by gguf.quants and float64 for the numerically touchy parts (norms, softmax).
@@ -14,6 +15,16 @@ It is the oracle for the C++ core, so it follows llama.cpp's graphs exactly:
   pass through their own RMSNorm before the residual add; the FFN is gelu_tanh(gate) * up.
   Layers with il % 6 < 5 use sliding-window attention (key visible when
   q_pos - k_pos < window) with RoPE base 10000; every 6th layer is global with the file's base.
+- qwen2: llama with Q/K/V biases and NEOX RoPE.
+- phi3: llama with one fused Wqkv (rows q | k | v), one fused Wup (rows gate | up), NEOX RoPE
+  whose frequencies are divided by LongRoPE's short or long factors (long when the context
+  exceeds rope.scaling.original_context_length) and whose cos/sin are scaled by
+  rope.scaling.attn_factor; no sliding window (llama.cpp disables it).
+- gemma2: gemma3 without the q/k norms: embeddings * sqrt(n_embd), NEOX RoPE, scores scaled
+  by 1/sqrt(key_length) then soft-capped cap * tanh(s / cap) (attn_logit_softcapping, 50),
+  even layers sliding-window, post-attention/post-FFN norms, GELU, final logits soft-capped
+  (final_logit_softcapping, 30).
+- llama's attention.sliding_window (Mistral-style files) is ignored, as llama.cpp does.
 - qwen3: llama's layer with a per-head RMSNorm of q and k before NEOX RoPE.
 - qwen3moe (and llama files with expert_count > 0): the FFN is a mixture of experts:
   p = softmax(Wrouter.h) over the experts, the expert_used_count largest p (best first),
@@ -34,7 +45,7 @@ import numpy as np
 
 from .weights import RefWeights, load_weights
 
-SUPPORTED = ("llama", "gemma3", "qwen3", "qwen3moe")
+SUPPORTED = ("llama", "gemma3", "qwen2", "phi3", "gemma2", "qwen3", "qwen3moe")
 
 
 # ---------------------------------------------------------------------------- hparams
@@ -60,43 +71,79 @@ class RefHParams:
     final_softcap: float   # 0: none
     n_expert: int = 0      # experts per layer (0: a dense FFN)
     n_expert_used: int = 0 # experts per token
+    rope_freq_scale_swa: float = 1.0
+    rope_attn_factor: float = 1.0   # multiplies cos and sin (LongRoPE)
+    rope_factors: str = ""          # tensor name of per-pair frequency divisors
+    attn_softcap: float = 0.0       # 0: none
+    embd_scale: float = 1.0
     act_quant: bool = True # round activations to 8-bit blocks before quantized matmuls
     kv_f16: bool = False   # round cached K and V to float16 (llama.cpp's default cache)
 
 
-def hparams_of(w: RefWeights) -> RefHParams:
-    """Hyperparameters from the metadata, with llama.cpp's defaults for what is missing."""
+def hparams_of(w: RefWeights, n_ctx: int | None = None) -> RefHParams:
+    """Hyperparameters from the metadata, with llama.cpp's defaults for what is missing.
+    n_ctx (default: the training context) picks LongRoPE's short or long factors."""
     if w.arch not in SUPPORTED:
         raise ValueError(f"reference supports {SUPPORTED}, not {w.arch!r}")
     n_embd = int(w.get("embedding_length"))
     n_head = int(w.get("attention.head_count"))
+    n_layer = int(w.get("block_count"))
     head_dim = int(w.get("attention.key_length", n_embd // n_head))
     emb_rows = w.raw("token_embd.weight")[2][1]        # GGUF shape [n_embd, n_vocab]
-    gemma = w.arch == "gemma3"
+    gemma = w.arch in ("gemma3", "gemma2")
+    scaling = w.get("rope.scaling.type", "linear")
+    factor = float(w.get("rope.scaling.factor", 0.0))
+    freq_scale = 1.0 / factor if scaling != "none" and factor > 0 else 1.0
+    n_ctx_train = int(w.get("context_length", 2048))
+    n_ctx = n_ctx_train if n_ctx is None else n_ctx
+    factors = ""
+    if w.arch == "llama" and "rope_freqs.weight" in w.names:
+        factors = "rope_freqs.weight"
+    elif w.arch == "phi3":
+        orig = int(w.get("rope.scaling.original_context_length", n_ctx_train))
+        factors = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
+        factors = factors if factors in w.names else ""
+    rope_base = float(w.get("rope.freq_base", 10000.0))
     n_expert = int(w.get("expert_count", 0)) if w.arch in ("llama", "qwen3moe") else 0
-    return RefHParams(
+    hp = RefHParams(
         arch=w.arch,
         n_vocab=int(w.get("vocab_size", emb_rows)),
         n_embd=n_embd,
-        n_layer=int(w.get("block_count")),
+        n_layer=n_layer,
         n_head=n_head,
         n_head_kv=int(w.get("attention.head_count_kv", n_head)),
         head_dim=head_dim,
         head_dim_v=int(w.get("attention.value_length", head_dim)),
         n_rot=int(w.get("rope.dimension_count", head_dim)),
         eps=float(w.get("attention.layer_norm_rms_epsilon", 1e-6 if gemma else 1e-5)),
-        rope_base=float(w.get("rope.freq_base", 10000.0)),
+        rope_base=rope_base,
         rope_base_swa=10000.0,
-        rope_freq_scale=(1.0 / float(w.get("rope.scaling.factor"))
-                         if w.get("rope.scaling.type") == "linear" else 1.0),
-        rope_neox=w.arch in ("gemma3", "qwen3", "qwen3moe"),
-        sliding_window=int(w.get("attention.sliding_window", 0)) if gemma else 0,
-        swa_pattern=6 if gemma else 1,
+        rope_freq_scale=freq_scale,
+        rope_neox=w.arch != "llama",
+        sliding_window=0,
+        swa_pattern=1,
         attn_scale=1.0 / math.sqrt(head_dim),
-        final_softcap=float(w.get("final_logit_softcapping", 0.0)) if gemma else 0.0,
+        final_softcap=0.0,
+        rope_attn_factor=float(w.get("rope.scaling.attn_factor", 1.0)),
+        rope_factors=factors,
+        embd_scale=math.sqrt(n_embd) if gemma else 1.0,
         n_expert=n_expert,
         n_expert_used=int(w.get("expert_used_count", 0)) if n_expert else 0,
     )
+    if w.arch == "gemma3":
+        hp.sliding_window = int(w.get("attention.sliding_window", 0))
+        hp.swa_pattern = 6
+        hp.final_softcap = float(w.get("final_logit_softcapping", 0.0))
+    elif w.arch == "gemma2":
+        hp.sliding_window = int(w.get("attention.sliding_window", 4096))
+        hp.swa_pattern = int(w.get("attention.sliding_window_pattern", 2))
+        hp.rope_base_swa = float(w.get("rope.freq_base_swa", rope_base))
+        hp.rope_freq_scale_swa = freq_scale
+        hp.final_softcap = float(w.get("final_logit_softcapping", 30.0))
+        hp.attn_softcap = float(w.get("attn_logit_softcapping", 50.0))
+        if n_layer == 46:
+            hp.attn_scale = 1.0 / math.sqrt(n_embd // n_head)
+    return hp
 
 
 def is_sliding(hp: RefHParams, il: int) -> bool:
@@ -112,17 +159,20 @@ def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 
 
 def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool,
-         freq_scale: float = 1.0, factors: np.ndarray | None = None) -> np.ndarray:
+         freq_scale: float = 1.0, factors: np.ndarray | None = None,
+         attn_factor: float = 1.0) -> np.ndarray:
     """x [n, heads, d], positions [n]: rotate the first n_rot dims of every head.
 
     pair i (0 <= i < n_rot/2) turns by angle freq_scale * pos * base^(-2i/n_rot) / factors[i];
-    "normal" mode pairs dims (2i, 2i+1), NEOX mode pairs (i, i + n_rot/2)."""
+    "normal" mode pairs dims (2i, 2i+1), NEOX mode pairs (i, i + n_rot/2). cos and sin are
+    multiplied by attn_factor (LongRoPE's attention scaling; 1 elsewhere)."""
     half = n_rot // 2
     inv_freq = freq_scale * base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)  # [half]
     if factors is not None:
         inv_freq = inv_freq / factors.astype(np.float64)
     angle = positions.astype(np.float64)[:, None] * inv_freq[None, :]          # [n, half]
-    cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]           # [n, 1, half]
+    cos = attn_factor * np.cos(angle)[:, None, :]                             # [n, 1, half]
+    sin = attn_factor * np.sin(angle)[:, None, :]
     out = x.astype(np.float64).copy()
     if neox:
         a, b = out[..., :half].copy(), out[..., half:n_rot].copy()
@@ -136,11 +186,12 @@ def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bo
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray,
-              scale: float, window: int) -> np.ndarray:
+              scale: float, window: int, softcap: float = 0.0) -> np.ndarray:
     """Causal grouped-query attention of one sequence.
 
     q [n, n_head, d], k [n, n_head_kv, d], v [n, n_head_kv, dv] -> [n, n_head * dv].
-    Token t sees token s when pos[s] <= pos[t] (and pos[t] - pos[s] < window if window > 0)."""
+    Token t sees token s when pos[s] <= pos[t] (and pos[t] - pos[s] < window if window > 0).
+    softcap > 0: scores s become softcap * tanh(s / softcap) before the softmax."""
     n, n_head, _ = q.shape
     group = n_head // k.shape[1]
     diff = positions[:, None] - positions[None, :]                           # [n, n]
@@ -152,6 +203,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray
         kh = k[:, h // group, :].astype(np.float64)                          # [n, d]
         vh = v[:, h // group, :].astype(np.float64)                          # [n, dv]
         scores = (q[:, h, :].astype(np.float64) @ kh.T) * scale              # [n, n]
+        if softcap > 0:
+            scores = softcap * np.tanh(scores / softcap)
         scores = np.where(visible, scores, -np.inf)
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)
@@ -204,23 +257,36 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     p = f"blk.{il}."
     n = x.shape[0]
     h = rmsnorm(x, w.tensor(p + "attn_norm.weight"), hp.eps)
-    q = linear(w, hp, p + "attn_q.weight", h).reshape(n, hp.n_head, hp.head_dim)
-    k = linear(w, hp, p + "attn_k.weight", h).reshape(n, hp.n_head_kv, hp.head_dim)
-    v = linear(w, hp, p + "attn_v.weight", h).reshape(n, hp.n_head_kv, hp.head_dim_v)
+    nq, nk = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
+    if p + "attn_qkv.weight" in w.names:                                   # phi3: q | k | v rows
+        qkv = linear(w, hp, p + "attn_qkv.weight", h)
+        q, k, v = qkv[:, :nq], qkv[:, nq:nq + nk], qkv[:, nq + nk:]
+    else:
+        q = linear(w, hp, p + "attn_q.weight", h)
+        k = linear(w, hp, p + "attn_k.weight", h)
+        v = linear(w, hp, p + "attn_v.weight", h)
+    if hp.arch == "qwen2" and p + "attn_q.bias" in w.names:
+        q = q + w.tensor(p + "attn_q.bias")
+        k = k + w.tensor(p + "attn_k.bias")
+        v = v + w.tensor(p + "attn_v.bias")
+    q = q.reshape(n, hp.n_head, hp.head_dim)
+    k = k.reshape(n, hp.n_head_kv, hp.head_dim)
+    v = v.reshape(n, hp.n_head_kv, hp.head_dim_v)
     sliding = is_sliding(hp, il)
     if hp.arch in ("gemma3", "qwen3", "qwen3moe"):
         q = rmsnorm(q, w.tensor(p + "attn_q_norm.weight"), hp.eps)
         k = rmsnorm(k, w.tensor(p + "attn_k_norm.weight"), hp.eps)
     base = hp.rope_base_swa if sliding else hp.rope_base
-    scale = 1.0 if sliding else hp.rope_freq_scale
-    factors = w.tensor("rope_freqs.weight") if "rope_freqs.weight" in w.names else None
-    q = rope(q, positions, hp.n_rot, base, hp.rope_neox, scale, factors)
-    k = rope(k, positions, hp.n_rot, base, hp.rope_neox, scale, factors)
+    scale = hp.rope_freq_scale_swa if sliding else hp.rope_freq_scale
+    factors = w.tensor(hp.rope_factors) if hp.rope_factors else None
+    q = rope(q, positions, hp.n_rot, base, hp.rope_neox, scale, factors, hp.rope_attn_factor)
+    k = rope(k, positions, hp.n_rot, base, hp.rope_neox, scale, factors, hp.rope_attn_factor)
     if hp.kv_f16:
         k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
-    att = attention(q, k, v, positions, hp.attn_scale, hp.sliding_window if sliding else 0)
+    att = attention(q, k, v, positions, hp.attn_scale, hp.sliding_window if sliding else 0,
+                    hp.attn_softcap)
     out = linear(w, hp, p + "attn_output.weight", att)                    # [n, n_embd]
-    if hp.arch == "gemma3":
+    if hp.arch in ("gemma3", "gemma2"):
         out = rmsnorm(out, w.tensor(p + "post_attention_norm.weight"), hp.eps)
     return out
 
@@ -260,11 +326,15 @@ def ffn_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray) -> np.ndarr
     h = rmsnorm(x, w.tensor(p + "ffn_norm.weight"), hp.eps)
     if hp.n_expert:
         return moe_block(w, hp, il, h)
-    gate = linear(w, hp, p + "ffn_gate.weight", h)                       # [n, n_ff]
-    up = linear(w, hp, p + "ffn_up.weight", h)                           # [n, n_ff]
-    act = gelu_tanh(gate) if hp.arch == "gemma3" else silu(gate)
+    if hp.arch == "phi3":                                                # rows gate | up
+        gu = linear(w, hp, p + "ffn_up.weight", h)                       # [n, 2 * n_ff]
+        gate, up = gu[:, :gu.shape[1] // 2], gu[:, gu.shape[1] // 2:]
+    else:
+        gate = linear(w, hp, p + "ffn_gate.weight", h)                   # [n, n_ff]
+        up = linear(w, hp, p + "ffn_up.weight", h)                       # [n, n_ff]
+    act = gelu_tanh(gate) if hp.arch in ("gemma3", "gemma2") else silu(gate)
     out = linear(w, hp, p + "ffn_down.weight", (act * up).astype(np.float32))
-    if hp.arch == "gemma3":
+    if hp.arch in ("gemma3", "gemma2"):
         out = rmsnorm(out, w.tensor(p + "post_ffw_norm.weight"), hp.eps)
     return out
 
@@ -287,18 +357,20 @@ def output_logits(w: RefWeights, hp: RefHParams, x: np.ndarray) -> np.ndarray:
     return logits
 
 
-def reference_logits(path_or_gguf: Any, token_ids, **overrides: Any) -> np.ndarray:
+def reference_logits(path_or_gguf: Any, token_ids, n_ctx: int | None = None,
+                     **overrides: Any) -> np.ndarray:
     """Teacher-forced logits of one sequence at positions 0..n-1: float32 [n, n_vocab].
 
+    n_ctx: the context size (LongRoPE's factor choice; default the training context).
     `overrides` replace hyperparameters (e.g. sliding_window=8 to exercise the window
     on a short text)."""
     w = path_or_gguf if isinstance(path_or_gguf, RefWeights) else load_weights(path_or_gguf)
-    hp = dataclasses.replace(hparams_of(w), **overrides)
+    hp = dataclasses.replace(hparams_of(w, n_ctx), **overrides)
     tokens = np.asarray(token_ids, dtype=np.int64)
     positions = np.arange(len(tokens))
     x = w.rows("token_embd.weight", tokens)                                  # [n, n_embd]
-    if hp.arch == "gemma3":
-        x = (x * np.float32(math.sqrt(hp.n_embd))).astype(np.float32)
+    if hp.embd_scale != 1.0:
+        x = (x * np.float32(hp.embd_scale)).astype(np.float32)
     for il in range(hp.n_layer):
         x = x + attention_block(w, hp, il, x, positions)
         x = x + ffn_block(w, hp, il, x)

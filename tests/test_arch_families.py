@@ -1,0 +1,235 @@
+"""Every architecture family on its small synthetic model (tests/synthetic_families.py),
+against llama.cpp's recorded logits (tests/data/arch_logits.npz, made by
+tests/tools/record_arch_logits.py) and the numpy reference, under every ISA.
+
+- precise mode (float32 activations, f32 cache) against the float reference: the sharp
+  check of each graph (a wrong bias, RoPE pair, factor, cap or window moves logits by
+  far more than TOL_PRECISE);
+- the fast path (8-bit activations, f16 cache, as llama.cpp runs) against llama.cpp's
+  prefill and decode logits and against the reference with the same rounding: bounded,
+  because 8-bit activation rounding makes tiny float differences flip a few roundings
+  (see test_forward.py); top-1 must agree except at near ties;
+- once per family through LLM: teacher-forced scores and greedy generation (engine,
+  paged cache, batching) against the reference.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synthetic_families as sf
+from llamalite import _core
+from llamalite.errors import GGUFError
+from llamalite.model import SUPPORTED_ARCHS, Model
+from reference import reference_logits
+
+DATA = Path(__file__).parent / "data" / "arch_logits.npz"
+FAMILIES = list(sf.FAMILIES)
+TOKENS = sf.PREFILL_TOKENS + sf.DECODE_TOKENS
+N_PRE = len(sf.PREFILL_TOKENS)
+# max |logit difference|, precise mode vs the float reference (f32 cache).
+# Measured <= 2e-5 on every family (logits reach ~75).
+TOL_PRECISE = 2e-4
+# The fast path vs llama.cpp and vs the rounded reference: max and mean |logit difference|
+# over every position and the whole vocabulary, and the near-tie margin below which top-1
+# may differ. Measured (see the module docstring of test_forward.py for the cause): see
+# FAST_MAX per family.
+FAST_MAX = {"llama3": 0.5, "mistral": 0.5, "qwen2": 0.5, "phi3": 0.5, "gemma2": 0.5,
+            "qwen3": 0.5, "qwen3moe": 0.5, "mixtral": 0.5}
+FAST_MEAN = 0.05
+NEAR_TIE = 0.35
+ISAS = _core.supported_isas()
+
+
+@pytest.fixture(scope="session")
+def recorded() -> dict[str, np.ndarray]:
+    with np.load(DATA) as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="session")
+def family_paths(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("families")
+    return {name: sf.build(name, d) for name in FAMILIES}
+
+
+_REF: dict[tuple, np.ndarray] = {}
+
+
+def ref_logits(path: Path, name: str, *, act_quant: bool) -> np.ndarray:
+    """The reference's teacher-forced logits of TOKENS (cached per run): float math with
+    an f32 cache, or llama.cpp's rounding (8-bit activations, f16 cache)."""
+    key = (name, act_quant)
+    if key not in _REF:
+        _REF[key] = reference_logits(path, TOKENS, n_ctx=sf.SPECS[name].n_ctx,
+                                     act_quant=act_quant, kv_f16=act_quant)
+    return _REF[key]
+
+
+def prefill_then_decode(m: Model, kv_dtype: str) -> np.ndarray:
+    """Logits of every position: PREFILL_TOKENS in one step, then one step per DECODE token."""
+    kv = m.new_kv_cache(4, 16, dtype=kv_dtype)
+    table = np.arange(4).reshape(1, 4)
+    rows = [m.forward(kv, sf.PREFILL_TOKENS, np.arange(N_PRE), np.zeros(N_PRE, np.int32), table,
+                      np.arange(N_PRE))]
+    for i, t in enumerate(sf.DECODE_TOKENS):
+        rows.append(m.forward(kv, [t], [N_PRE + i], [0], table, [0]))
+    return np.concatenate(rows)
+
+
+def check_close(got: np.ndarray, want: np.ndarray, max_diff: float, what: str) -> None:
+    """Bounded max/mean |difference|; top-1 equal wherever `want` has no near tie."""
+    diff = np.abs(got.astype(np.float64) - want)
+    assert diff.max() < max_diff and diff.mean() < FAST_MEAN, \
+        f"{what}: max {diff.max():.4f} (bound {max_diff}), mean {diff.mean():.5f} (bound {FAST_MEAN})"
+    top2 = np.sort(want, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    differ = np.nonzero(got.argmax(1) != want.argmax(1))[0]
+    assert (margin[differ] < NEAR_TIE).all(), f"{what}: top-1 differs at {differ.tolist()}"
+
+
+def test_builders_match_the_recording(family_paths, recorded) -> None:
+    """The stored llama.cpp logits belong to the models the builders write today."""
+    for name, path in family_paths.items():
+        assert f"{name}_sha256" in recorded, f"{name}: no recording; run record_arch_logits.py"
+        assert sf.file_sha256(path) == str(recorded[f"{name}_sha256"]), \
+            f"{name}: the builder changed; rerun tests/tools/record_arch_logits.py {name}"
+
+
+def test_peer_agrees_with_reference(recorded) -> None:
+    """The recording itself: llama.cpp and the reference (same rounding) agree within the
+    fast bounds (the figure record_arch_logits.py printed)."""
+    for name in FAMILIES:
+        assert float(recorded[f"{name}_ref_max"]) < FAST_MAX[name], name
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_precise_matches_reference(name: str, isa, family_paths) -> None:
+    m = Model.load(family_paths[name], n_threads=2, precise=True, n_ctx=sf.SPECS[name].n_ctx)
+    assert m.arch == sf.SPECS[name].arch
+    got = prefill_then_decode(m, "f32")
+    want = ref_logits(family_paths[name], name, act_quant=False)
+    assert np.isfinite(got).all()
+    diff = np.abs(got - want).max()
+    assert diff < TOL_PRECISE, f"{name} ({isa}): max |diff| {diff:.2e}"
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_fast_matches_llama_cpp(name: str, isa, family_paths, recorded) -> None:
+    m = Model.load(family_paths[name], n_threads=2, n_ctx=sf.SPECS[name].n_ctx)
+    got = prefill_then_decode(m, "f16")
+    peer = np.concatenate([recorded[f"{name}_prefill"], recorded[f"{name}_decode"]])
+    check_close(got, peer, FAST_MAX[name], f"{name} ({isa}) vs llama.cpp")
+    check_close(got, ref_logits(family_paths[name], name, act_quant=True), FAST_MAX[name],
+                f"{name} ({isa}) vs reference")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_engine_matches_reference(name: str, family_paths, recorded) -> None:
+    """Through LLM: teacher-forced scores, and greedy generation of two prompts batched
+    together (paged cache, continuous batching), each token the reference's top-1 unless
+    that is a near tie."""
+    import llamalite
+    path = family_paths[name]
+    llm = llamalite.LLM(str(path), n_ctx=sf.SPECS[name].n_ctx, n_threads=2)
+    peer = np.concatenate([recorded[f"{name}_prefill"], recorded[f"{name}_decode"]]).astype(np.float64)
+    want = peer - peer.max(1, keepdims=True)
+    want -= np.log(np.exp(want).sum(1, keepdims=True))
+    check_close(llm.logits(TOKENS), want, FAST_MAX[name], f"{name} LLM.logits vs llama.cpp")
+    prompts = [sf.PREFILL_TOKENS, sf.PREFILL_TOKENS[:6]]
+    outs = llm.generate_batch(prompts, temperature=0, max_tokens=4)
+    for prompt, out in zip(prompts, outs):
+        ids = list(prompt) + list(out.token_ids)
+        assert out.token_ids, "nothing generated"
+        ref = reference_logits(path, ids, n_ctx=sf.SPECS[name].n_ctx, kv_f16=True)
+        for j, tok in enumerate(out.token_ids):
+            row = ref[len(prompt) + j - 1]
+            assert row.max() - row[tok] < NEAR_TIE, f"{name}: step {j} took {tok}, reference top-1 {row.argmax()}"
+
+
+# --- what the loader refuses ------------------------------------------------------------
+@pytest.mark.parametrize("name, edits, match", [
+    ("qwen2", dict(drop={"blk.1.attn_v.weight"}), "blk.1.attn_v.weight"),
+    ("phi3", dict(drop={"blk.0.attn_qkv.weight"}), "blk.0.attn_q.weight"),
+    ("gemma2", dict(drop={"blk.2.post_ffw_norm.weight"}), "blk.2.post_ffw_norm.weight"),
+    ("llama3", dict(meta={"llama.rope.scaling.type": "yarn"}), "RoPE scaling 'yarn'"),
+    ("qwen2", dict(meta={"qwen2.rope.scaling.type": "longrope"}), "RoPE scaling 'longrope'"),
+    ("gemma2", dict(meta={"gemma2.attn_logit_softcapping": -1.0}), "attn_logit_softcapping"),
+    ("phi3", dict(meta={"phi3.rope.scaling.attn_factor": 0.0}), "attn_factor"),
+    ("gemma2", dict(meta={"gemma2.attention.sliding_window_pattern": "x"}),
+     "sliding_window_pattern"),
+    ("qwen2", dict(meta={"qwen2.expert_count": 8}), "mixture-of-experts"),
+    ("llama3", dict(meta={"llama.expert_count": 8, "llama.expert_used_count": 2}),
+     "blk.0.ffn_gate_inp.weight' is missing"),
+    ("qwen3moe", dict(drop={"blk.1.ffn_down_exps.weight"}), "blk.1.ffn_down_exps.weight"),
+])
+def test_bad_files_name_the_problem(tmp_path, name, edits, match) -> None:
+    path = sf.FAMILIES[name](tmp_path / "bad.gguf", 0, **edits)
+    with pytest.raises(GGUFError, match=match):
+        Model.load(path, n_threads=1)
+
+
+def test_wrong_shapes_and_unused_tensors(tmp_path) -> None:
+    """A bias of the wrong length, and a bias the family's graph has no place for."""
+    bias = "blk.0.attn_k.bias"
+    path = sf.FAMILIES["qwen2"](tmp_path / "q.gguf", 0, drop={bias},
+                                extra={bias: np.zeros(7, np.float32)})
+    with pytest.raises(GGUFError, match=f"'{bias}' has shape \\[7, 1\\]"):
+        Model.load(path, n_threads=1)
+    path = sf.FAMILIES["llama3"](tmp_path / "l.gguf", 0,
+                                 extra={"blk.0.attn_output.bias": np.zeros(sf.N_EMBD, np.float32)})
+    with pytest.raises(GGUFError, match="'blk.0.attn_output.bias' is not supported"):
+        Model.load(path, n_threads=1)
+
+
+def test_unsupported_architecture_is_one_line(tmp_path) -> None:
+    path = sf.FAMILIES["qwen2"](tmp_path / "x.gguf", 0, meta={"general.architecture": "gptneox"})
+    with pytest.raises(GGUFError) as e:
+        Model.load(path, n_threads=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "'gptneox' is not supported" in msg
+    assert all(a in msg for a in SUPPORTED_ARCHS)
+
+
+# --- llamalite info ----------------------------------------------------------------------
+def test_info_describes_every_family(family_paths) -> None:
+    from conftest import run_cli
+    from llamalite.model_info import ARCH_FAMILIES
+    assert set(ARCH_FAMILIES) == set(SUPPORTED_ARCHS)
+    for name in ("qwen2", "phi3", "gemma2"):
+        r = run_cli("info", str(family_paths[name]))
+        assert r.returncode == 0, r.stderr
+        assert f"architecture   {name}" in r.stdout
+        assert f"family         {ARCH_FAMILIES[name]}" in r.stdout
+
+
+def test_info_names_an_unsupported_family(tmp_path) -> None:
+    from conftest import run_cli
+    path = sf.FAMILIES["qwen2"](tmp_path / "x.gguf", 0, meta={"general.architecture": "gptneox"})
+    r = run_cli("info", str(path))
+    assert r.returncode == 0, r.stderr
+    assert "family         not supported by llamalite (it runs: llama, qwen2" in r.stdout
+
+
+def test_bench_arch_compare_runs(tmp_path) -> None:
+    """bench/arch_compare.py on one family, tiny shapes, llamalite alone."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = Path(__file__).resolve().parent.parent / "bench" / "arch_compare.py"
+    r = subprocess.run([sys.executable, str(script), "qwen2", "--reps", "1", "--n-prompt", "8",
+                        "--n-gen", "2", "--dir", str(tmp_path), "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env={k: v for k, v in os.environ.items() if k != "LLAMALITE_PEER_PYTHON"})
+    assert r.returncode == 0, r.stderr
+    (report,) = tmp_path.glob("compare-*.json")
+    data = json.loads(report.read_text())
+    (entry,) = data["models"].values()
+    stats = entry["by_threads"]["2"]["engines"]["llamalite"]
+    assert set(data["families"].values()) == {"qwen2"}
+    assert stats["pp_tok_s"]["median"] > 0 and stats["tg_tok_s"]["median"] > 0
