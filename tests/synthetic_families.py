@@ -340,7 +340,8 @@ def build_qwen3(path: Path, seed: int = 0, **edits) -> Path:
     n_layer, n_head, n_kv, hd = 2, 4, 2, 64
     b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=hd, eps=1e-6,
              rope_base=1000000.0)
-    b.mat("token_embd.weight", T.Q8_0, N_VOCAB, N_EMBD, 0.5 * np.sqrt(N_EMBD))
+    # tied: the embedding gain sets the logit range too (~25 here)
+    b.mat("token_embd.weight", T.Q8_0, N_VOCAB, N_EMBD, 2.0)
     b.vec("output_norm.weight", N_EMBD)
     _dense_layers(b, n_layer, n_head, n_kv, hd, dict(
         attn_q=T.Q4_0, attn_k=T.Q6_K, attn_v=T.Q8_0, attn_output=T.Q4_K,

@@ -37,8 +37,13 @@ TOL_PRECISE = 2e-4
 # may differ. Measured (see the module docstring of test_forward.py for the cause): see
 # FAST_MAX per family.
 FAST_MAX = {"llama3": 0.5, "mistral": 0.5, "qwen2": 0.5, "phi3": 0.5, "gemma2": 0.5,
-            "qwen3": 0.5, "qwen3moe": 0.5, "mixtral": 0.5}
+            "qwen3": 0.5, "qwen3moe": 0.75, "mixtral": 1.0}
 FAST_MEAN = 0.05
+# Families with a larger mean bound. Measured against llama.cpp (logits, every ISA, and
+# LLM.logits' log-probabilities): qwen3moe max 0.36 / 0.50, mean 0.036 / 0.064; mixtral
+# max 0.60 / 0.66, mean 0.082 / 0.100 (as llama.cpp's other llama-arch files; its
+# routing matches the rounded reference's: the float reference's differs by 4.1).
+FAST_MEAN_OF = {"qwen3moe": 0.1, "mixtral": 0.15}
 NEAR_TIE = 0.35
 ISAS = _core.supported_isas()
 
@@ -79,11 +84,12 @@ def prefill_then_decode(m: Model, kv_dtype: str) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def check_close(got: np.ndarray, want: np.ndarray, max_diff: float, what: str) -> None:
+def check_close(got: np.ndarray, want: np.ndarray, max_diff: float, what: str,
+                mean_diff: float = FAST_MEAN) -> None:
     """Bounded max/mean |difference|; top-1 equal wherever `want` has no near tie."""
     diff = np.abs(got.astype(np.float64) - want)
-    assert diff.max() < max_diff and diff.mean() < FAST_MEAN, \
-        f"{what}: max {diff.max():.4f} (bound {max_diff}), mean {diff.mean():.5f} (bound {FAST_MEAN})"
+    assert diff.max() < max_diff and diff.mean() < mean_diff, \
+        f"{what}: max {diff.max():.4f} (bound {max_diff}), mean {diff.mean():.5f} (bound {mean_diff})"
     top2 = np.sort(want, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     differ = np.nonzero(got.argmax(1) != want.argmax(1))[0]
@@ -123,9 +129,10 @@ def test_fast_matches_llama_cpp(name: str, isa, family_paths, recorded) -> None:
     m = Model.load(family_paths[name], n_threads=2, n_ctx=sf.SPECS[name].n_ctx)
     got = prefill_then_decode(m, "f16")
     peer = np.concatenate([recorded[f"{name}_prefill"], recorded[f"{name}_decode"]])
-    check_close(got, peer, FAST_MAX[name], f"{name} ({isa}) vs llama.cpp")
+    mean = FAST_MEAN_OF.get(name, FAST_MEAN)
+    check_close(got, peer, FAST_MAX[name], f"{name} ({isa}) vs llama.cpp", mean)
     check_close(got, ref_logits(family_paths[name], name, act_quant=True), FAST_MAX[name],
-                f"{name} ({isa}) vs reference")
+                f"{name} ({isa}) vs reference", mean)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -139,7 +146,8 @@ def test_engine_matches_reference(name: str, family_paths, recorded) -> None:
     peer = np.concatenate([recorded[f"{name}_prefill"], recorded[f"{name}_decode"]]).astype(np.float64)
     want = peer - peer.max(1, keepdims=True)
     want -= np.log(np.exp(want).sum(1, keepdims=True))
-    check_close(llm.logits(TOKENS), want, FAST_MAX[name], f"{name} LLM.logits vs llama.cpp")
+    check_close(llm.logits(TOKENS), want, FAST_MAX[name], f"{name} LLM.logits vs llama.cpp",
+                FAST_MEAN_OF.get(name, FAST_MEAN))
     prompts = [sf.PREFILL_TOKENS, sf.PREFILL_TOKENS[:6]]
     outs = llm.generate_batch(prompts, temperature=0, max_tokens=4)
     for prompt, out in zip(prompts, outs):
