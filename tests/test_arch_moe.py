@@ -27,8 +27,8 @@ from synthetic_families import N_EXPERT, N_EXPERT_USED, N_VOCAB
 DATA = Path(__file__).parent / "data" / "arch_logits.npz"
 FAMILIES = ("qwen3", "qwen3moe", "mixtral")
 MOE = ("qwen3moe", "mixtral")
-# max |logit difference| (logits reach ~20-80). Against the reference (same 8-bit
-# activation rounding) with the float32 cache: measured <= 2.3e-5 on every ISA. With the
+# max |logit difference| (logits reach ~8-22). Against the reference (same 8-bit
+# activation rounding) with the float32 cache: measured <= 1e-5 on every ISA. With the
 # f16 cache the two sometimes round a K/V value to neighbouring halves (a 1-ulp float32
 # difference at a rounding boundary); the changed attention output then flips an 8-bit
 # activation rounding downstream, which moves the logits of that and later positions by
@@ -111,7 +111,7 @@ def test_precise_matches_float_reference(paths, name) -> None:
     m = Model.load(paths[name], n_threads=2, precise=True)
     tokens = _tokens()
     ref = reference_logits(m.gguf, tokens, act_quant=False)
-    assert np.abs(_prefill(m, tokens) - ref).max() < 2e-4     # measured <= 3e-5
+    assert np.abs(_prefill(m, tokens) - ref).max() < 3e-4     # measured <= 1.0e-4 (mixtral)
 
 
 @pytest.mark.parametrize("name", MOE)
