@@ -55,7 +55,6 @@ void route_token(const float* logits, int32_t n_expert, int32_t k, int32_t* sel,
   for (int32_t j = 0; j < k; ++j) w[j] /= wsum;
 }
 
-
 // One token (decode): the gate and up matmuls of all its experts in one call (one
 // activation quantization, one pool job per 8 weights), then each expert's down
 // straight into its slot. Bit-identical to grouped_experts (linear_shared gives each
