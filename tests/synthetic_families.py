@@ -128,13 +128,14 @@ class _Writer:
         self.tokenizer()
 
     def tokenizer(self) -> None:
-        """A SentencePiece vocabulary of N_VOCAB tokens: specials, bytes, pieces."""
+        """A SentencePiece vocabulary of N_VOCAB tokens: specials, bytes, pieces, and a last
+        <|endoftext|> control token (llama.cpp looks it up in files named like Phi-3)."""
         pieces = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
         words = ["\u2581" + "".join(chr(ord("a") + (i * 7 + j) % 26) for j in range(1 + i % 4))
-                 for i in range(N_VOCAB - len(pieces))]
-        tokens = pieces + words
-        types = [2, 3, 3] + [6] * 256 + [1] * len(words)   # unknown, control, byte, normal
-        scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(len(words))]
+                 for i in range(N_VOCAB - len(pieces) - 1)]
+        tokens = pieces + words + ["<|endoftext|>"]
+        types = [2, 3, 3] + [6] * 256 + [1] * len(words) + [3]   # unknown, control, byte, normal
+        scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(len(words))] + [0.0]
         w = self.w
         w.add_tokenizer_model("llama")
         w.add_tokenizer_pre("default")
@@ -410,7 +411,7 @@ SPECS: dict[str, FamilySpec] = {
 
 # The token sequence every recording and test uses: prefill PREFILL_TOKENS, then one
 # decode step per token of DECODE_TOKENS.
-PREFILL_TOKENS = [1, 260, 17, 275, 3, 299, 120, 266, 41, 271]
+PREFILL_TOKENS = [1, 260, 17, 275, 3, 298, 120, 266, 41, 271]
 DECODE_TOKENS = [262, 5, 288, 200]
 
 

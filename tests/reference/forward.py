@@ -78,6 +78,11 @@ class RefHParams:
     embd_scale: float = 1.0
     act_quant: bool = True # round activations to 8-bit blocks before quantized matmuls
     kv_f16: bool = False   # round cached K and V to float16 (llama.cpp's default cache)
+    # llama.cpp's other float16 roundings on the CPU (see _h16's users): the scale of each
+    # 8-bit activation block of 32, the activations of F16 weights, q before q.k and the
+    # softmax weights before p.v (its non-flash attention), GELU through its float16 table.
+    # Off: the float math the core does. On (with act_quant, kv_f16): llama.cpp's logits.
+    llama_cpp_rounding: bool = False
 
 
 def hparams_of(w: RefWeights, n_ctx: int | None = None) -> RefHParams:
@@ -185,13 +190,21 @@ def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bo
     return out.astype(np.float32)
 
 
+def _h16(x: np.ndarray) -> np.ndarray:
+    """x rounded to float16 and back (float32)."""
+    return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray,
-              scale: float, window: int, softcap: float = 0.0) -> np.ndarray:
+              scale: float, window: int, softcap: float = 0.0,
+              f16_operands: bool = False) -> np.ndarray:
     """Causal grouped-query attention of one sequence.
 
     q [n, n_head, d], k [n, n_head_kv, d], v [n, n_head_kv, dv] -> [n, n_head * dv].
     Token t sees token s when pos[s] <= pos[t] (and pos[t] - pos[s] < window if window > 0).
-    softcap > 0: scores s become softcap * tanh(s / softcap) before the softmax."""
+    softcap > 0: scores s become softcap * tanh(s / softcap) before the softmax.
+    f16_operands: q and the softmax weights are rounded to float16 before their products
+    (llama.cpp's non-flash attention multiplies them with the float16 cache that way)."""
     n, n_head, _ = q.shape
     group = n_head // k.shape[1]
     diff = positions[:, None] - positions[None, :]                           # [n, n]
@@ -202,13 +215,16 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray
     for h in range(n_head):
         kh = k[:, h // group, :].astype(np.float64)                          # [n, d]
         vh = v[:, h // group, :].astype(np.float64)                          # [n, dv]
-        scores = (q[:, h, :].astype(np.float64) @ kh.T) * scale              # [n, n]
+        qh = _h16(q[:, h, :]) if f16_operands else q[:, h, :]
+        scores = (qh.astype(np.float64) @ kh.T) * scale                      # [n, n]
         if softcap > 0:
             scores = softcap * np.tanh(scores / softcap)
         scores = np.where(visible, scores, -np.inf)
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)
         p /= p.sum(axis=1, keepdims=True)
+        if f16_operands:
+            p = _h16(p).astype(np.float64)
         out[:, h, :] = p @ vh
     return out.reshape(n, -1).astype(np.float32)
 
@@ -228,13 +244,16 @@ _Q8K_WEIGHTS = {10, 11, 12, 13, 14, 23}      # Q2_K..Q6_K, IQ4_XS
 _FLOAT_WEIGHTS = {0, 1, 30}                  # F32, F16, BF16: activations stay float
 
 
-def fake_quant_8bit(x: np.ndarray, block: int) -> np.ndarray:
+def fake_quant_8bit(x: np.ndarray, block: int, f16_scale: bool = False) -> np.ndarray:
     """x [n, k] rounded as the 8-bit activation blocks hold it: per block of `block`
-    values d = amax / 127, q = round-half-even(x / d), value = q * d."""
+    values d = amax / 127, q = round-half-even(x / d), value = q * d (f16_scale: d as
+    the float16 llama.cpp's Q8_0 blocks store)."""
     xb = x.astype(np.float32).reshape(x.shape[0], -1, block)
     d = (np.abs(xb).max(axis=-1, keepdims=True) / np.float32(127)).astype(np.float32)
     inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
     q = np.rint(xb * inv)
+    if f16_scale:
+        d = _h16(d)
     return (q * d).reshape(x.shape).astype(np.float32)
 
 
@@ -243,11 +262,20 @@ def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray,
     """x [n, k] . W[m, k]^T -> [n, m] for weight `name` (or `matrix`, one expert of the
     3-D tensor `name`); with hp.act_quant the activations are first rounded to 8-bit
     blocks exactly as llama.cpp does."""
-    ttype = w.raw(name)[1]
-    if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
-        x = fake_quant_8bit(x, 256 if ttype in _Q8K_WEIGHTS else 32)
+    x = round_activations(hp, w.raw(name)[1], x)
     W = w.tensor(name) if matrix is None else matrix
     return (x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.float32)
+
+
+def round_activations(hp: RefHParams, ttype: int, x: np.ndarray) -> np.ndarray:
+    """x as a matmul with a weight of type ttype sees it (act_quant: 8-bit blocks; with
+    llama_cpp_rounding also float16 block scales, and float16 values for F16 weights)."""
+    if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
+        q8k = ttype in _Q8K_WEIGHTS      # Q8_K keeps a float32 scale, Q8_0 a float16 one
+        return fake_quant_8bit(x, 256 if q8k else 32, hp.llama_cpp_rounding and not q8k)
+    if hp.act_quant and hp.llama_cpp_rounding and ttype == 1:
+        return _h16(x)
+    return x
 
 
 # ---------------------------------------------------------------------------- one layer
@@ -284,7 +312,7 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     if hp.kv_f16:
         k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
     att = attention(q, k, v, positions, hp.attn_scale, hp.sliding_window if sliding else 0,
-                    hp.attn_softcap)
+                    hp.attn_softcap, hp.llama_cpp_rounding)
     out = linear(w, hp, p + "attn_output.weight", att)                    # [n, n_embd]
     if hp.arch in ("gemma3", "gemma2"):
         out = rmsnorm(out, w.tensor(p + "post_attention_norm.weight"), hp.eps)
@@ -332,7 +360,10 @@ def ffn_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray) -> np.ndarr
     else:
         gate = linear(w, hp, p + "ffn_gate.weight", h)                   # [n, n_ff]
         up = linear(w, hp, p + "ffn_up.weight", h)                       # [n, n_ff]
-    act = gelu_tanh(gate) if hp.arch in ("gemma3", "gemma2") else silu(gate)
+    if hp.arch in ("gemma3", "gemma2"):
+        act = (_h16(gelu_tanh(_h16(gate))) if hp.llama_cpp_rounding else gelu_tanh(gate))
+    else:
+        act = silu(gate)
     out = linear(w, hp, p + "ffn_down.weight", (act * up).astype(np.float32))
     if hp.arch in ("gemma3", "gemma2"):
         out = rmsnorm(out, w.tensor(p + "post_ffw_norm.weight"), hp.eps)
@@ -344,9 +375,7 @@ def output_logits(w: RefWeights, hp: RefHParams, x: np.ndarray) -> np.ndarray:
     """Final norm and output projection (tied to token_embd when the file has no output)."""
     h = rmsnorm(x, w.tensor("output_norm.weight"), hp.eps)                   # [n, n_embd]
     name = "output.weight" if "output.weight" in w.names else "token_embd.weight"
-    ttype = w.raw(name)[1]
-    if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
-        h = fake_quant_8bit(h, 256 if ttype in _Q8K_WEIGHTS else 32)
+    h = round_activations(hp, w.raw(name)[1], h)
     logits = np.empty((x.shape[0], hp.n_vocab), dtype=np.float32)
     chunk = 32768                                                             # bound memory
     for r0 in range(0, hp.n_vocab, chunk):
