@@ -150,12 +150,14 @@ def _rope_factors(g: GGUFFile, arch: str, scaling: str, n_ctx: int) -> str:
     """The tensor of per-pair RoPE frequency divisors llama.cpp uses, or "": Llama 3's
     rope_freqs, else (LongRoPE: llama and phi3) the long factors when the context exceeds
     rope.scaling.original_context_length (default: the training context), the short ones
-    otherwise."""
+    otherwise. The context is rounded up to a multiple of 256 first, as llama.cpp does
+    with its context size."""
     if arch == "llama" and scaling != "longrope":
         return "rope_freqs.weight" if "rope_freqs.weight" in g.tensors else ""
     if arch == "phi3" or (arch == "llama" and scaling == "longrope"):
         orig = _positive_int(g, arch, "rope.scaling.original_context_length",
                              _positive_int(g, arch, "context_length", 2048))
+        n_ctx = -(-n_ctx // 256) * 256
         name = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
         return name if name in g.tensors else ""
     return ""

@@ -240,7 +240,7 @@ def build_qwen2(path: Path, seed: int = 0, **edits) -> Path:
     return b.finish()
 
 
-PHI3_ORIG_CTX = 32
+PHI3_ORIG_CTX = 256    # llama.cpp rounds its context up to a multiple of 256
 
 
 def build_phi3(path: Path, seed: int = 0, **edits) -> Path:
@@ -392,6 +392,7 @@ FAMILIES: dict[str, Callable[..., Path]] = {
     "mistral": build_mistral,
     "qwen2": build_qwen2,
     "phi3": build_phi3,
+    "phi3_short": build_phi3,     # the same file, run with a context that picks the short factors
     "gemma2": build_gemma2,
     "qwen3": build_qwen3,
     "qwen3moe": build_qwen3moe,
@@ -402,7 +403,8 @@ SPECS: dict[str, FamilySpec] = {
     "llama3": FamilySpec("llama", 64, "rope_freqs factors, GQA, tied output"),
     "mistral": FamilySpec("llama", 64, "sliding_window metadata ignored, linear RoPE x2"),
     "qwen2": FamilySpec("qwen2", 64, "Q/K/V biases, NEOX RoPE, separate output"),
-    "phi3": FamilySpec("phi3", 64, "fused QKV and gate-up, LongRoPE long factors"),
+    "phi3": FamilySpec("phi3", 2 * PHI3_ORIG_CTX, "fused QKV and gate-up, LongRoPE long factors"),
+    "phi3_short": FamilySpec("phi3", PHI3_ORIG_CTX, "LongRoPE short factors (n_ctx <= original)"),
     "gemma2": FamilySpec("gemma2", 64, "soft-capping, alternating sliding window"),
     "qwen3": FamilySpec("qwen3", 64, "per-head Q/K norms, NEOX RoPE, tied output"),
     "qwen3moe": FamilySpec("qwen3moe", 64, "mixture of experts (4, top 2), Q/K norms"),

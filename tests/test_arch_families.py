@@ -33,9 +33,10 @@ DATA = Path(__file__).parent / "data" / "arch_logits.npz"
 FAMILIES = list(sf.FAMILIES)
 TOKENS = sf.PREFILL_TOKENS + sf.DECODE_TOKENS
 N_PRE = len(sf.PREFILL_TOKENS)
-# max |logit difference|, precise mode vs the float reference (f32 cache).
-# Measured <= 2e-5 on every family (logits reach ~75).
-TOL_PRECISE = 2e-4
+# max |logit difference|, precise mode vs the float reference (f32 cache): float32 vs
+# float64 summation. Measured <= 1.7e-4 (phi3, generic ISA; llama3 1e-4 with logits up to
+# ~75), <= 3e-5 with AVX2.
+TOL_PRECISE = 5e-4
 # The fast path: max and mean |logit difference| over every position and the whole
 # vocabulary, and the near-tie margin below which top-1 may differ.
 # - vs the reference with the core's rounding (8-bit activations, f16 cache); measured
@@ -179,6 +180,19 @@ def test_engine_matches_reference(name: str, family_paths, recorded) -> None:
             assert row.max() - row[tok] < NEAR_TIE, f"{name}: step {j} took {tok}, reference top-1 {row.argmax()}"
 
 
+def test_longrope_factors_follow_the_context(family_paths) -> None:
+    """LongRoPE's factors by context size, as llama.cpp picks them: long beyond
+    rope.scaling.original_context_length, short up to it, after rounding the context up to
+    a multiple of 256; the training context (1024) when none is given."""
+    path = family_paths["phi3"]
+    for n_ctx, want in ((1, "short"), (sf.PHI3_ORIG_CTX, "short"), (sf.PHI3_ORIG_CTX + 1, "long"),
+                        (None, "long")):
+        m = Model.load(path, n_threads=1, n_ctx=n_ctx)
+        assert m.hparams.rope_factors == f"rope_factors_{want}.weight", n_ctx
+    with pytest.raises(ValueError, match="n_ctx"):
+        Model.load(path, n_threads=1, n_ctx=0)
+
+
 # --- what the loader refuses ------------------------------------------------------------
 @pytest.mark.parametrize("name, edits, match", [
     ("qwen2", dict(drop={"blk.1.attn_v.weight"}), "blk.1.attn_v.weight"),
@@ -221,6 +235,10 @@ def test_unsupported_architecture_is_one_line(tmp_path) -> None:
     msg = str(e.value)
     assert "\n" not in msg and "'gptneox' is not supported" in msg
     assert all(a in msg for a in SUPPORTED_ARCHS)
+    from conftest import run_cli
+    r = run_cli("run", str(path), "-p", "hi")          # the CLI: one line on stderr
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "'gptneox' is not supported" in r.stderr and all(a in r.stderr for a in SUPPORTED_ARCHS)
 
 
 # --- llamalite info ----------------------------------------------------------------------

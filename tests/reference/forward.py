@@ -5,6 +5,9 @@ llama2.c in spirit: one small function per concept, shapes in comments, float32 
 dequantized by gguf.quants and float64 for the numerically touchy parts (norms, softmax).
 Like llama.cpp (and the C++ core), activations entering a quantized matmul are rounded to
 8-bit blocks first (act_quant=True, the default); act_quant=False gives pure float math.
+llama_cpp_rounding=True adds llama.cpp's other float16 roundings (Q8_0 block scales,
+activations of F16 weights, q and the softmax weights in attention, GELU's table): with
+act_quant and kv_f16 it gives llama.cpp's own logits (tests/test_arch_families.py).
 It is the oracle for the C++ core, so it follows llama.cpp's graphs exactly:
 
 - llama: x = embd[tok]; per layer: h = x + Wo.attn(rope_norm(Wq.rms(x)), rope_norm(Wk.rms(x)),
@@ -106,7 +109,8 @@ def hparams_of(w: RefWeights, n_ctx: int | None = None) -> RefHParams:
         factors = "rope_freqs.weight"
     elif w.arch == "phi3":
         orig = int(w.get("rope.scaling.original_context_length", n_ctx_train))
-        factors = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
+        padded = -(-n_ctx // 256) * 256                  # llama.cpp's context: a multiple of 256
+        factors = "rope_factors_long.weight" if padded > orig else "rope_factors_short.weight"
         factors = factors if factors in w.names else ""
     rope_base = float(w.get("rope.freq_base", 10000.0))
     n_expert = int(w.get("expert_count", 0)) if w.arch in ("llama", "qwen3moe") else 0
