@@ -4,12 +4,13 @@
                                  [--n-prompt 128] [--n-gen 32] [--dir FOLDER]
 
 Builds each family's small random model (tests/synthetic_families.py: llama3, mistral,
-qwen2, phi3, gemma2) into --dir (kept between runs; built once), then times both engines
-on it with bench/compare.py's machinery: pp (the prompt in one batch) and tg (one token
-at a time), the same token ids and shapes for both, each repetition in a fresh process,
-the engines interleaved. The models are tiny (2-3 layers, n_embd 256), so the figures
-show per-token overheads of each family's graph (biases, fused matrices, soft-capping)
-more than matmul speed. The report is printed and written to bench/results/ (--out).
+qwen2, phi3, gemma2, qwen3, and the mixtures of experts qwen3moe and mixtral) into --dir
+(kept between runs; built once), then times both engines on it with bench/compare.py's
+machinery: pp (the prompt in one batch) and tg (one token at a time), the same token ids
+and shapes for both, each repetition in a fresh process, the engines interleaved. The
+models are tiny (2-3 layers, n_embd 256), so the figures show per-token overheads of each
+family's graph (biases, fused matrices, soft-capping, expert routing) more than matmul
+speed. The report is printed and written to bench/results/ (--out).
 """
 from __future__ import annotations
 

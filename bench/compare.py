@@ -53,21 +53,29 @@ def model_costs(path: Path) -> dict:
     Decode computes logits for every token, so it reads every matmul weight, the
     output projection (or the tied token_embd) included. Prefill needs logits for
     its last row only, so the output projection is not part of its per-token work.
+    A mixture of experts (3-D ffn_*_exps tensors) runs expert_used_count of its
+    expert_count experts per token: that share of those tensors' bytes and work.
     """
     from llamalite.gguf import open_gguf
 
     with open_gguf(path) as g:
         output = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"
+        arch = g.architecture
+        n_expert = int(g.metadata.get(f"{arch}.expert_count", 0) or 0)
+        n_used = int(g.metadata.get(f"{arch}.expert_used_count", 0) or 0)
         read_bytes = 0
         prompt_macs = 0
         for t in g.tensors.values():
-            if len(t.shape) != 2:
+            share = 1.0
+            if len(t.shape) == 3 and n_expert and t.shape[2] == n_expert:
+                share = n_used / n_expert    # one token reads its experts' slices only
+            elif len(t.shape) != 2:
                 continue
             if t.name == "token_embd.weight" and output != t.name:
                 continue  # a row gather, not a matmul
-            read_bytes += t.nbytes
+            read_bytes += int(t.nbytes * share)
             if t.name != output:
-                prompt_macs += t.shape[0] * t.shape[1]
+                prompt_macs += int(t.shape[0] * t.shape[1] * (t.shape[2] if len(t.shape) == 3 else 1) * share)
     return dict(weight_bytes_per_token=read_bytes, macs_per_prompt_token=prompt_macs)
 
 

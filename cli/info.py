@@ -45,6 +45,8 @@ def _print_summary(s: ModelSummary) -> None:
     echo(f"parameters     {_human(s.n_params)} ({s.n_params:,})")
     ft = f"{s.file_type}, " if s.file_type else ""
     echo(f"quantization   {ft}{s.bits_per_weight:.2f} bits per weight")
+    if s.n_expert:
+        echo(f"experts        {s.n_expert} per layer, {s.n_expert_used} used per token")
     echo(f"hyperparameters ({s.architecture}.*):")
     for k, v in s.hyperparameters.items():
         echo(f"  {k:<38} {_show_value(v)}")

@@ -2,7 +2,9 @@
 // Mistral-style files), as llama.cpp builds it:
 //   h = x + Wo . attn(rope(Wq . rms(x)), rope(Wk . rms(x)), Wv . rms(x))
 //   x = h + Wdown . (silu(Wgate . rms(h)) * (Wup . rms(h)))
-// RoPE in "normal" mode (adjacent pairs), grouped-query attention.
+// RoPE in "normal" mode (adjacent pairs), grouped-query attention. Files with
+// experts (Mixtral style: expert_count > 0, ffn_*_exps) replace the FFN by the
+// mixture of experts (moe.cpp): softmax routing, top-k weights normalised to sum 1.
 #include "model.h"
 #include "ops.h"
 
@@ -22,11 +24,15 @@ void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
   add_into(m, s.x.data(), s.proj.data(), n * E);
 
-  // --- feed-forward (SwiGLU) ---
+  // --- feed-forward (SwiGLU, or a mixture of SwiGLU experts) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
-  project_gate_up(m, L, n);                                       // gate, up [n, n_ff] from xb
-  gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, false);
-  linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
+  if (hp.n_expert > 0) {
+    moe_ffn(m, L, n);                                             // proj [n, E] from xb
+  } else {
+    project_gate_up(m, L, n);                                     // gate, up [n, n_ff] from xb
+    gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, false);
+    linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());       // proj [n, E]
+  }
   add_into(m, s.x.data(), s.proj.data(), n * E);
 }
 

@@ -34,7 +34,7 @@
 namespace py = pybind11;
 
 // --- model ---
-// _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1)}, n_threads,
+// _core.Model(buffer, hparams: dict, tensors: {name: (offset, type, ne0, ne1, ne2)}, n_threads,
 //             precise=False)   precise: float32 activations in every matmul
 // holds pointers into `buffer` (the mmapped file), kept alive with the Model.
 // _core.KVCache(model, n_blocks, block_size, dtype='f16'|'f32') is the paged K/V pool.
@@ -70,6 +70,9 @@ static ll::HParams hparams_from_dict(const py::dict& d) {
   hp.attn_scale = get("attn_scale").cast<float>();
   hp.embd_scale = get("embd_scale").cast<float>();
   hp.final_softcap = get("final_softcap").cast<float>();
+  hp.n_expert = get("n_expert").cast<int32_t>();
+  hp.n_expert_used = get("n_expert_used").cast<int32_t>();
+  hp.n_ff_exp = get("n_ff_exp").cast<int32_t>();
   hp.rope_freq_scale_swa = get("rope_freq_scale_swa").cast<float>();
   hp.rope_attn_factor = get("rope_attn_factor").cast<float>();
   hp.rope_factors = get("rope_factors").cast<std::string>();
@@ -86,9 +89,10 @@ static std::unique_ptr<ll::Model> make_model(py::buffer buffer, const py::dict& 
   std::map<std::string, ll::TensorDesc> descs;
   for (auto item : tensors) {
     auto t = item.second.cast<py::tuple>();
-    if (t.size() != 4) throw py::value_error("Model: tensor entries are (offset, type, ne0, ne1)");
+    if (t.size() != 5) throw py::value_error("Model: tensor entries are (offset, type, ne0, ne1, ne2)");
     descs[item.first.cast<std::string>()] = ll::TensorDesc{
-        t[0].cast<uint64_t>(), t[1].cast<int32_t>(), t[2].cast<int64_t>(), t[3].cast<int64_t>()};
+        t[0].cast<uint64_t>(), t[1].cast<int32_t>(), t[2].cast<int64_t>(), t[3].cast<int64_t>(),
+        t[4].cast<int64_t>()};
   }
   return std::make_unique<ll::Model>(static_cast<const uint8_t*>(info.ptr),
                                      static_cast<uint64_t>(info.shape[0]),

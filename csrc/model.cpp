@@ -27,23 +27,25 @@ namespace {
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
-std::string shape_str(int64_t a, int64_t b) {
-  return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+std::string shape_str(int64_t a, int64_t b, int64_t c = 1) {
+  return "[" + std::to_string(a) + ", " + std::to_string(b) + (c == 1 ? "" : ", " + std::to_string(c)) + "]";
 }
 
-// Finds `name`, checks its shape is [K, N] (GGUF order) and that its bytes lie in
-// the file, and returns a view. `need_f32` for norm vectors read as plain floats.
+// Finds `name`, checks its shape is [K, N] (GGUF order; [K, N, X] for X > 1: X
+// matrices, the experts of a 3-D expert tensor) and that its bytes lie in the file,
+// and returns a view of all N * X rows. `need_f32` for norm vectors read as plain floats.
 Weight bind_weight(const Model& m, const std::map<std::string, TensorDesc>& tensors,
-            const std::string& name, int64_t K, int64_t N, bool need_f32) {
+            const std::string& name, int64_t K, int64_t N, bool need_f32, int64_t X = 1) {
   auto it = tensors.find(name);
   if (it == tensors.end()) fail("tensor '" + name + "' is missing from the file");
   const TensorDesc& t = it->second;
   if (!is_known_type(t.type)) fail("tensor '" + name + "' has unknown type id " + std::to_string(t.type));
   const TypeTraits& tr = type_traits(t.type);
-  if (t.ne0 != K || t.ne1 != N) {
-    fail("tensor '" + name + "' has shape " + shape_str(t.ne0, t.ne1) + ", expected " +
-         shape_str(K, N));
+  if (t.ne0 != K || t.ne1 != N || t.ne2 != X) {
+    fail("tensor '" + name + "' has shape " + shape_str(t.ne0, t.ne1, t.ne2) + ", expected " +
+         shape_str(K, N, X));
   }
+  N *= X;
   if (need_f32 && t.type != TYPE_F32) {
     fail("tensor '" + name + "' is " + tr.name + "; norm weights must be F32");
   }
@@ -92,6 +94,21 @@ void check_hparams(const HParams& hp) {
     fail("attn_softcap and final_softcap must be >= 0 (0: none)");
   }
   if (hp.sliding_window < 0 || hp.swa_pattern <= 0) fail("bad sliding window parameters");
+  if (hp.n_expert < 0 || hp.n_expert_used < 0 || hp.n_ff_exp < 0) fail("expert counts must not be negative");
+  if (hp.n_expert > 0 && (hp.n_expert_used <= 0 || hp.n_expert_used > hp.n_expert || hp.n_ff_exp <= 0)) {
+    fail("a mixture of experts needs 0 < n_expert_used <= n_expert and n_ff_exp > 0 (got n_expert " +
+         std::to_string(hp.n_expert) + ", n_expert_used " + std::to_string(hp.n_expert_used) +
+         ", n_ff_exp " + std::to_string(hp.n_ff_exp) + ")");
+  }
+}
+
+// The X experts of a bound 3-D tensor (all N * X rows) as X views of N rows each.
+std::vector<Weight> split_experts(const Weight& all, int64_t X) {
+  const int64_t N = all.N / X;
+  const uint64_t bytes = row_bytes(all.type, all.K) * (uint64_t)N;
+  std::vector<Weight> out;
+  for (int64_t e = 0; e < X; ++e) out.push_back(Weight{all.data + e * bytes, all.type, all.K, N});
+  return out;
 }
 
 }  // namespace
@@ -115,6 +132,15 @@ void repack_weights(Model& m, bool release_pages) {
   for (LayerWeights& L : m.layers) {
     for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
       if (x8_supported(w->type, w->N, w->K)) ws.push_back(w);
+    }
+    // experts one by one (each slice is a matrix of its own), and the router
+    for (std::vector<Weight>* ex : {&L.gate_exps, &L.up_exps, &L.down_exps}) {
+      for (Weight& w : *ex) {
+        if (x8_supported(w.type, w.N, w.K)) ws.push_back(&w);
+      }
+    }
+    if (L.ffn_gate_inp.data && x8_supported(L.ffn_gate_inp.type, L.ffn_gate_inp.N, L.ffn_gate_inp.K)) {
+      ws.push_back(&L.ffn_gate_inp);
     }
   }
   const bool tied = m.output.data == m.tok_embd.data;
@@ -179,8 +205,17 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     arch = Arch::phi3;
   } else if (hp.arch == "gemma2") {
     arch = Arch::gemma2;
+  } else if (hp.arch == "qwen3") {
+    arch = Arch::qwen3;
+  } else if (hp.arch == "qwen3moe") {
+    arch = Arch::qwen3moe;
   } else {
-    fail("architecture '" + hp.arch + "' is not supported (supported: llama, gemma3, qwen2, phi3, gemma2)");
+    fail("architecture '" + hp.arch + "' is not supported (supported: llama, gemma3, qwen2, phi3, gemma2, "
+         "qwen3, qwen3moe)");
+  }
+  if (arch == Arch::qwen3moe && hp.n_expert == 0) fail("a qwen3moe model needs n_expert > 0");
+  if (arch != Arch::llama && arch != Arch::qwen3moe && hp.n_expert > 0) {
+    fail("architecture '" + hp.arch + "' has no mixture-of-experts graph (n_expert must be 0)");
   }
   check_hparams(hp);
   if (n_threads <= 0) fail("n_threads must be positive, got " + std::to_string(n_threads));
@@ -201,6 +236,8 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
   };
   const bool gemma = arch == Arch::gemma3;
   const bool post_norms = gemma || arch == Arch::gemma2;
+  const bool qk_norm = gemma || arch == Arch::qwen3 || arch == Arch::qwen3moe;
+  const int64_t X = hp.n_expert;
   layers.resize(hp.n_layer);
   for (int32_t il = 0; il < hp.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
@@ -221,15 +258,23 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     }
     L.wo = bind_weight(*this, tensors, p + "attn_output.weight", AO, E, false);
     L.ffn_norm = bind_weight(*this, tensors, p + "ffn_norm.weight", E, 1, true);
-    if (arch == Arch::phi3) {    // gate and up rows in one matrix
-      L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, 2 * (int64_t)hp.n_ff, false);
-      L.fused_gate_up = true;
+    if (X > 0) {
+      const int64_t F = hp.n_ff_exp;
+      L.ffn_gate_inp = bind_weight(*this, tensors, p + "ffn_gate_inp.weight", E, X, false);
+      L.gate_exps = split_experts(bind_weight(*this, tensors, p + "ffn_gate_exps.weight", E, F, false, X), X);
+      L.up_exps = split_experts(bind_weight(*this, tensors, p + "ffn_up_exps.weight", E, F, false, X), X);
+      L.down_exps = split_experts(bind_weight(*this, tensors, p + "ffn_down_exps.weight", F, E, false, X), X);
     } else {
-      L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
-      L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
+      if (arch == Arch::phi3) {    // gate and up rows in one matrix
+        L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, 2 * (int64_t)hp.n_ff, false);
+        L.fused_gate_up = true;
+      } else {
+        L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
+        L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, hp.n_ff, false);
+      }
+      L.ffn_down = bind_weight(*this, tensors, p + "ffn_down.weight", hp.n_ff, E, false);
     }
-    L.ffn_down = bind_weight(*this, tensors, p + "ffn_down.weight", hp.n_ff, E, false);
-    if (gemma) {
+    if (qk_norm) {
       L.q_norm = bind_weight(*this, tensors, p + "attn_q_norm.weight", hp.head_dim, 1, true);
       L.k_norm = bind_weight(*this, tensors, p + "attn_k_norm.weight", hp.head_dim, 1, true);
     }
@@ -504,8 +549,20 @@ void size_scratch(Model& m, const Batch& b) {
   s.v.resize(n * hp.n_head_kv * hp.head_dim_v);
   s.att.resize(n * hp.n_head * hp.head_dim_v);
   s.proj.resize(n * hp.n_embd);
-  s.gate.resize(n * hp.n_ff);
-  s.up.resize(n * hp.n_ff);
+  const int64_t n_ff_dense = hp.n_expert > 0 ? 0 : hp.n_ff;   // experts use s.moe
+  s.gate.resize(n * n_ff_dense);
+  s.up.resize(n * n_ff_dense);
+  if (hp.n_expert > 0) {
+    const int64_t X = hp.n_expert, K = hp.n_expert_used;
+    s.moe.router.resize(n * X);
+    s.moe.sel.resize(n * K);
+    s.moe.w.resize(n * K);
+    s.moe.y.resize(n * K * hp.n_embd);
+    s.moe.rows.resize(n * K);
+    s.moe.xe.resize(n * hp.n_embd);   // a token goes to an expert at most once
+    s.moe.ge.resize(std::max(n, K) * hp.n_ff_exp);   // decode: one row per chosen expert
+    s.moe.ue.resize(std::max(n, K) * hp.n_ff_exp);
+  }
   s.rope_cs.resize(n * hp.n_rot);
   if (m.arch == Arch::phi3) {   // fused QKV or gate-up output
     const int64_t qkv = (int64_t)hp.n_head * hp.head_dim + (int64_t)hp.n_head_kv * (hp.head_dim + hp.head_dim_v);
@@ -563,6 +620,7 @@ void forward(Model& m, KVCache& kv, const Batch& b, float* logits) {
       case Arch::qwen2: qwen2_layer(m, kv, b, il); break;
       case Arch::phi3: phi3_layer(m, kv, b, il); break;
       case Arch::gemma2: gemma2_layer(m, kv, b, il); break;
+      case Arch::qwen3: case Arch::qwen3moe: qwen3_layer(m, kv, b, il); break;
     }
   }
   output_logits(m, b, logits);

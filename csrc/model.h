@@ -22,10 +22,11 @@
 
 namespace ll {
 
-enum class Arch : int32_t { llama = 0, gemma3 = 1, qwen2 = 2, phi3 = 3, gemma2 = 4 };
+enum class Arch : int32_t { llama = 0, gemma3 = 1, qwen2 = 2, phi3 = 3, gemma2 = 4, qwen3 = 5,
+                            qwen3moe = 6 };
 
 struct HParams {
-  std::string arch;          // "llama", "gemma3", "qwen2", "phi3" or "gemma2"
+  std::string arch;          // "llama", "gemma3", "qwen2", "phi3", "gemma2", "qwen3" or "qwen3moe"
   int32_t n_vocab = 0, n_ctx_train = 0, n_embd = 0, n_layer = 0;
   int32_t n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0, n_rot = 0, n_ff = 0;
   float eps = 1e-5f;
@@ -41,13 +42,17 @@ struct HParams {
   float embd_scale = 1.0f;      // multiplies the token embeddings (gemma: sqrt(n_embd))
   float final_softcap = 0.0f;   // 0: none
   float attn_softcap = 0.0f;    // attention scores become cap * tanh(score / cap); 0: none
+  // Mixture of experts (qwen3moe; llama files with experts): 0 experts: a dense FFN.
+  int32_t n_expert = 0, n_expert_used = 0;   // experts per layer, experts per token (top-k)
+  int32_t n_ff_exp = 0;                      // rows of one expert's gate and up
 };
 
-// Where a tensor lies in the file (GGUF order: ne0 = row length, ne1 = rows).
+// Where a tensor lies in the file (GGUF order: ne0 = row length, ne1 = rows,
+// ne2 = matrices: the experts of a 3-D expert tensor; 1 for a matrix).
 struct TensorDesc {
   uint64_t offset = 0;
   int32_t type = -1;
-  int64_t ne0 = 0, ne1 = 1;
+  int64_t ne0 = 0, ne1 = 1, ne2 = 1;
 };
 
 // A weight as the kernels see it: N rows of K values in the ggml layout, or (x8)
@@ -65,13 +70,29 @@ struct LayerWeights {
   const float* bq = nullptr;                 // optional Q/K/V biases (qwen2), F32
   const float* bk = nullptr;
   const float* bv = nullptr;
-  Weight q_norm, k_norm, post_attn_norm;     // gemma3 only
+  Weight q_norm, k_norm, post_attn_norm;     // q/k norms: gemma3, qwen3*; post: gemma3
   Weight ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
   bool fused_gate_up = false;                // ffn_up holds the gate rows then the up rows (phi3)
   bool sliding = false;
   float rope_base = 10000.0f;
   float rope_freq_scale = 1.0f;
   const float* rope_factors = nullptr;   // [n_rot/2] or null
+  // Mixture of experts (moe.cpp): the router ffn_gate_inp [n_expert rows of n_embd],
+  // and one view per expert into the 3-D tensors ffn_{gate,up,down}_exps (expert e
+  // starts e * rows * row_bytes into the tensor; repacked per expert like any weight).
+  Weight ffn_gate_inp;
+  std::vector<Weight> gate_exps, up_exps, down_exps;
+};
+
+// The mixture-of-experts FFN's buffers (moe.cpp), sized to the step.
+struct MoEScratch {
+  std::vector<float> router;     // [n, n_expert]        router logits, then probabilities
+  std::vector<int32_t> sel;      // [n, n_expert_used]   selected experts, best first
+  std::vector<float> w;          // [n, n_expert_used]   their (normalised) weights
+  std::vector<float> y;          // [n, n_expert_used, n_embd]  each selected expert's output
+  std::vector<int32_t> rows;     // [n * n_expert_used]  (token, slot) indices grouped by expert
+  std::vector<float> xe;         // [c, n_embd]          the tokens routed to one expert
+  std::vector<float> ge, ue;     // [c, n_ff_exp]        their gate and up (decode: [k, n_ff_exp])
 };
 
 // Per-step activations, sized to the batch (capacity reused between steps).
@@ -88,6 +109,7 @@ struct Scratch {
   std::vector<float> fused;  // [n, q + k + v] or [n, 2 * n_ff]  output of a fused matmul
   std::vector<float> rope_cs;      // [n, n_rot]  cos/sin for the current RoPE base
   std::vector<float> out_x;        // [r, n_embd]  rows that need logits
+  MoEScratch moe;
 };
 
 // One engine step. Arrays are owned by the caller.
@@ -182,11 +204,15 @@ void add_into(Model& m, float* X, const float* Y, int64_t n);
 // gate[i] = act(gate[i]) * up[i] for n values; act = gelu_tanh or silu.
 void gated_activation(Model& m, float* gate, const float* up, int64_t n, bool gelu);
 
+// The mixture-of-experts FFN (moe.cpp): s.proj [n, n_embd] from s.xb [n, n_embd].
+void moe_ffn(Model& m, const LayerWeights& L, int64_t n);
+
 // The per-layer graphs (arch_*.cpp): update s.x in place.
 void llama_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 void gemma3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 void qwen2_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 void phi3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 void gemma2_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
+void qwen3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il);
 
 }  // namespace ll

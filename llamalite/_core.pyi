@@ -96,9 +96,10 @@ class Model:
     """The weights of a GGUF file (pointers into its memory map) and the thread pool."""
 
     def __init__(self, buffer: _Buffer, hparams: dict[str, Any],
-                 tensors: dict[str, tuple[int, int, int, int]], n_threads: int,
+                 tensors: dict[str, tuple[int, int, int, int, int]], n_threads: int,
                  precise: bool = False, repack: bool = True, release_pages: bool = False) -> None:
-        """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1)}.
+        """Bind the weights of a file parsed by llamalite.gguf; tensors: {name: (offset, type, ne0, ne1, ne2)}
+        (GGUF order; ne2 > 1: a 3-D expert tensor, ne2 = product of the dimensions after ne1).
 
         precise=True: every matmul keeps float32 activations (slower).
         repack: matmul weights of the 32-value types go into the x8 layout (faster kernels).

@@ -28,7 +28,9 @@ from . import _core
 from .errors import GGUFError
 from .gguf import GGUFFile, open_gguf
 
-SUPPORTED_ARCHS = ("llama", "gemma3", "qwen2", "phi3", "gemma2")
+SUPPORTED_ARCHS = ("llama", "gemma3", "qwen2", "phi3", "gemma2", "qwen3", "qwen3moe")
+# The families whose files may hold a mixture of experts (expert_count > 0).
+MOE_ARCHS = ("llama", "qwen3moe")
 # RoPE scaling types llama.cpp applies without YaRN's extrapolation ramp.
 ROPE_SCALINGS = ("none", "linear", "longrope")
 # The core holds every integer hyperparameter in an int32 and every real one in a float.
@@ -64,6 +66,10 @@ class HParams:
     rope_attn_factor: float = 1.0     # multiplies RoPE's cos and sin (LongRoPE attention factor)
     rope_factors: str = ""            # tensor of per-pair frequency divisors, "" for none
     attn_softcap: float = 0.0         # attention scores -> cap * tanh(score / cap); 0: none
+    # Mixture of experts (qwen3moe; llama files with expert_count > 0); 0: a dense FFN
+    n_expert: int = 0      # experts per layer
+    n_expert_used: int = 0 # experts per token (top-k of the softmax router)
+    n_ff_exp: int = 0      # rows of one expert's gate and up projections
 
     def is_sliding(self, il: int) -> bool:
         return self.sliding_window > 0 and il % self.swa_pattern < self.swa_pattern - 1
@@ -167,9 +173,10 @@ def _rope_factors(g: GGUFFile, arch: str, scaling: str, n_ctx: int) -> str:
 def _check_tensors(g: GGUFFile, arch: str) -> None:
     """GGUFError for tensors llama.cpp's graph of `arch` would use but llamalite's would
     not (biases, mixture-of-experts): refusing beats computing something else."""
-    if g.metadata.get(f"{arch}.expert_count", 0):
+    if g.metadata.get(f"{arch}.expert_count", 0) and arch not in MOE_ARCHS:
         raise GGUFError(f"{g.path.name}: mixture-of-experts '{arch}' files (expert_count "
-                        f"{g.metadata[f'{arch}.expert_count']}) are not supported")
+                        f"{g.metadata[f'{arch}.expert_count']}) are not supported (only "
+                        f"{', '.join(MOE_ARCHS)})")
     allowed = {"attn_q.bias", "attn_k.bias", "attn_v.bias"} if arch == "qwen2" else set()
     for name in g.tensors:
         if name.endswith(".bias") and name.split(".", 2)[-1] not in allowed:
@@ -210,6 +217,19 @@ def hparams_from_gguf(g: GGUFFile, n_ctx: int | None = None) -> HParams:
     freq_scale = 1.0 / factor if scaling != "none" and factor > 0 else 1.0
     n_layer = _positive_int(g, arch, "block_count")
     _check_layers(g, arch, n_layer)
+    n_ff = _positive_int(g, arch, "feed_forward_length")
+    n_expert = n_expert_used = n_ff_exp = 0
+    if arch == "qwen3moe" or (arch in MOE_ARCHS and g.metadata.get(f"{arch}.expert_count", 0)):
+        n_expert = _positive_int(g, arch, "expert_count")
+        n_expert_used = _positive_int(g, arch, "expert_used_count")
+        if n_expert_used > n_expert:
+            raise GGUFError(f"{g.path.name}: '{arch}.expert_used_count' is {n_expert_used} but "
+                            f"there are only {n_expert} experts ('{arch}.expert_count')")
+        # llama.cpp: qwen3moe's experts are expert_feed_forward_length rows (else
+        # n_ff / n_expert_used); llama's are feed_forward_length rows
+        n_ff_exp = (_positive_int(g, arch, "expert_feed_forward_length",
+                                  max(1, n_ff // n_expert_used))
+                    if arch == "qwen3moe" else n_ff)
     n_ctx_train = _positive_int(g, arch, "context_length", 2048)
     if n_ctx is None:
         n_ctx = n_ctx_train
@@ -253,7 +273,7 @@ def hparams_from_gguf(g: GGUFFile, n_ctx: int | None = None) -> HParams:
         head_dim=head_dim,
         head_dim_v=_positive_int(g, arch, "attention.value_length", head_dim),
         n_rot=_positive_int(g, arch, "rope.dimension_count", head_dim),
-        n_ff=_positive_int(g, arch, "feed_forward_length"),
+        n_ff=n_ff,
         eps=eps,
         rope_base=rope_base,
         rope_base_swa=rope_base_swa,                # gemma3: fixed 10000 for its local layers
@@ -268,6 +288,9 @@ def hparams_from_gguf(g: GGUFFile, n_ctx: int | None = None) -> HParams:
         rope_attn_factor=rope_attn_factor,
         rope_factors=_rope_factors(g, arch, scaling, n_ctx),
         attn_softcap=attn_softcap,
+        n_expert=n_expert,
+        n_expert_used=n_expert_used,
+        n_ff_exp=n_ff_exp,
     )
 
 
@@ -363,8 +386,11 @@ class Model:
             raise ValueError(f"precise must be True or False, got {precise!r}")
         tensors = {}
         for name, t in g.tensors.items():
-            rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
-            tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), rows)
+            # GGUF order [ne0, ne1, ne2, ...]: the dimensions after ne1 fold into ne2
+            # (the experts of a 3-D tensor); the core checks every shape it binds
+            ne1 = int(t.shape[1]) if len(t.shape) > 1 else 1
+            ne2 = int(np.prod(t.shape[2:])) if len(t.shape) > 2 else 1
+            tensors[name] = (int(t.offset), int(t.type), int(t.shape[0]), ne1, ne2)
         try:
             native = _core.Model(g.data, asdict(hp), tensors, n_threads, precise=bool(precise),
                                  repack=_repack_enabled(precise),

@@ -26,13 +26,17 @@ FILE_TYPES: dict[int, str] = {
 # llamalite runs: llamalite.model.SUPPORTED_ARCHS).
 ARCH_FAMILIES: dict[str, str] = {
     "llama": "Llama 1-3, SmolLM, TinyLlama, Mistral-style: SwiGLU, RoPE (Llama 3 rope_freqs, "
-             "linear scaling); a sliding_window key is ignored, as llama.cpp does",
+             "linear scaling); a sliding_window key is ignored, as llama.cpp does; Mixtral-style "
+             "experts (expert_count > 0)",
     "qwen2": "Qwen2 / Qwen2.5: SwiGLU, Q/K/V biases, NEOX RoPE",
     "phi3": "Phi-3 / Phi-3.5 / Phi-4-mini: fused QKV and gate-up, NEOX RoPE with LongRoPE "
             "factors (no sliding window, as in llama.cpp)",
     "gemma2": "Gemma 2: GELU, post-norms, attention and final logit soft-capping, "
               "alternating sliding-window layers",
     "gemma3": "Gemma 3: GELU, post-norms, Q/K norms, 5 sliding-window layers per global one",
+    "qwen3": "Qwen3 (dense): SwiGLU, per-head Q/K RMS norms, NEOX RoPE",
+    "qwen3moe": "Qwen3 MoE: Qwen3's attention, a mixture of SwiGLU experts (softmax top-k "
+                "routing, normalised weights)",
 }
 
 # tokenizer.ggml.model -> the algorithm it names.
@@ -75,6 +79,8 @@ class ModelSummary:
     n_merges: int | None
     special_tokens: dict[str, int] = field(default_factory=dict)  # bos/eos/... ids
     has_chat_template: bool = False
+    n_expert: int = 0                # <arch>.expert_count: experts per layer (0: a dense FFN)
+    n_expert_used: int = 0           # <arch>.expert_used_count: experts each token runs
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data."""
@@ -118,6 +124,10 @@ def summarize(g: GGUFFile) -> ModelSummary:
     template = g.get("tokenizer.chat_template")
     name = g.get("general.name")
     pre = g.get("tokenizer.ggml.pre")
+
+    def count(key: str) -> int:
+        v = hparams.get(key)
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else 0
     return ModelSummary(
         path=str(g.path), file_size=g.file_size, gguf_version=g.version, architecture=arch,
         family=ARCH_FAMILIES.get(arch),
@@ -135,6 +145,8 @@ def summarize(g: GGUFFile) -> ModelSummary:
         n_merges=len(merges) if isinstance(merges, StringArray) else None,
         special_tokens=specials,
         has_chat_template=isinstance(template, str) and bool(template),
+        n_expert=count("expert_count"),
+        n_expert_used=count("expert_used_count"),
     )
 
 

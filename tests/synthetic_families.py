@@ -30,6 +30,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 N_VOCAB = 300
 N_EMBD = 256           # a multiple of 256: every tensor can take a K-quant
 N_FF = 512
+N_EXPERT, N_EXPERT_USED = 4, 2    # mixture-of-experts families: experts per layer, per token
+N_FF_EXP = 128                    # qwen3moe's rows per expert
 
 # Byte offsets of the fp16 scale fields in one block of a K-quant (random blocks).
 _FP16_FIELDS = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
@@ -93,6 +95,12 @@ class _Writer:
             self.w.add_tensor(name, a, raw_dtype=qtype)
         else:
             self.w.add_tensor(name, a)
+
+    def experts(self, name: str, qtype: T, rows: int, cols: int, gain: float = 1.0) -> None:
+        """A 3-D expert tensor: N_EXPERT matrices [rows, cols] (GGUF shape [cols, rows, X])."""
+        a = np.stack([_matrix(qtype, rows, cols, gain, self.rng) for _ in range(N_EXPERT)])
+        if name not in self.drop:
+            self.w.add_tensor(name, a, raw_dtype=qtype if a.dtype == np.uint8 else None)
 
     def vec(self, name: str, n: int, mean: float = 1.0, spread: float = 0.1) -> None:
         self.add(name, (mean + spread * self.rng.standard_normal(n)).astype(np.float32))
@@ -285,6 +293,100 @@ def build_gemma2(path: Path, seed: int = 0, **edits) -> Path:
     return b.finish()
 
 
+def _qk_norms(b: _Writer, n_layer: int, hd: int) -> None:
+    for il in range(n_layer):
+        b.vec(f"blk.{il}.attn_q_norm.weight", hd)
+        b.vec(f"blk.{il}.attn_k_norm.weight", hd)
+
+
+def _attention_layers(b: _Writer, n_layer: int, n_head: int, n_head_kv: int, hd: int,
+                      types: list[dict[str, T]]) -> None:
+    """attn_norm, attn_q/k/v/output, attn_q_norm/attn_k_norm of every layer (layer il
+    takes types[il % len(types)])."""
+    for il in range(n_layer):
+        p, t = f"blk.{il}.", types[il % len(types)]
+        b.vec(p + "attn_norm.weight", N_EMBD)
+        b.mat(p + "attn_q.weight", t["attn_q"], n_head * hd, N_EMBD, 3.0)
+        b.mat(p + "attn_k.weight", t["attn_k"], n_head_kv * hd, N_EMBD, 3.0)
+        b.mat(p + "attn_v.weight", t["attn_v"], n_head_kv * hd, N_EMBD)
+        b.mat(p + "attn_output.weight", t["attn_output"], N_EMBD, n_head * hd)
+
+
+def _moe_layers(b: _Writer, n_layer: int, n_ff_exp: int, types: list[dict[str, T]]) -> None:
+    """ffn_norm, the F32 router ffn_gate_inp (llama.cpp's quantizer keeps it F32) and the
+    3-D experts ffn_{gate,up,down}_exps of every layer."""
+    for il in range(n_layer):
+        p, t = f"blk.{il}.", types[il % len(types)]
+        b.vec(p + "ffn_norm.weight", N_EMBD)
+        b.mat(p + "ffn_gate_inp.weight", T.F32, N_EXPERT, N_EMBD, 4.0)
+        b.experts(p + "ffn_gate_exps.weight", t["ffn_gate"], n_ff_exp, N_EMBD)
+        b.experts(p + "ffn_up_exps.weight", t["ffn_up"], n_ff_exp, N_EMBD)
+        b.experts(p + "ffn_down_exps.weight", t["ffn_down"], N_EMBD, n_ff_exp)
+
+
+# Per-layer types of the MoE families: every expert type with an x8 layout (Q4_0, Q8_0,
+# Q4_K, Q6_K) and one without (F16).
+_MOE_TYPES = [
+    dict(attn_q=T.Q4_K, attn_k=T.Q8_0, attn_v=T.Q6_K, attn_output=T.Q4_0,
+         ffn_gate=T.Q4_K, ffn_up=T.Q6_K, ffn_down=T.Q8_0),
+    dict(attn_q=T.Q8_0, attn_k=T.Q6_K, attn_v=T.Q4_0, attn_output=T.Q4_K,
+         ffn_gate=T.Q4_0, ffn_up=T.Q8_0, ffn_down=T.F16),
+]
+
+
+def build_qwen3(path: Path, seed: int = 0, **edits) -> Path:
+    """Qwen3 (dense): per-head Q/K RMS norms before NEOX RoPE (base 1e6), eps 1e-6, GQA 4:2,
+    tied Q8_0 embeddings."""
+    b = _Writer(path, "qwen3", seed, **edits)
+    n_layer, n_head, n_kv, hd = 2, 4, 2, 64
+    b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=hd, eps=1e-6,
+             rope_base=1000000.0)
+    # tied: the embedding gain sets the logit range too (~25 here)
+    b.mat("token_embd.weight", T.Q8_0, N_VOCAB, N_EMBD, 2.0)
+    b.vec("output_norm.weight", N_EMBD)
+    _dense_layers(b, n_layer, n_head, n_kv, hd, dict(
+        attn_q=T.Q4_0, attn_k=T.Q6_K, attn_v=T.Q8_0, attn_output=T.Q4_K,
+        ffn_gate=T.Q4_K, ffn_up=T.F16, ffn_down=T.Q6_K))
+    _qk_norms(b, n_layer, hd)
+    return b.finish()
+
+
+def build_qwen3moe(path: Path, seed: int = 0, **edits) -> Path:
+    """Qwen3 MoE: Qwen3's attention; 4 experts per layer, top 2, expert_feed_forward_length
+    128; separate Q6_K output."""
+    b = _Writer(path, "qwen3moe", seed, **edits)
+    n_layer, n_head, n_kv, hd = 2, 4, 2, 64
+    b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=hd, eps=1e-6,
+             rope_base=1000000.0)
+    b.w.add_expert_count(N_EXPERT)
+    b.w.add_expert_used_count(N_EXPERT_USED)
+    b.w.add_expert_feed_forward_length(N_FF_EXP)
+    b.mat("token_embd.weight", T.Q4_K, N_VOCAB, N_EMBD, 0.5 * np.sqrt(N_EMBD))
+    b.vec("output_norm.weight", N_EMBD)
+    b.mat("output.weight", T.Q6_K, N_VOCAB, N_EMBD, 4.0)
+    _attention_layers(b, n_layer, n_head, n_kv, hd, _MOE_TYPES)
+    _qk_norms(b, n_layer, hd)
+    _moe_layers(b, n_layer, N_FF_EXP, _MOE_TYPES)
+    return b.finish()
+
+
+def build_mixtral(path: Path, seed: int = 0, **edits) -> Path:
+    """A Mixtral-style `llama` file: 4 experts per layer of feed_forward_length rows, top 2,
+    "normal" RoPE, separate Q8_0 output."""
+    b = _Writer(path, "llama", seed, **edits)
+    n_layer, n_head, n_kv, hd = 2, 4, 2, 64
+    b.header(n_layer=n_layer, n_head=n_head, n_head_kv=n_kv, head_dim=None)
+    b.w.add_expert_count(N_EXPERT)
+    b.w.add_expert_used_count(N_EXPERT_USED)
+    b.mat("token_embd.weight", T.Q8_0, N_VOCAB, N_EMBD, 0.5 * np.sqrt(N_EMBD))
+    b.vec("output_norm.weight", N_EMBD)
+    b.mat("output.weight", T.Q8_0, N_VOCAB, N_EMBD, 4.0)
+    types = _MOE_TYPES[::-1]
+    _attention_layers(b, n_layer, n_head, n_kv, hd, types)
+    _moe_layers(b, n_layer, N_FF, types)
+    return b.finish()
+
+
 FAMILIES: dict[str, Callable[..., Path]] = {
     "llama3": build_llama3,
     "mistral": build_mistral,
@@ -292,6 +394,9 @@ FAMILIES: dict[str, Callable[..., Path]] = {
     "phi3": build_phi3,
     "phi3_short": build_phi3,     # the same file, run with a context that picks the short factors
     "gemma2": build_gemma2,
+    "qwen3": build_qwen3,
+    "qwen3moe": build_qwen3moe,
+    "mixtral": build_mixtral,
 }
 
 SPECS: dict[str, FamilySpec] = {
@@ -301,6 +406,9 @@ SPECS: dict[str, FamilySpec] = {
     "phi3": FamilySpec("phi3", 2 * PHI3_ORIG_CTX, "fused QKV and gate-up, LongRoPE long factors"),
     "phi3_short": FamilySpec("phi3", PHI3_ORIG_CTX, "LongRoPE short factors (n_ctx <= original)"),
     "gemma2": FamilySpec("gemma2", 64, "soft-capping, alternating sliding window"),
+    "qwen3": FamilySpec("qwen3", 64, "per-head Q/K norms, NEOX RoPE, tied output"),
+    "qwen3moe": FamilySpec("qwen3moe", 64, "mixture of experts (4, top 2), Q/K norms"),
+    "mixtral": FamilySpec("llama", 64, "llama with a mixture of experts (4, top 2)"),
 }
 
 # The token sequence every recording and test uses: prefill PREFILL_TOKENS, then one

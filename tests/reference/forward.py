@@ -1,5 +1,5 @@
-"""A readable numpy forward pass of the `llama`, `gemma3`, `qwen2`, `phi3` and `gemma2`
-architectures.
+"""A readable numpy forward pass of the `llama`, `gemma3`, `qwen2`, `phi3`, `gemma2`, `qwen3`
+and `qwen3moe` architectures.
 
 llama2.c in spirit: one small function per concept, shapes in comments, float32 weights
 dequantized by gguf.quants and float64 for the numerically touchy parts (norms, softmax).
@@ -28,6 +28,12 @@ It is the oracle for the C++ core, so it follows llama.cpp's graphs exactly:
   even layers sliding-window, post-attention/post-FFN norms, GELU, final logits soft-capped
   (final_logit_softcapping, 30).
 - llama's attention.sliding_window (Mistral-style files) is ignored, as llama.cpp does.
+- qwen3: llama's layer with a per-head RMSNorm of q and k before NEOX RoPE.
+- qwen3moe (and llama files with expert_count > 0): the FFN is a mixture of experts:
+  p = softmax(Wrouter.h) over the experts, the expert_used_count largest p (best first),
+  their weights p / max(sum of those p, 2^-14), and
+  out = sum_j w_j * Wdown_j.(silu(Wgate_j.h) * Wup_j.h) over the chosen experts, in order;
+  each expert is one matrix of the 3-D tensors ffn_{gate,up,down}_exps.
 
     reference_logits(path_or_gguf, token_ids) -> float32 [n_tokens, n_vocab]   (teacher-forced)
 """
@@ -42,7 +48,7 @@ import numpy as np
 
 from .weights import RefWeights, load_weights
 
-SUPPORTED = ("llama", "gemma3", "qwen2", "phi3", "gemma2")
+SUPPORTED = ("llama", "gemma3", "qwen2", "phi3", "gemma2", "qwen3", "qwen3moe")
 
 
 # ---------------------------------------------------------------------------- hparams
@@ -66,6 +72,8 @@ class RefHParams:
     swa_pattern: int       # layer il is sliding when il % swa_pattern < swa_pattern - 1
     attn_scale: float
     final_softcap: float   # 0: none
+    n_expert: int = 0      # experts per layer (0: a dense FFN)
+    n_expert_used: int = 0 # experts per token
     rope_freq_scale_swa: float = 1.0
     rope_attn_factor: float = 1.0   # multiplies cos and sin (LongRoPE)
     rope_factors: str = ""          # tensor name of per-pair frequency divisors
@@ -105,6 +113,7 @@ def hparams_of(w: RefWeights, n_ctx: int | None = None) -> RefHParams:
         factors = "rope_factors_long.weight" if padded > orig else "rope_factors_short.weight"
         factors = factors if factors in w.names else ""
     rope_base = float(w.get("rope.freq_base", 10000.0))
+    n_expert = int(w.get("expert_count", 0)) if w.arch in ("llama", "qwen3moe") else 0
     hp = RefHParams(
         arch=w.arch,
         n_vocab=int(w.get("vocab_size", emb_rows)),
@@ -127,6 +136,8 @@ def hparams_of(w: RefWeights, n_ctx: int | None = None) -> RefHParams:
         rope_attn_factor=float(w.get("rope.scaling.attn_factor", 1.0)),
         rope_factors=factors,
         embd_scale=math.sqrt(n_embd) if gemma else 1.0,
+        n_expert=n_expert,
+        n_expert_used=int(w.get("expert_used_count", 0)) if n_expert else 0,
     )
     if w.arch == "gemma3":
         hp.sliding_window = int(w.get("attention.sliding_window", 0))
@@ -250,11 +261,14 @@ def fake_quant_8bit(x: np.ndarray, block: int, f16_scale: bool = False) -> np.nd
     return (q * d).reshape(x.shape).astype(np.float32)
 
 
-def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray) -> np.ndarray:
-    """x [n, k] . W[m, k]^T -> [n, m] for weight `name`; with hp.act_quant the
-    activations are first rounded to 8-bit blocks exactly as llama.cpp does."""
+def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray,
+           matrix: np.ndarray | None = None) -> np.ndarray:
+    """x [n, k] . W[m, k]^T -> [n, m] for weight `name` (or `matrix`, one expert of the
+    3-D tensor `name`); with hp.act_quant the activations are first rounded to 8-bit
+    blocks exactly as llama.cpp does."""
     x = round_activations(hp, w.raw(name)[1], x)
-    return (x.astype(np.float64) @ w.tensor(name).T.astype(np.float64)).astype(np.float32)
+    W = w.tensor(name) if matrix is None else matrix
+    return (x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.float32)
 
 
 def round_activations(hp: RefHParams, ttype: int, x: np.ndarray) -> np.ndarray:
@@ -291,7 +305,7 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     k = k.reshape(n, hp.n_head_kv, hp.head_dim)
     v = v.reshape(n, hp.n_head_kv, hp.head_dim_v)
     sliding = is_sliding(hp, il)
-    if hp.arch == "gemma3":
+    if hp.arch in ("gemma3", "qwen3", "qwen3moe"):
         q = rmsnorm(q, w.tensor(p + "attn_q_norm.weight"), hp.eps)
         k = rmsnorm(k, w.tensor(p + "attn_k_norm.weight"), hp.eps)
     base = hp.rope_base_swa if sliding else hp.rope_base
@@ -309,10 +323,41 @@ def attention_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray,
     return out
 
 
+def route(w: RefWeights, hp: RefHParams, il: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The router of layer il: h [n, n_embd] -> chosen experts [n, k] (best first) and their
+    normalised weights [n, k]."""
+    logits = linear(w, hp, f"blk.{il}.ffn_gate_inp.weight", h).astype(np.float64)  # [n, X]
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    chosen = np.argsort(-p, axis=1, kind="stable")[:, :hp.n_expert_used]          # [n, k]
+    top = np.take_along_axis(p, chosen, axis=1)
+    return chosen, top / np.maximum(top.sum(axis=1, keepdims=True), 2.0 ** -14)
+
+
+def moe_block(w: RefWeights, hp: RefHParams, il: int, h: np.ndarray) -> np.ndarray:
+    """Mixture of SwiGLU experts of layer il: h [n, n_embd] (normed) -> [n, n_embd]."""
+    p = f"blk.{il}."
+    chosen, weights = route(w, hp, il, h)
+    gate_all, up_all = w.tensor(p + "ffn_gate_exps.weight"), w.tensor(p + "ffn_up_exps.weight")
+    down_all = w.tensor(p + "ffn_down_exps.weight")        # [X, n_embd, n_ff_exp]
+    out = np.zeros(h.shape, dtype=np.float64)
+    for t in range(h.shape[0]):
+        ht = h[t:t + 1]
+        for j, e in enumerate(chosen[t]):
+            gate = linear(w, hp, p + "ffn_gate_exps.weight", ht, gate_all[e])
+            up = linear(w, hp, p + "ffn_up_exps.weight", ht, up_all[e])
+            y = linear(w, hp, p + "ffn_down_exps.weight", (silu(gate) * up).astype(np.float32),
+                       down_all[e])
+            out[t] += weights[t, j] * y[0].astype(np.float64)
+    return out.astype(np.float32)
+
+
 def ffn_block(w: RefWeights, hp: RefHParams, il: int, x: np.ndarray) -> np.ndarray:
     """Pre-norm gated FFN of layer il: x [n, n_embd] -> [n, n_embd]."""
     p = f"blk.{il}."
     h = rmsnorm(x, w.tensor(p + "ffn_norm.weight"), hp.eps)
+    if hp.n_expert:
+        return moe_block(w, hp, il, h)
     if hp.arch == "phi3":                                                # rows gate | up
         gu = linear(w, hp, p + "ffn_up.weight", h)                       # [n, 2 * n_ff]
         gate, up = gu[:, :gu.shape[1] // 2], gu[:, gu.shape[1] // 2:]
