@@ -141,6 +141,19 @@ static py::array_t<float> gated_activation_py(const std::string& kind,
   return out;
 }
 
+static py::dict act_stats_py(ll::Model& x) {
+  std::lock_guard<std::mutex> lock(x.busy);
+  if (!x.act_stats) throw std::invalid_argument("activation statistics are off (set_act_stats(True) first)");
+  py::dict out;
+  const ll::ActStats& st = *x.act_stats;
+  for (size_t i = 0; i < st.names.size(); ++i) {
+    py::array_t<double> sum2((py::ssize_t)st.sum2[i].size());
+    std::copy(st.sum2[i].begin(), st.sum2[i].end(), sum2.mutable_data());
+    out[py::str(st.names[i])] = py::make_tuple(sum2, st.count[i]);
+  }
+  return out;
+}
+
 static void bind_model(py::module_& m) {
   m.def("gated_activation", &gated_activation_py, py::arg("kind"), py::arg("x"), py::arg("up"),
         "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
@@ -162,7 +175,13 @@ static void bind_model(py::module_& m) {
       .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
       .def("forward", &model_forward, py::arg("kv"), py::arg("tokens"), py::arg("positions"),
            py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
-           "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].");
+           "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].")
+      .def("set_act_stats", [](ll::Model& x, bool on) { on ? ll::enable_act_stats(x) : ll::disable_act_stats(x); },
+           py::arg("on"),
+           "Start (from zero) or stop collecting, for every layer matmul weight, the sum of the\n"
+           "squared float activations per input column and the rows seen (llamalite imatrix).")
+      .def("act_stats", &act_stats_py,
+           "{tensor name: (float64 sum of x^2 per input column [K], rows seen)} since set_act_stats(True).");
   py::class_<ll::KVCache>(m, "KVCache")
       .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size,
                        const std::string& dtype) {

@@ -120,6 +120,11 @@ class Model:
         tokens, positions, seq_ids: int32 [n]; block_tables: int32 [n_seqs, max_blocks];
         logit_rows: int32 [r], indices into the n tokens.
         """
+    def set_act_stats(self, on: bool) -> None:
+        """Start (from zero) or stop collecting, for every layer matmul weight, the sum of the
+        squared float activations per input column and the rows seen (llamalite imatrix)."""
+    def act_stats(self) -> dict[str, tuple[npt.NDArray[np.float64], int]]:
+        """{tensor name: (sum of x^2 per input column [K], rows seen)} since set_act_stats(True)."""
 
 class KVCache:
     """Paged K/V pool (f16 or f32): [n_layer, n_blocks, block_size, n_head_kv, head_dim]."""
