@@ -1,0 +1,1 @@
+"""Quantization: llama-quantize's type rules, the streaming GGUF writer, importance matrices."""
