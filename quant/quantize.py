@@ -216,6 +216,10 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
                           f"and quantized again, which loses more accuracy than quantizing the "
                           f"F16/BF16/F32 original", RequantizeWarning, stacklevel=2)
         weights = imatrix.weights() if imatrix is not None else {}
+        missing = [n for n in imatrix_requirement(plan) if imatrix is not None and n not in weights]
+        if missing:
+            raise QuantizeError(f"the imatrix has no entry for {missing[0]}, which {ft.name} "
+                                f"cannot quantize without one (an imatrix of another model?)")
         kvs = _metadata(g, ft, Path(imatrix_path) if imatrix_path else None, imatrix)
         offsets = gw.data_offsets([s.bytes_out for s in plan.steps], g.alignment)
         infos = [gw.tensor_info(s.name, s.shape, s.type_out, off)
