@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -174,9 +174,16 @@ def fake_quant_8bit(x: np.ndarray, block: int) -> np.ndarray:
     return (q * d).reshape(x.shape).astype(np.float32)
 
 
+# Called as ACT_HOOK(weight name, x [n, k]) with the float activations entering every
+# layer matmul (the importance-matrix tests sum their squares); None: off.
+ACT_HOOK: Callable[[str, np.ndarray], None] | None = None
+
+
 def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray) -> np.ndarray:
     """x [n, k] . W[m, k]^T -> [n, m] for weight `name`; with hp.act_quant the
     activations are first rounded to 8-bit blocks exactly as llama.cpp does."""
+    if ACT_HOOK is not None:
+        ACT_HOOK(name, x)
     ttype = w.raw(name)[1]
     if hp.act_quant and ttype not in _FLOAT_WEIGHTS:
         x = fake_quant_8bit(x, 256 if ttype in _Q8K_WEIGHTS else 32)
