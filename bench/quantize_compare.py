@@ -150,14 +150,16 @@ def main() -> None:
             subprocess.run([sys.executable, "-P", "-m", "llamalite.cli.main", "imatrix", str(src),
                             "--text", str(calib), "-o", str(im), "--chunk-size", "256",
                             "--chunks", str(args.chunks), "-t", str(args.threads)],
-                           check=True, cwd=tempfile.gettempdir())
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           cwd=tempfile.gettempdir())
             for qtype in TYPES:
                 row = compare_speed(src, qtype, work, args.peer_python, args.threads, args.reps)
                 row["ppl"] = perplexity(work / f"ll-{qtype}.gguf", held_out)
                 with_im = work / f"ll-{qtype}-imatrix.gguf"
                 subprocess.run([sys.executable, "-P", "-m", "llamalite.cli.main", "quantize", str(src),
                                 str(with_im), qtype, "--imatrix", str(im), "-t", str(args.threads)],
-                               check=True, stdout=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=tempfile.gettempdir())
                 row["ppl_imatrix"] = perplexity(with_im, held_out)
                 row["mib"] = (work / f"ll-{qtype}.gguf").stat().st_size / 2**20
                 entry["types"][qtype] = row
