@@ -31,8 +31,8 @@ from llamalite.gguf import GGUFFile, _parse_header, _read_value, _Reader, open_g
 from . import gguf_writer as gw
 from .imatrix_file import Imatrix
 from .plan import (F16, F32, BF16, FileType, ModelFacts, Options, Plan, PlanError, Step,
-                   TensorSpec, facts_from_metadata, file_type, is_quantized, make_plan,
-                   type_name)
+                   TensorSpec, WRITABLE_TYPES, facts_from_metadata, file_type, is_quantized,
+                   make_plan, type_name)
 
 QUANTIZATION_VERSION = 2
 # Values converted per slab: bounds the float32 buffer (64 MiB) whatever the tensor size.
@@ -209,6 +209,11 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
         if imatrix is None and imatrix_requirement(plan):
             raise QuantizeError(f"{ft.name} needs an importance matrix (--imatrix) for "
                                 f"{imatrix_requirement(plan)[0]} and the other Q2_K tensors")
+        unreadable = [s for s in plan.steps if s.type_in != s.type_out and s.type_in not in WRITABLE_TYPES]
+        if unreadable:
+            s0 = unreadable[0]
+            raise QuantizeError(f"tensor {s0.name} is {type_name(s0.type_in)}, which llamalite "
+                                f"cannot dequantize; quantize from the F16/BF16/F32 original")
         requant = sorted({type_name(s.type_in) for s in plan.steps
                           if s.type_in != s.type_out and is_quantized(s.type_in)})
         if requant:

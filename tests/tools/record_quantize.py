@@ -57,28 +57,27 @@ for job in jobs:
     keep = []
     if job.get("imatrix"):
         im = np.load(job["imatrix"])
-        class Entry(ctypes.Structure):
-            _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.POINTER(ctypes.c_float)),
-                        ("size", ctypes.c_size_t)]
-        arr = (Entry * (len(im.files) + 1))()
-        for i, name in enumerate(sorted(im.files)):
+        names = sorted(im.files)
+        arr = (L.llama_model_imatrix_data * (len(names) + 1))()
+        for i, name in enumerate(names):
             v = np.ascontiguousarray(im[name], dtype=np.float32)
             keep.append(v)
-            arr[i] = Entry(name.encode(), v.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), v.size)
-        arr[len(im.files)] = Entry(None, None, 0)
-        keep.append(arr)
-        p.imatrix = ctypes.cast(arr, ctypes.c_void_p)
+            arr[i].name = name.encode()
+            arr[i].data = v.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+            arr[i].size = v.size
+        arr[len(names)].name = None
+        p.imatrix = ctypes.cast(arr, ctypes.POINTER(L.llama_model_imatrix_data))
         ov = (L.llama_model_kv_override * (len(job["overrides"]) + 1))()
         for i, (key, tag, val) in enumerate(job["overrides"]):
             ov[i].key = key.encode()
             ov[i].tag = tag
-            if tag == L.LLAMA_KV_OVERRIDE_TYPE_INT:
+            if tag == 0:
                 ov[i].value.val_i64 = val
             else:
                 ov[i].value.val_str = val.encode()
         ov[len(job["overrides"])].key = b""
-        keep.append(ov)
-        p.kv_overrides = ctypes.cast(ov, ctypes.c_void_p)
+        keep += [arr, ov]
+        p.kv_overrides = ctypes.cast(ov, ctypes.POINTER(L.llama_model_kv_override))
     rc = L.llama_model_quantize(job["src"].encode(), job["dst"].encode(), ctypes.byref(p))
     if rc != 0:
         sys.exit(f"llama_model_quantize failed ({rc}) for {job}")
