@@ -24,6 +24,13 @@ namespace ll {
 
 namespace {
 
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+// quantize_avx2.cpp is built (cmake/isa_flags.cmake); use it when the active ISA has AVX2.
+inline bool use_avx2() { return active_isa() != ISA::generic; }
+#else
+inline bool use_avx2() { return false; }
+#endif
+
 // Below this a group's largest magnitude counts as zero (ggml's GROUP_MAX_EPS).
 constexpr float kGroupEps = 1e-15f;
 
@@ -705,13 +712,19 @@ void k4_ref_scales(const float* x, int nmax, float rmin, int nstep, uint8_t* L, 
                    uint16_t* mh) {
   uint8_t Laux[32];
   float weights[32], mins[QK_K / 32], scales[QK_K / 32];
+  if (use_avx2()) {
+    quant_avx2::k4_ref_fit(x, nmax, rmin, nstep, scales, mins, L);
+  } else {
+    for (int j = 0; j < QK_K / 32; ++j) {
+      float sum_x2 = 0;
+      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+      const float av_x = std::sqrt(sum_x2 / 32.0f);
+      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+      scales[j] = fit_min_ref(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+    }
+  }
   float max_scale = 0, max_min = 0;
   for (int j = 0; j < QK_K / 32; ++j) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32.0f);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = fit_min_ref(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -797,13 +810,20 @@ void q6_k_row(const float* x, BlockQ6_K* y, int64_t nb, const float* qw_row) {
   int8_t L[QK_K];
   float scales[QK_K / 16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (use_avx2()) {
+      for (int half = 0; half < 2; ++half) {
+        quant_avx2::signed_fit16(x + 128 * half, qw_row ? qw_row + QK_K * i + 128 * half : nullptr, 32,
+                                 scales + 8 * half, L + 128 * half);
+      }
+    } else {
+      for (int ib = 0; ib < QK_K / 16; ++ib) {
+        scales[ib] = fit_signed(16, 32, x + 16 * ib, L + 16 * ib, qw_row ? qw_row + QK_K * i + 16 * ib : nullptr);
+      }
+    }
     float max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < QK_K / 16; ++ib) {
-      const float* qw = qw_row ? qw_row + QK_K * i + 16 * ib : nullptr;
-      const float scale = fit_signed(16, 32, x + 16 * ib, L + 16 * ib, qw);
-      scales[ib] = scale;
-      const float a = std::fabs(scale);
-      if (a > max_abs_scale) { max_abs_scale = a; max_scale = scale; }
+      const float a = std::fabs(scales[ib]);
+      if (a > max_abs_scale) { max_abs_scale = a; max_scale = scales[ib]; }
     }
     if (max_abs_scale < kGroupEps) {
       std::memset(&y[i], 0, sizeof(BlockQ6_K));
@@ -986,7 +1006,8 @@ void quantize_row(int32_t type, const float* x, void* dst, int64_t n, const floa
   switch (type) {
     case TYPE_F16: {
       uint16_t* y = static_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+      if (use_avx2()) quant_avx2::f16_row(x, y, n, &fp32_to_fp16);
+      else for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
       break;
     }
     case TYPE_BF16: {
@@ -1010,7 +1031,10 @@ void quantize_row(int32_t type, const float* x, void* dst, int64_t n, const floa
       if (qw) q5_1_weighted(x, static_cast<BlockQ5_1*>(dst), n, qw);
       else q5_1_ref(x, static_cast<BlockQ5_1*>(dst), nb32);
       break;
-    case TYPE_Q8_0: q8_0_ref(x, static_cast<BlockQ8_0*>(dst), nb32); break;
+    case TYPE_Q8_0:
+      if (use_avx2()) quant_avx2::q8_0_blocks(x, dst, nb32, &fp32_to_fp16);
+      else q8_0_ref(x, static_cast<BlockQ8_0*>(dst), nb32);
+      break;
     case TYPE_Q2_K:
       if (qw) q2_k_weighted(x, static_cast<BlockQ2_K*>(dst), nbk, qw);
       else q2_k_ref(x, static_cast<BlockQ2_K*>(dst), nbk);

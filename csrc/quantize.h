@@ -32,4 +32,19 @@ void quantize_row(int32_t type, const float* src, void* dst, int64_t n_per_row, 
 // top bits and gets the quiet bit). fp32_to_fp16 is in kv_cache.h.
 uint16_t fp32_to_bf16(float f);
 
+// The AVX2 unit (quantize_avx2.cpp): the same bits as the scalar code, 8
+// sub-blocks per vector. Called by quantize.cpp when the active ISA has AVX2.
+namespace quant_avx2 {
+// One Q4_K / Q5_K super-block's reference search: 8 sub-blocks of 32 -> their
+// scales, mins (the_min) and levels L[256].
+void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales, float* mins, uint8_t* L);
+// 8 sub-blocks of 16 (x[128]) fitted with signed levels -nmax..nmax-1 (Q6_K);
+// weights qw[128] or x^2 when null. L gets level + nmax.
+void signed_fit16(const float* x, const float* qw, int nmax, float* scales, int8_t* L);
+// nb Q8_0 blocks (reference path).
+void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(float));
+// n values to fp16 bits (NaNs through to_fp16, the scalar conversion).
+void f16_row(const float* x, uint16_t* y, int64_t n, uint16_t (*to_fp16)(float));
+}  // namespace quant_avx2
+
 }  // namespace ll
