@@ -18,7 +18,7 @@ from .main import app, fail
 
 @app.command()
 def imatrix(
-    model: Path = typer.Argument(..., help="GGUF model to run (best: the F16/BF16 one you will quantize)."),
+    model: Path = typer.Argument(..., metavar="MODEL.gguf", help="GGUF model to run (best: the F16/BF16 one you will quantize)."),
     text: Path = typer.Option(..., "--text", "-f", help="Calibration text (UTF-8)."),
     output: Path = typer.Option(Path("imatrix.gguf"), "--output", "-o",
                                 help="Output file: llama.cpp's GGUF imatrix format, or the legacy "

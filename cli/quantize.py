@@ -66,9 +66,9 @@ def _print_summary(plan) -> None:
 
 @app.command()
 def quantize(
-    src: Path = typer.Argument(..., help="Input GGUF model (F32, F16 or BF16; a quantized "
+    src: Path = typer.Argument(..., metavar="IN.gguf", help="Input GGUF model (F32, F16 or BF16; a quantized "
                                "input is requantized, with a warning)."),
-    dst: Path = typer.Argument(..., help="Output GGUF file (written whole or not at all)."),
+    dst: Path = typer.Argument(..., metavar="OUT.gguf", help="Output GGUF file (written whole or not at all)."),
     qtype: str = typer.Argument(..., metavar="TYPE", help=f"Type or mix, as llama-quantize: {_TYPES}."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (tensor, shape, "
                                  "type in -> type out) and the output size; write nothing."),
@@ -82,8 +82,9 @@ def quantize(
                               "quantizable tensor (no per-tensor choices)."),
     imatrix: Optional[Path] = typer.Option(None, "--imatrix", help="Importance matrix "
                                            "(llama.cpp GGUF or legacy .dat, e.g. from llamalite imatrix)."),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, max=1024,
-                                help="Threads that quantize the rows of a tensor."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, max=1024,
+                                          help="Threads that quantize the rows of a tensor "
+                                               "(default: the physical cores; the output is the same)."),
 ) -> None:
     """Write a quantized copy of a GGUF model with llama-quantize's per-tensor choices."""
     try:
@@ -98,6 +99,9 @@ def quantize(
             _print_plan(plan)
             _print_summary(plan)
             return
+        if threads is None:
+            from .. import _core
+            threads = _core.default_thread_count()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RequantizeWarning)
             plan = run_quantize(src, dst, qtype, opts=opts, imatrix=im, imatrix_path=imatrix,
