@@ -194,11 +194,12 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
              opts: Options = Options(), imatrix: Optional[Imatrix] = None,
              imatrix_path: Optional[str | os.PathLike] = None, n_threads: int = 1,
              progress: Optional[Callable[[Progress], None]] = None,
-             _open: Callable = open) -> Plan:
+             _open: Callable = open, _mkstemp: Callable = tempfile.mkstemp) -> Plan:
     """Quantize `src` into `dst` with llama-quantize's type or mix `ftype`; returns the plan.
 
     Raises PlanError (unknown type, impossible shape), QuantizeError (paths, disk, imatrix),
-    GGUFError (unreadable input); the output exists only when it is complete."""
+    GGUFError (unreadable input); the output exists only when it is complete.
+    _open and _mkstemp stand in for open and tempfile.mkstemp (the tests inject failures)."""
     src, dst = Path(src), Path(dst)
     ft = file_type(ftype)
     _check_paths(src, dst)
@@ -235,8 +236,11 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
         if free < total:
             raise QuantizeError(f"not enough space for {dst}: it needs {total / 1e6:.1f} MB, "
                                 f"{free / 1e6:.1f} MB are free")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part",
-                                        dir=dst.parent if str(dst.parent) else ".")
+        try:
+            fd, tmp_name = _mkstemp(prefix=f".{dst.name}.", suffix=".part",
+                                            dir=dst.parent if str(dst.parent) else ".")
+        except OSError as e:
+            raise QuantizeError(f"cannot write {dst}: {e.strerror or e}") from None
         os.close(fd)
         tmp = Path(tmp_name)
         try:

@@ -160,16 +160,29 @@ def test_full_disk_is_a_clear_error(tiny, tmp_path):
     _no_leftovers(tmp_path, set())
 
 
+def _raise(exc: BaseException):
+    def f(*a, **k):
+        raise exc
+    return f
+
+
 def test_path_errors(tiny, tmp_path):
     with pytest.raises(QuantizeError, match="is the input file"):
         quantize(tiny["llama"], tiny["llama"], "Q4_0")
     with pytest.raises(QuantizeError, match="folder .*missing does not exist"):
         quantize(tiny["llama"], tmp_path / "missing" / "o.gguf", "Q4_0")
+    # /proc holds no space: refused before anything is written
+    with pytest.raises(QuantizeError, match=r"not enough space for /proc/o.gguf: it needs 2.\d MB"):
+        quantize(tiny["llama"], Path("/proc") / "o.gguf", "Q4_0")
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        if not os.access(ro, os.W_OK):   # (root can write anywhere)
+        if os.access(ro, os.W_OK):   # root: the mode does not stop it; mkstemp's failure does
+            with pytest.raises(QuantizeError, match="cannot write .*o.gguf: Permission denied"):
+                quantize(tiny["llama"], ro / "o.gguf", "Q4_0",
+                         _mkstemp=_raise(PermissionError(errno.EACCES, "Permission denied")))
+        else:
             with pytest.raises(QuantizeError, match="is not writable"):
                 quantize(tiny["llama"], ro / "o.gguf", "Q4_0")
     finally:
