@@ -2,18 +2,20 @@
 
 The input stays memory-mapped; each tensor is converted in slabs of rows (float32 from
 F32/F16/BF16, or dequantized from a quantized input), quantized by the core
-(_core.quantize_rows) and appended to the output, so memory stays near one slab plus the
-mapping. The metadata is copied key by key as it is in the input, except
-general.quantization_version (2) and general.file_type (the mix's LLAMA_FTYPE value),
-which go last as llama-quantize writes them; with an imatrix, llama-quantize's
-quantize.imatrix.* keys follow. Tensors are written in llama.cpp's order, so for the same
-input, type and options the output is the file llama-quantize writes.
+(_core.quantize_rows) and appended to the output, and the mapping's pages of the tensor
+are released: memory stays near one slab whatever the model's size. The metadata is
+copied key by key as it is in the input, except general.quantization_version (2) and
+general.file_type (the mix's LLAMA_FTYPE value), which go last as llama-quantize writes
+them; with an imatrix, llama-quantize's quantize.imatrix.* keys follow. Tensors are
+written in llama.cpp's order, so for the same input, type and options the output is the
+file llama-quantize writes.
 
 The output is written to a temporary file beside it and renamed when complete: an error,
 a full disk or Ctrl-C leaves no file under the final name.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -35,8 +37,8 @@ from .plan import (F16, F32, BF16, FileType, ModelFacts, Options, Plan, PlanErro
                    make_plan, type_name)
 
 QUANTIZATION_VERSION = 2
-# Values converted per slab: bounds the float32 buffer (64 MiB) whatever the tensor size.
-SLAB_VALUES = 16 << 20
+# Values converted per slab: bounds the float32 buffer (16 MiB) whatever the tensor size.
+SLAB_VALUES = 4 << 20
 
 
 class QuantizeError(RuntimeError):
@@ -157,6 +159,17 @@ def _write_tensor(f, g: GGUFFile, step: Step, imatrix: Optional[np.ndarray], n_t
         r = r1
 
 
+def _release(g: GGUFFile, name: str) -> None:
+    """Drop the mapping's pages of a tensor that has been written (they are not read
+    again), so resident memory stays near one tensor, not the whole input."""
+    mm = getattr(g, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    t = g.tensors[name]
+    start = t.offset // mmap.PAGESIZE * mmap.PAGESIZE
+    mm.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
+
+
 def _imatrix_for(step: Step, weights: dict[str, np.ndarray]) -> Optional[np.ndarray]:
     if not is_quantized(step.type_out) or step.type_out == step.type_in:
         return None
@@ -249,6 +262,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
                 t0, done = time.perf_counter(), 0
                 for i, step in enumerate(plan.steps):
                     _write_tensor(f, g, step, _imatrix_for(step, weights), n_threads)
+                    _release(g, step.name)
                     f.write(b"\0" * gw.pad(step.bytes_out, g.alignment))
                     done += step.bytes_in
                     if progress is not None:
