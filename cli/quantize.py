@@ -14,7 +14,7 @@ from ..gguf import GGUFError, open_gguf
 from ..quant.imatrix_file import ImatrixError, load as load_imatrix
 from ..quant.plan import ALIASES, FILE_TYPES, Options, PlanError, tensor_type, type_name
 from ..quant.quantize import (Progress, QuantizeError, RequantizeWarning, bits_per_weight,
-                              plan_for, quantize as run_quantize, summary)
+                              imatrix_requirement, plan_for, quantize as run_quantize, summary)
 from .main import app, fail
 
 _TYPES = ", ".join(list(FILE_TYPES) + [f"{a} (= {m})" for a, m in ALIASES.items()])
@@ -98,6 +98,8 @@ def quantize(
                 plan = plan_for(g, qtype, opts)
             _print_plan(plan)
             _print_summary(plan)
+            if imatrix_requirement(plan) and im is None:
+                typer.echo(f"warning: {plan.file_type.name} needs --imatrix to be written", err=True)
             return
         if threads is None:
             from .. import _core

@@ -126,3 +126,50 @@ def write_model(path: Path, s: Shape, dtype: int = F16, seed: int = 0) -> Path:
             f.write(b)
             f.write(b"\0" * gw.pad(len(b), 32))
     return path
+
+
+# --- more architectures, for the type plans only (names, shapes, hyperparameters) ---------
+def moe_and_fused_specs(arch: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[bytes]]:
+    """qwen3moe (8 experts: 3-D expert tensors, a router) or phi3 (fused attn_qkv, a
+    double-width ffn_up): tensor (name, shape) and metadata for an 8-layer model."""
+    E, n_head, n_kv, hd, n_layer, n_vocab = 512, 8, 2, 64, 8, 512
+    kvs = [gw.kv("general.architecture", gw.STRING, arch),
+           gw.kv(f"{arch}.context_length", gw.UINT32, 2048),
+           gw.kv(f"{arch}.embedding_length", gw.UINT32, E),
+           gw.kv(f"{arch}.block_count", gw.UINT32, n_layer),
+           gw.kv(f"{arch}.attention.head_count", gw.UINT32, n_head),
+           gw.kv(f"{arch}.attention.head_count_kv", gw.UINT32, n_kv),
+           gw.kv(f"{arch}.attention.layer_norm_rms_epsilon", gw.FLOAT32, 1e-6),
+           gw.kv(f"{arch}.rope.freq_base", gw.FLOAT32, 10000.0),
+           gw.kv(f"{arch}.vocab_size", gw.UINT32, n_vocab),
+           gw.kv("general.file_type", gw.UINT32, 1)]
+    out = [("token_embd.weight", (E, n_vocab)), ("output.weight", (E, n_vocab)),
+           ("output_norm.weight", (E,))]
+    if arch == "qwen3moe":
+        n_expert, n_ff_exp = 8, 256
+        kvs += [gw.kv(f"{arch}.feed_forward_length", gw.UINT32, 1024),
+                gw.kv(f"{arch}.attention.key_length", gw.UINT32, hd),
+                gw.kv(f"{arch}.attention.value_length", gw.UINT32, hd),
+                gw.kv(f"{arch}.expert_count", gw.UINT32, n_expert),
+                gw.kv(f"{arch}.expert_used_count", gw.UINT32, 2),
+                gw.kv(f"{arch}.expert_feed_forward_length", gw.UINT32, n_ff_exp)]
+        for il in range(n_layer):
+            p = f"blk.{il}."
+            out += [(p + "attn_norm.weight", (E,)), (p + "attn_q.weight", (E, n_head * hd)),
+                    (p + "attn_k.weight", (E, n_kv * hd)), (p + "attn_v.weight", (E, n_kv * hd)),
+                    (p + "attn_output.weight", (n_head * hd, E)), (p + "attn_q_norm.weight", (hd,)),
+                    (p + "attn_k_norm.weight", (hd,)), (p + "ffn_norm.weight", (E,)),
+                    (p + "ffn_gate_inp.weight", (E, n_expert)),
+                    (p + "ffn_gate_exps.weight", (E, n_ff_exp, n_expert)),
+                    (p + "ffn_up_exps.weight", (E, n_ff_exp, n_expert)),
+                    (p + "ffn_down_exps.weight", (n_ff_exp, E, n_expert))]
+    else:   # phi3
+        n_ff = 1024
+        kvs += [gw.kv(f"{arch}.feed_forward_length", gw.UINT32, n_ff),
+                gw.kv(f"{arch}.rope.dimension_count", gw.UINT32, hd)]
+        for il in range(n_layer):
+            p = f"blk.{il}."
+            out += [(p + "attn_norm.weight", (E,)), (p + "attn_qkv.weight", (E, E + 2 * n_kv * hd)),
+                    (p + "attn_output.weight", (E, E)), (p + "ffn_norm.weight", (E,)),
+                    (p + "ffn_up.weight", (E, 2 * n_ff)), (p + "ffn_down.weight", (n_ff, E))]
+    return out, kvs

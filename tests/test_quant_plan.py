@@ -1,8 +1,8 @@
 """llamalite.quant.plan picks llama.cpp's tensor types for every mix.
 
 The reference is llama.cpp itself: tests/tools/record_quantize.py quantized F16 copies of
-SmolLM2-135M and Gemma 3 270M (their tensor names and shapes) and the tiny synthetic
-models with llama_model_quantize, and stored the type of every tensor in
+SmolLM2-135M and Gemma 3 270M (their tensor names and shapes), the tiny synthetic
+models and qwen3moe/phi3-shaped ones with llama_model_quantize, and stored the type of every tensor in
 tests/data/quantize_reference.json.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from llamalite.quant.plan import (FILE_TYPES, ModelFacts, Options, PlanError, TensorSpec,
                                   file_type, llama_order, make_plan, tensor_type, type_name)
-from quant_models import TINY, tensor_shapes
+from quant_models import TINY, moe_and_fused_specs, tensor_shapes
 
 DATA = Path(__file__).parent / "data"
 REF = json.loads((DATA / "quantize_reference.json").read_text())
@@ -51,6 +51,19 @@ def test_every_mix_matches_llama_cpp_on_tiny_models(name):
         assert make_plan(specs, facts, mix).types() == want, mix
     for mix, want in REF["files"][name]["imatrix_types"].items():
         assert make_plan(specs, facts, mix, Options(has_imatrix=True)).types() == want, mix
+
+
+@pytest.mark.parametrize("arch", ["qwen3moe", "phi3"])
+def test_every_mix_matches_llama_cpp_on_moe_and_fused_attention(arch):
+    """8 experts (3-D expert tensors, a router kept as it is; attn_v, attn_k Q8_0) and a
+    fused attn_qkv: llama.cpp's choices for these shapes."""
+    shapes, _ = moe_and_fused_specs(arch)
+    specs = [TensorSpec(n, s, 0 if len(s) == 1 else 1) for n, s in shapes]
+    facts = ModelFacts(arch, 8, 8, 2, 8 if arch == "qwen3moe" else 0)
+    recorded = REF["arch_plans"][arch]
+    assert len(recorded) == 18
+    for mix, types in recorded.items():
+        assert make_plan(specs, facts, mix).types() == dict(zip([n for n, _ in shapes], types)), mix
 
 
 def test_the_mixes_differ_where_llama_cpp_says():

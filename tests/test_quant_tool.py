@@ -199,6 +199,8 @@ def test_cli_dry_run_and_errors(tiny, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "blk.0.attn_q.weight" in r.stdout and "F16 -> Q5_0" in r.stdout and "fallback" in r.stdout
     assert "total" in r.stdout and not (tmp_path / "o.gguf").exists()
+    r = run_cli("quantize", str(tiny["llama"]), str(tmp_path / "o.gguf"), "Q2_K_S", "--dry-run")
+    assert r.returncode == 0 and "warning: Q2_K_S needs --imatrix to be written" in r.stderr
     r = run_cli("quantize", str(tiny["llama"]), str(tmp_path / "o.gguf"), "Q4_0",
                    "--output-tensor-type", "Q7")
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [

@@ -9,7 +9,9 @@ Writes tests/data/quantize_reference.json:
 - "files": for the tiny synthetic models of tests/quant_models.py, the sha256 of the
   input and of llama.cpp's output for each type (and with a synthetic importance matrix,
   passed as llama-quantize passes it: values = in_sum2 / counts, plus its
-  quantize.imatrix.* keys), with the per-tensor types.
+  quantize.imatrix.* keys), with the per-tensor types;
+- "arch_plans": every mix's types for qwen3moe (8 experts) and phi3 (fused attn_qkv)
+  shapes from tests/quant_models.py (zero data), in the order of their tensor list.
 and tests/data/imatrix_llama_cpp.{gguf,dat}: small importance matrices written field by
 field from llama.cpp's documented layouts (tools/imatrix/imatrix.cpp), for the reader.
 llama-cpp-python runs in its own venv (PEER below), called as a subprocess.
@@ -138,6 +140,29 @@ def record_plans(tmp: Path) -> dict:
     return out
 
 
+def record_arch_plans(tmp: Path) -> dict:
+    """Type plans of every mix for qwen3moe and phi3 shapes (zero F16 data)."""
+    from quant_models import moe_and_fused_specs
+    out = {}
+    for arch in ("qwen3moe", "phi3"):
+        shapes, kvs = moe_and_fused_specs(arch)
+        specs = [(n, s, F32 if len(s) == 1 else F16) for n, s in shapes]
+        sizes = [int(np.prod(s)) * (4 if t == F32 else 2) for _, s, t in specs]
+        offsets = gw.data_offsets(sizes, 32)
+        src = tmp / f"{arch}.gguf"
+        head = gw.header(kvs, [gw.tensor_info(n, s, t, o) for (n, s, t), o in zip(specs, offsets)], 32)
+        with open(src, "wb") as f:
+            f.write(head)
+            f.truncate(len(head) + offsets[-1] + sizes[-1] + gw.pad(sizes[-1], 32))
+        jobs = [dict(src=str(src), dst=str(tmp / f"{arch}-{m}.gguf"), ftype=FT[m]) for m in MIXES]
+        run_peer(jobs, tmp)
+        order = [n for n, _ in shapes]
+        out[arch] = {m: [types_of(Path(j["dst"]))[n] for n in order] for m, j in zip(MIXES, jobs)}
+        for j in jobs:
+            Path(j["dst"]).unlink()
+    return out
+
+
 def synthetic_imatrix(path: Path, shape_name: str) -> dict[str, np.ndarray]:
     """Positive per-column values for every layer weight of a tiny model, as an .npz."""
     from quant_models import tensor_shapes
@@ -214,7 +239,8 @@ def main() -> None:
     write_reference_imatrix_files()
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         tmp = Path(d)
-        ref = {"files": record_files(tmp), "plans": record_plans(tmp)}
+        ref = {"files": record_files(tmp), "plans": record_plans(tmp),
+               "arch_plans": record_arch_plans(tmp)}
     (OUT / "quantize_reference.json").write_text(json.dumps(ref, indent=0, sort_keys=True))
     print("wrote", OUT / "quantize_reference.json")
 
