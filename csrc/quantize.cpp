@@ -511,19 +511,35 @@ void q4_0_weighted(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
   }
 }
 
-void q4_1_weighted(const float* x, BlockQ4_1* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  uint8_t L[QK32], Laux[QK32];
+// The imatrix search of Q4_1 / Q5_1 over a row's blocks: emit(block, scale,
+// the_min, L) for each, 8 blocks at a time through the AVX2 lanes where it can.
+template <class Emit>
+void min_weighted_blocks(const float* x, int64_t n, const float* qw, int nmax, Emit emit) {
+  float weight[8 * QK32], scales[8], mins[8];
+  uint8_t L[8 * QK32], Laux[QK32];
   const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    float min;
-    const float d = fit_min_weighted(QK32, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+  const int64_t nb = n / QK32;
+  for (int64_t ib = 0; ib < nb;) {
+    const int64_t group = (use_avx2() && ib + 8 <= nb) ? 8 : 1;
+    for (int64_t k = 0; k < group; ++k) {
+      imatrix_weights(QK32, qw + QK32 * (ib + k), x + QK32 * (ib + k), sigma2, weight + QK32 * k);
+    }
+    if (group == 8) {
+      quant_avx2::fit_min_weighted_x8(x + QK32 * ib, weight, nmax, scales, mins, L);
+    } else {
+      scales[0] = fit_min_weighted(QK32, nmax, x + QK32 * ib, weight, L, &mins[0], Laux, -0.9f, 0.05f, 36);
+    }
+    for (int64_t k = 0; k < group; ++k) emit(ib + k, scales[k], mins[k], L + QK32 * k);
+    ib += group;
+  }
+}
+
+void q4_1_weighted(const float* x, BlockQ4_1* y, int64_t n, const float* qw) {
+  min_weighted_blocks(x, n, qw, 15, [&](int64_t ib, float d, float min, const uint8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     y[ib].m = fp32_to_fp16(-min);
     for (int j = 0; j < 16; ++j) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
-  }
+  });
 }
 
 void q5_0_weighted(const float* x, BlockQ5_0* y, int64_t n, const float* qw) {
@@ -540,18 +556,11 @@ void q5_0_weighted(const float* x, BlockQ5_0* y, int64_t n, const float* qw) {
 }
 
 void q5_1_weighted(const float* x, BlockQ5_1* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  uint8_t L[QK32], Laux[QK32];
-  const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    float min;
-    const float d = fit_min_weighted(QK32, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+  min_weighted_blocks(x, n, qw, 31, [&](int64_t ib, float d, float min, const uint8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     y[ib].m = fp32_to_fp16(-min);
     pack_5bit(L, y[ib].qs, y[ib].qh);
-  }
+  });
 }
 
 // --- K-quants ------------------------------------------------------------------
@@ -746,14 +755,22 @@ void k4_weighted_scales(const float* x, const float* qw, int nmax, uint8_t* L, u
                         uint16_t* mh) {
   const bool clamp = nmax == 31;
   uint8_t Laux[32], Ls[QK_K / 32], Lm[QK_K / 32];
-  float weights[32], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
+  float weights[QK_K], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
   const float sigma2 = 2.0f * sum_squares(x, QK_K) / (float)QK_K;
   for (int j = 0; j < QK_K / 32; ++j) {
-    imatrix_weights(32, qw + 32 * j, x + 32 * j, sigma2, weights);
+    float* w = weights + 32 * j;
+    imatrix_weights(32, qw + 32 * j, x + 32 * j, sigma2, w);
     float s = 0;
-    for (int l = 0; l < 32; ++l) s += weights[l];
+    for (int l = 0; l < 32; ++l) s += w[l];
     sw[j] = s;
-    scales[j] = fit_min_weighted(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  if (use_avx2()) {
+    quant_avx2::fit_min_weighted_x8(x, weights, nmax, scales, mins, L);
+  } else {
+    for (int j = 0; j < QK_K / 32; ++j) {
+      scales[j] = fit_min_weighted(32, nmax, x + 32 * j, weights + 32 * j, L + 32 * j, &mins[j], Laux, -0.9f,
+                                   0.05f, 36);
+    }
   }
   const float d_block = fit_unsigned(QK_K / 32, 63, scales, Ls, sw);
   const float m_block = fit_unsigned(QK_K / 32, 63, mins, Lm, sw);

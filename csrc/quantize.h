@@ -38,6 +38,9 @@ namespace quant_avx2 {
 // One Q4_K / Q5_K super-block's reference search: 8 sub-blocks of 32 -> their
 // scales, mins (the_min) and levels L[256].
 void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales, float* mins, uint8_t* L);
+// fit_min_weighted (the imatrix search: levels 0..nmax, grid -0.9 + 0.05 k, k <= 36)
+// of 8 sub-blocks of 32 values x[256] with weights w[256].
+void fit_min_weighted_x8(const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L);
 // 8 sub-blocks of 16 (x[128]) fitted with signed levels -nmax..nmax-1 (Q6_K);
 // weights qw[128] or x^2 when null. L gets level + nmax.
 void signed_fit16(const float* x, const float* qw, int nmax, float* scales, int8_t* L);

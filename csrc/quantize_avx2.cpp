@@ -45,21 +45,15 @@ void transpose_in(const float* src, int n, int stride, float* t) {
 
 }  // namespace
 
-void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_out, float* mins_out,
-                uint8_t* L_out) {
-  alignas(32) float xt[32 * 8], wt[32 * 8], Lt[32 * 8], La[32 * 8];
-  transpose_in(x, 32, 32, xt);
-  const __m256 zero = _mm256_setzero_ps();
-  // weights: av_x + |x| with av_x = sqrt(sum x^2 / 32)
-  __m256 sum_x2 = zero;
-  for (int i = 0; i < 32; ++i) {
-    const __m256 v = _mm256_load_ps(xt + 8 * i);
-    sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(v, v));
-  }
-  const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
-  for (int i = 0; i < 32; ++i) _mm256_store_ps(wt + 8 * i, _mm256_add_ps(av_x, absf(_mm256_load_ps(xt + 8 * i))));
+namespace {
 
-  // fit_min_ref, lane-wise
+// The two min-and-scale searches of quantize.cpp, lane-wise on 8 sub-blocks of 32
+// given transposed (xt, wt: value i of lane k at [8 i + k]). weighted = false:
+// fit_min_ref with squared errors; true: fit_min_weighted.
+void fit_min8(const float* xt, const float* wt, int nmax, float rmin, float rdelta, int nstep, bool weighted,
+              float* scales_out, float* mins_out, uint8_t* L_out) {
+  alignas(32) float Lt[32 * 8], La[32 * 8];
+  const __m256 zero = _mm256_setzero_ps();
   __m256 mn = _mm256_load_ps(xt), mx = mn;
   __m256 sum_w = _mm256_load_ps(wt);
   __m256 sum_x = _mm256_mul_ps(sum_w, mn);
@@ -71,7 +65,7 @@ void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_o
     sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w, v));
   }
   mn = blend(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
-  const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+  const __m256 flat = _mm256_cmp_ps(mx, mn, weighted ? _CMP_LE_OQ : _CMP_EQ_OQ);
   const __m256 mn0 = mn;
   const __m256 fnmax = _mm256_set1_ps((float)nmax);
   __m256 iscale = _mm256_div_ps(fnmax, _mm256_sub_ps(mx, mn));
@@ -86,12 +80,19 @@ void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_o
     best = _mm256_add_ps(best, _mm256_mul_ps(w, diff));
   }
   for (int is = 0; is <= nstep; ++is) {
-    const float num = rmin + 0.1f * (float)is + (float)nmax;
+    const float num = rmin + rdelta * (float)is + (float)nmax;
     iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));
     __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
     for (int i = 0; i < 32; ++i) {
       const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
-      const __m256 l = _mm256_cvtepi32_ps(clamp8(round_nearest8(_mm256_mul_ps(iscale, _mm256_sub_ps(v, mn))), 0, nmax));
+      const __m256 p = _mm256_mul_ps(iscale, _mm256_sub_ps(v, mn));
+      __m256 l;
+      if (weighted) {  // p > 0 ? round(min(p, nmax)) : 0
+        l = _mm256_cvtepi32_ps(round_nearest8(_mm256_min_ps(p, fnmax)));
+        l = _mm256_and_ps(l, _mm256_cmp_ps(p, zero, _CMP_GT_OQ));
+      } else {
+        l = _mm256_cvtepi32_ps(clamp8(round_nearest8(p), 0, nmax));
+      }
       _mm256_store_ps(La + 8 * i, l);
       const __m256 wl = _mm256_mul_ps(w, l);
       sum_l = _mm256_add_ps(sum_l, wl);
@@ -135,6 +136,30 @@ void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_o
     const bool is_flat = f8[lane] != 0.0f;
     for (int i = 0; i < 32; ++i) L_out[lane * 32 + i] = is_flat ? 0 : (uint8_t)(int)Lt[i * 8 + lane];
   }
+}
+
+}  // namespace
+
+void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_out, float* mins_out,
+                uint8_t* L_out) {
+  alignas(32) float xt[32 * 8], wt[32 * 8];
+  transpose_in(x, 32, 32, xt);
+  // weights: av_x + |x| with av_x = sqrt(sum x^2 / 32)
+  __m256 sum_x2 = _mm256_setzero_ps();
+  for (int i = 0; i < 32; ++i) {
+    const __m256 v = _mm256_load_ps(xt + 8 * i);
+    sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(v, v));
+  }
+  const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
+  for (int i = 0; i < 32; ++i) _mm256_store_ps(wt + 8 * i, _mm256_add_ps(av_x, absf(_mm256_load_ps(xt + 8 * i))));
+  fit_min8(xt, wt, nmax, rmin, 0.1f, nstep, false, scales_out, mins_out, L_out);
+}
+
+void fit_min_weighted_x8(const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L) {
+  alignas(32) float xt[32 * 8], wt[32 * 8];
+  transpose_in(x, 32, 32, xt);
+  transpose_in(w, 32, 32, wt);
+  fit_min8(xt, wt, nmax, -0.9f, 0.05f, 36, true, scales, mins, L);
 }
 
 void signed_fit16(const float* x, const float* qw, int nmax, float* scales_out, int8_t* L_out) {
