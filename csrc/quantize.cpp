@@ -498,17 +498,32 @@ void q8_0_ref(const float* x, BlockQ8_0* y, int64_t nb) {
 }
 
 // The imatrix paths of the 32-value types: sigma2 is the row's mean square.
-void q4_0_weighted(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  int8_t L[QK32];
+// The imatrix search of Q4_0 / Q5_0 (signed levels -nmax..nmax-1) over a row's
+// blocks: emit(block, scale, L) for each, 8 blocks at a time through the AVX2 lanes
+// where it can.
+template <class Emit>
+void signed_weighted_blocks(const float* x, int64_t n, const float* qw, int nmax, Emit emit) {
+  float weight[8 * QK32], scales[8];
+  int8_t L[8 * QK32];
   const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    const float d = fit_signed(QK32, 8, xb, L, weight);
+  const int64_t nb = n / QK32;
+  for (int64_t ib = 0; ib < nb;) {
+    const int64_t group = (use_avx2() && ib + 8 <= nb) ? 8 : 1;
+    for (int64_t k = 0; k < group; ++k) {
+      imatrix_weights(QK32, qw + QK32 * (ib + k), x + QK32 * (ib + k), sigma2, weight + QK32 * k);
+    }
+    if (group == 8) quant_avx2::signed_fit_x8(QK32, x + QK32 * ib, weight, nmax, scales, L);
+    else scales[0] = fit_signed(QK32, nmax, x + QK32 * ib, L, weight);
+    for (int64_t k = 0; k < group; ++k) emit(ib + k, scales[k], L + QK32 * k);
+    ib += group;
+  }
+}
+
+void q4_0_weighted(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
+  signed_weighted_blocks(x, n, qw, 8, [&](int64_t ib, float d, const int8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     for (int j = 0; j < 16; ++j) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
-  }
+  });
 }
 
 // The imatrix search of Q4_1 / Q5_1 over a row's blocks: emit(block, scale,
@@ -543,16 +558,10 @@ void q4_1_weighted(const float* x, BlockQ4_1* y, int64_t n, const float* qw) {
 }
 
 void q5_0_weighted(const float* x, BlockQ5_0* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  int8_t L[QK32];
-  const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    const float d = fit_signed(QK32, 16, xb, L, weight);
+  signed_weighted_blocks(x, n, qw, 16, [&](int64_t ib, float d, const int8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     pack_5bit(reinterpret_cast<const uint8_t*>(L), y[ib].qs, y[ib].qh);
-  }
+  });
 }
 
 void q5_1_weighted(const float* x, BlockQ5_1* y, int64_t n, const float* qw) {
@@ -682,15 +691,21 @@ void q3_k_ref(const float* x, BlockQ3_K* y, int64_t nb) {
 
 void q3_k_weighted(const float* x, BlockQ3_K* y, int64_t nb, const float* qw_row) {
   int8_t L[QK_K], Ls[QK_K / 16];
-  float scales[QK_K / 16], weight[16], sw[QK_K / 16];
+  float scales[QK_K / 16], weight[QK_K], sw[QK_K / 16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     const float sigma2 = 2.0f * sum_squares(x, QK_K) / (float)QK_K;
     for (int j = 0; j < QK_K / 16; ++j) {
-      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, weight);
+      float* w = weight + 16 * j;
+      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, w);
       float s = 0;
-      for (int l = 0; l < 16; ++l) s += weight[l];
+      for (int l = 0; l < 16; ++l) s += w[l];
       sw[j] = s;
-      scales[j] = fit_signed(16, 4, x + 16 * j, L + 16 * j, weight);
+    }
+    if (use_avx2()) {
+      quant_avx2::signed_fit_x8(16, x, weight, 4, scales, L);
+      quant_avx2::signed_fit_x8(16, x + 128, weight + 128, 4, scales + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) scales[j] = fit_signed(16, 4, x + 16 * j, L + 16 * j, weight + 16 * j);
     }
     std::memset(y[i].scales, 0, 12);
     const float d_block = fit_signed(QK_K / 16, 32, scales, Ls, sw);
@@ -829,8 +844,8 @@ void q6_k_row(const float* x, BlockQ6_K* y, int64_t nb, const float* qw_row) {
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     if (use_avx2()) {
       for (int half = 0; half < 2; ++half) {
-        quant_avx2::signed_fit16(x + 128 * half, qw_row ? qw_row + QK_K * i + 128 * half : nullptr, 32,
-                                 scales + 8 * half, L + 128 * half);
+        quant_avx2::signed_fit_x8(16, x + 128 * half, qw_row ? qw_row + QK_K * i + 128 * half : nullptr, 32,
+                                  scales + 8 * half, L + 128 * half);
       }
     } else {
       for (int ib = 0; ib < QK_K / 16; ++ib) {

@@ -162,16 +162,16 @@ void fit_min_weighted_x8(const float* x, const float* w, int nmax, float* scales
   fit_min8(xt, wt, nmax, -0.9f, 0.05f, 36, true, scales, mins, L);
 }
 
-void signed_fit16(const float* x, const float* qw, int nmax, float* scales_out, int8_t* L_out) {
-  alignas(32) float xt[16 * 8], wt[16 * 8];
-  alignas(32) int32_t Lt[16 * 8];
-  transpose_in(x, 16, 16, xt);
-  if (qw) transpose_in(qw, 16, 16, wt);
+void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales_out, int8_t* L_out) {
+  alignas(32) float xt[32 * 8], wt[32 * 8];
+  alignas(32) int32_t Lt[32 * 8];
+  transpose_in(x, n, n, xt);
+  if (qw) transpose_in(qw, n, n, wt);
   else
-    for (int i = 0; i < 16 * 8; ++i) wt[i] = xt[i] * xt[i];
+    for (int i = 0; i < n * 8; ++i) wt[i] = xt[i] * xt[i];
   const __m256 zero = _mm256_setzero_ps();
   __m256 amax = zero, mx = zero;
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < n; ++i) {
     const __m256 v = _mm256_load_ps(xt + 8 * i);
     const __m256 gt = _mm256_cmp_ps(absf(v), amax, _CMP_GT_OQ);
     amax = blend(amax, absf(v), gt);
@@ -179,7 +179,7 @@ void signed_fit16(const float* x, const float* qw, int nmax, float* scales_out, 
   }
   __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)(-nmax)), mx);
   __m256 sumlx = zero, suml2 = zero;
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < n; ++i) {
     const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
     const __m256i li = clamp8(round_nearest8(_mm256_mul_ps(iscale, v)), -nmax, nmax - 1);
     _mm256_store_si256(reinterpret_cast<__m256i*>(Lt + 8 * i), li);
@@ -194,9 +194,9 @@ void signed_fit16(const float* x, const float* qw, int nmax, float* scales_out, 
     if (is == 0) continue;
     const float num = -((float)nmax + 0.1f * (float)is);
     iscale = _mm256_div_ps(_mm256_set1_ps(num), mx);
-    __m256i lv[16];
+    __m256i lv[32];
     sumlx = suml2 = zero;
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < n; ++i) {
       const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
       lv[i] = clamp8(round_nearest8(_mm256_mul_ps(iscale, v)), -nmax, nmax - 1);
       const __m256 l = _mm256_cvtepi32_ps(lv[i]);
@@ -207,7 +207,7 @@ void signed_fit16(const float* x, const float* qw, int nmax, float* scales_out, 
                                      _mm256_cmp_ps(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2), _CMP_GT_OQ));
     if (_mm256_movemask_ps(upd) == 0) continue;
     const __m256i updi = _mm256_castps_si256(upd);
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < n; ++i) {
       __m256i* p = reinterpret_cast<__m256i*>(Lt + 8 * i);
       _mm256_store_si256(p, _mm256_blendv_epi8(_mm256_load_si256(p), lv[i], updi));
     }
@@ -222,7 +222,7 @@ void signed_fit16(const float* x, const float* qw, int nmax, float* scales_out, 
   for (int lane = 0; lane < 8; ++lane) {
     scales_out[lane] = s8[lane];
     const bool z = z8[lane] != 0.0f;
-    for (int i = 0; i < 16; ++i) L_out[lane * 16 + i] = z ? 0 : (int8_t)(Lt[i * 8 + lane] + nmax);
+    for (int i = 0; i < n; ++i) L_out[lane * n + i] = z ? 0 : (int8_t)(Lt[i * 8 + lane] + nmax);
   }
 }
 
