@@ -111,6 +111,18 @@ def imatrices() -> dict[str, np.ndarray]:
     return {"heavy": heavy, "holes": holes}
 
 
+def imatrix_names(tname: str, cname: str) -> list[str]:
+    """Which imatrices a (type, case) is recorded with: F16 and BF16 take none (they have no
+    use for one), Q8_0 one (llama.cpp ignores it), the "holes" one only the varied cases."""
+    if tname in ("F16", "BF16"):
+        return ["none"]
+    if tname == "Q8_0":
+        return ["none", "heavy"]
+    if cname in ("normal", "outliers", "sparse", "smollm2", "gemma"):
+        return ["none", "heavy", "holes"]
+    return ["none", "heavy"]
+
+
 def record() -> None:
     fn = load_ggml()
     data: dict[str, np.ndarray] = {}
@@ -122,7 +134,7 @@ def record() -> None:
         data[f"im/{iname}"] = im
     for tname in TYPES:
         for cname, x in ins.items():
-            for iname in ["none", *ims]:
+            for iname in imatrix_names(tname, cname):
                 im = None if iname == "none" else ims[iname]
                 data[f"out/{tname}/{cname}/{iname}"] = peer_quantize(fn, tname, x, im)
     np.savez_compressed(OUT, **data)
