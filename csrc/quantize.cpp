@@ -903,68 +903,71 @@ inline int nearest_level(float x) {
   return x - (float)v[hi - 1] < (float)v[hi] - x ? hi - 1 : hi;
 }
 
-// One super-block of sb values in sub-blocks of 32 (sb = 32: IQ4_NL, one
-// scale; sb = 256: IQ4_XS, 6-bit sub-block scales under an fp16 one). Each
-// sub-block's scale is the best of 15 candidates by weighted least squares
-// (weights from the imatrix, or x^2 without one).
-void iq4_block(int sb, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l,
-               const float* qw) {
-  constexpr int ntry = 7;
-  const int8_t* values = kIQ4Levels;
-  float scales[QK_K / 32], weight[32];
-  uint8_t L[QK_K];
+// The search weights of a super-block of sb values: the imatrix's, scaled by
+// sqrt(sigma2 + x^2) with sigma2 = 2 * mean(x^2), or x^2 without one.
+void iq4_weights(int sb, const float* x, const float* qw, float* weight) {
+  if (!qw) {
+    for (int j = 0; j < sb; ++j) weight[j] = x[j] * x[j];
+    return;
+  }
   float sigma2 = sum_squares(x, sb);
   sigma2 *= 2.f / (float)sb;
-  std::memset(q4, 0, sb / 2);
-  *dh = fp32_to_fp16(0.f);
-  const int nsub = sb / 32;
-  float max_scale = 0, amax_scale = 0;
-  for (int ib = 0; ib < nsub; ++ib) {
-    const float* xb = x + ib * 32;
-    uint8_t* Lb = L + ib * 32;
-    if (qw) imatrix_weights(32, qw + ib * 32, xb, sigma2, weight);
-    else for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
-    float amax = 0, max = 0;
+  imatrix_weights(sb, qw, x, sigma2, weight);
+}
+
+// One 32-value sub-block's scale: the best of 16 candidates (-max / -127, then
+// inverse scales (k - 127) / max for k = -7..7) by weighted least squares over
+// the 16 levels; 0 for an all-zero sub-block.
+float iq4_sub_scale(const float* xb, const float* weight) {
+  constexpr int ntry = 7;
+  const int8_t* values = kIQ4Levels;
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float ax = std::fabs(xb[j]);
+    if (ax > amax) { amax = ax; max = xb[j]; }
+  }
+  if (amax < kGroupEps) return 0;
+  float d = -max / (float)values[0];
+  float id = 1.0f / d;
+  float sumqx = 0, sumq2 = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float q = (float)values[nearest_level(id * xb[j])];
+    const float w = weight[j];
+    sumqx += w * q * xb[j];
+    sumq2 += w * q * q;
+  }
+  d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+  float best = d * sumqx;
+  for (int itry = -ntry; itry <= ntry; ++itry) {
+    id = (float)(itry + values[0]) / max;
+    sumqx = sumq2 = 0;
     for (int j = 0; j < 32; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) { amax = ax; max = xb[j]; }
-    }
-    if (amax < kGroupEps) {
-      scales[ib] = 0;
-      continue;
-    }
-    float d = -max / (float)values[0];
-    float id = 1.0f / d;
-    float sumqx = 0, sumq2 = 0;
-    for (int j = 0; j < 32; ++j) {
-      const int l = nearest_level(id * xb[j]);
-      Lb[j] = (uint8_t)l;
-      const float q = (float)values[l];
+      const float q = (float)values[nearest_level(id * xb[j])];
       const float w = weight[j];
       sumqx += w * q * xb[j];
       sumq2 += w * q * q;
     }
-    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-    float best = d * sumqx;
-    for (int itry = -ntry; itry <= ntry; ++itry) {
-      id = (float)(itry + values[0]) / max;
-      sumqx = sumq2 = 0;
-      for (int j = 0; j < 32; ++j) {
-        const float q = (float)values[nearest_level(id * xb[j])];
-        const float w = weight[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
-      }
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        d = sumqx / sumq2;
-        best = d * sumqx;
-      }
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      d = sumqx / sumq2;
+      best = d * sumqx;
     }
-    scales[ib] = d;
-    const float abs_d = std::fabs(d);
-    if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = d; }
   }
+  return d;
+}
+
+// One super-block of sb values in sub-blocks of 32 (sb = 32: IQ4_NL, one fp16
+// scale; sb = 256: IQ4_XS, 6-bit sub-block scales under an fp16 one) from the
+// sub-blocks' scales (iq4_sub_scale): the levels nearest to x / scale.
+void iq4_block(int sb, const float* x, const float* scales, uint16_t* dh, uint8_t* q4, uint16_t* scales_h,
+               uint8_t* scales_l) {
+  uint8_t L[QK_K];
+  const int nsub = sb / 32;
   if (nsub > 1) {
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < nsub; ++ib) {
+      const float abs_d = std::fabs(scales[ib]);
+      if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = scales[ib]; }
+    }
     *scales_h = 0;
     const float d = -max_scale / 32.0f;
     *dh = fp32_to_fp16(d);
@@ -991,17 +994,38 @@ void iq4_block(int sb, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scal
   }
 }
 
+// The scales of 8 consecutive 32-value sub-blocks (x[256], weights w[256]).
+void iq4_scales8(const float* x, const float* w, float* scales) {
+  if (use_avx2()) {
+    quant_avx2::iq4_scales_x8(x, w, scales);
+  } else {
+    for (int k = 0; k < 8; ++k) scales[k] = iq4_sub_scale(x + 32 * k, w + 32 * k);
+  }
+}
+
 void iq4_nl_row(const float* x, BlockIQ4_NL* y, int64_t nb, const float* qw_row) {
   uint16_t unused_h;
-  for (int64_t i = 0; i < nb; ++i) {
-    iq4_block(QK32, x + QK32 * i, &y[i].d, y[i].qs, &unused_h, nullptr, qw_row ? qw_row + QK32 * i : nullptr);
+  float weight[8 * QK32], scales[8];
+  for (int64_t i = 0; i < nb;) {
+    const int64_t group = i + 8 <= nb ? 8 : 1;
+    for (int64_t k = 0; k < group; ++k) {
+      iq4_weights(QK32, x + QK32 * (i + k), qw_row ? qw_row + QK32 * (i + k) : nullptr, weight + QK32 * k);
+    }
+    if (group == 8) iq4_scales8(x + QK32 * i, weight, scales);
+    else scales[0] = iq4_sub_scale(x + QK32 * i, weight);
+    for (int64_t k = 0; k < group; ++k) {
+      iq4_block(QK32, x + QK32 * (i + k), scales + k, &y[i + k].d, y[i + k].qs, &unused_h, nullptr);
+    }
+    i += group;
   }
 }
 
 void iq4_xs_row(const float* x, BlockIQ4_XS* y, int64_t nb, const float* qw_row) {
+  float weight[QK_K], scales[QK_K / 32];
   for (int64_t i = 0; i < nb; ++i) {
-    iq4_block(QK_K, x + QK_K * i, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l,
-              qw_row ? qw_row + QK_K * i : nullptr);
+    iq4_weights(QK_K, x + QK_K * i, qw_row ? qw_row + QK_K * i : nullptr, weight);
+    iq4_scales8(x + QK_K * i, weight, scales);
+    iq4_block(QK_K, x + QK_K * i, scales, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
   }
 }
 

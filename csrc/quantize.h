@@ -44,6 +44,9 @@ void fit_min_weighted_x8(const float* x, const float* w, int nmax, float* scales
 // fit_signed of 8 sub-blocks of n = 16 or 32 values (x[8 n]): signed levels
 // -nmax..nmax-1, weights qw[8 n] or x^2 when null. L gets level + nmax.
 void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales, int8_t* L);
+// The IQ4 scale search of 8 sub-blocks of 32 values x[256] with weights w[256]
+// (0 for an all-zero sub-block).
+void iq4_scales_x8(const float* x, const float* w, float* scales);
 // nb Q8_0 blocks (reference path).
 void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(float));
 // n values to fp16 bits (NaNs through to_fp16, the scalar conversion).

@@ -226,6 +226,81 @@ void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scal
   }
 }
 
+namespace {
+
+// The 16 IQ4 levels as floats, in two halves for the 8-lane table lookups.
+alignas(32) const float kLevelsLo[8] = {-127, -104, -83, -65, -49, -35, -22, -10};
+alignas(32) const float kLevelsHi[8] = {1, 13, 25, 38, 53, 69, 89, 113};
+
+// levels[idx] for idx in 0..15.
+inline __m256 level_of(__m256i idx) {
+  const __m256 lo = _mm256_permutevar8x32_ps(_mm256_load_ps(kLevelsLo), idx);
+  const __m256 hi = _mm256_permutevar8x32_ps(_mm256_load_ps(kLevelsHi), idx);
+  const __m256 use_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
+  return _mm256_blendv_ps(lo, hi, use_hi);
+}
+
+// nearest_level() of each lane: the bisection ends between the levels
+// mu - 1 and mu where mu counts the levels <= v; ties go to the lower one; at or
+// beyond the ends 0 or 15, and a NaN ends at 15 as the scalar bisection does.
+inline __m256i nearest_level8(__m256 v) {
+  __m256i cnt = _mm256_setzero_si256();
+  for (int k = 0; k < 8; ++k) {
+    cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(kLevelsLo[k]), v, _CMP_LE_OQ)));
+    cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(kLevelsHi[k]), v, _CMP_LE_OQ)));
+  }
+  const __m256i mu = clamp8(cnt, 1, 15);
+  const __m256i mu1 = _mm256_sub_epi32(mu, _mm256_set1_epi32(1));
+  const __m256 lower = _mm256_cmp_ps(_mm256_sub_ps(v, level_of(mu1)), _mm256_sub_ps(level_of(mu), v), _CMP_LT_OQ);
+  __m256i r = _mm256_blendv_epi8(mu, mu1, _mm256_castps_si256(lower));
+  const __m256 at_lo = _mm256_cmp_ps(v, _mm256_set1_ps(-127.0f), _CMP_LE_OQ);
+  const __m256 at_hi = _mm256_or_ps(_mm256_cmp_ps(v, _mm256_set1_ps(113.0f), _CMP_GE_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  r = _mm256_andnot_si256(_mm256_castps_si256(at_lo), r);
+  return _mm256_blendv_epi8(r, _mm256_set1_epi32(15), _mm256_castps_si256(at_hi));
+}
+
+}  // namespace
+
+void iq4_scales_x8(const float* x, const float* w, float* scales_out) {
+  alignas(32) float xt[32 * 8], wt[32 * 8];
+  transpose_in(x, 32, 32, xt);
+  transpose_in(w, 32, 32, wt);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 amax = zero, mx = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m256 v = _mm256_load_ps(xt + 8 * i);
+    const __m256 gt = _mm256_cmp_ps(absf(v), amax, _CMP_GT_OQ);
+    amax = blend(amax, absf(v), gt);
+    mx = blend(mx, v, gt);
+  }
+  auto sums = [&](__m256 id, __m256* sumqx, __m256* sumq2) {
+    __m256 a = zero, b = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m256 v = _mm256_load_ps(xt + 8 * i), wv = _mm256_load_ps(wt + 8 * i);
+      const __m256 q = level_of(nearest_level8(_mm256_mul_ps(id, v)));
+      const __m256 wq = _mm256_mul_ps(wv, q);
+      a = _mm256_add_ps(a, _mm256_mul_ps(wq, v));
+      b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
+    }
+    *sumqx = a;
+    *sumq2 = b;
+  };
+  __m256 d = _mm256_div_ps(_mm256_xor_ps(mx, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(-127.0f));  // -max / -127
+  __m256 sumqx, sumq2;
+  sums(_mm256_div_ps(_mm256_set1_ps(1.0f), d), &sumqx, &sumq2);
+  d = blend(zero, _mm256_div_ps(sumqx, sumq2), _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ));
+  __m256 best = _mm256_mul_ps(d, sumqx);
+  for (int itry = -7; itry <= 7; ++itry) {
+    sums(_mm256_div_ps(_mm256_set1_ps((float)(itry - 127)), mx), &sumqx, &sumq2);
+    const __m256 upd = _mm256_and_ps(_mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ),
+                                     _mm256_cmp_ps(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2), _CMP_GT_OQ));
+    d = blend(d, _mm256_div_ps(sumqx, sumq2), upd);
+    best = blend(best, _mm256_mul_ps(d, sumqx), upd);
+  }
+  d = blend(d, zero, _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ));
+  _mm256_storeu_ps(scales_out, d);
+}
+
 void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(float)) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
   const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.0f);
