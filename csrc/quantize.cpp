@@ -540,7 +540,7 @@ void min_weighted_blocks(const float* x, int64_t n, const float* qw, int nmax, E
       imatrix_weights(QK32, qw + QK32 * (ib + k), x + QK32 * (ib + k), sigma2, weight + QK32 * k);
     }
     if (group == 8) {
-      quant_avx2::fit_min_weighted_x8(x + QK32 * ib, weight, nmax, scales, mins, L);
+      quant_avx2::fit_min_weighted_x8(QK32, x + QK32 * ib, weight, nmax, scales, mins, L);
     } else {
       scales[0] = fit_min_weighted(QK32, nmax, x + QK32 * ib, weight, L, &mins[0], Laux, -0.9f, 0.05f, 36);
     }
@@ -593,10 +593,17 @@ void q2_k_ref(const float* x, BlockQ2_K* y, int64_t nb) {
   float weights[16], mins[QK_K / 16], scales[QK_K / 16];
   const float q4scale = 15.f;
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (use_avx2()) {
+      quant_avx2::q2_k_ref_fit(x, scales, mins, L);
+      quant_avx2::q2_k_ref_fit(x + 128, scales + 8, mins + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) {
+        for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+        scales[j] = fit_min_ref(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+      }
+    }
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 16; ++j) {
-      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = fit_min_ref(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -622,15 +629,24 @@ void q2_k_ref(const float* x, BlockQ2_K* y, int64_t nb) {
 
 void q2_k_weighted(const float* x, BlockQ2_K* y, int64_t nb, const float* qw_row) {
   uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
-  float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[16];
+  float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[QK_K];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     const float sigma2 = sum_squares(x, QK_K) / (float)QK_K;
     for (int j = 0; j < QK_K / 16; ++j) {
-      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, weight);
+      float* w = weight + 16 * j;
+      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, w);
       float s = 0;
-      for (int l = 0; l < 16; ++l) s += weight[l];
+      for (int l = 0; l < 16; ++l) s += w[l];
       sw[j] = s;
-      scales[j] = fit_min_weighted(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+    }
+    if (use_avx2()) {
+      quant_avx2::fit_min_weighted_x8(16, x, weight, 3, scales, mins, L);
+      quant_avx2::fit_min_weighted_x8(16, x + 128, weight + 128, 3, scales + 8, mins + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) {
+        scales[j] = fit_min_weighted(16, 3, x + 16 * j, weight + 16 * j, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
+                                     36);
+      }
     }
     const float dm = fit_unsigned(QK_K / 16, 15, scales, Ls, sw);
     const float mm = fit_unsigned(QK_K / 16, 15, mins, Lm, sw);
@@ -780,7 +796,7 @@ void k4_weighted_scales(const float* x, const float* qw, int nmax, uint8_t* L, u
     sw[j] = s;
   }
   if (use_avx2()) {
-    quant_avx2::fit_min_weighted_x8(x, weights, nmax, scales, mins, L);
+    quant_avx2::fit_min_weighted_x8(32, x, weights, nmax, scales, mins, L);
   } else {
     for (int j = 0; j < QK_K / 32; ++j) {
       scales[j] = fit_min_weighted(32, nmax, x + 32 * j, weights + 32 * j, L + 32 * j, &mins[j], Laux, -0.9f,

@@ -39,8 +39,10 @@ namespace quant_avx2 {
 // scales, mins (the_min) and levels L[256].
 void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales, float* mins, uint8_t* L);
 // fit_min_weighted (the imatrix search: levels 0..nmax, grid -0.9 + 0.05 k, k <= 36)
-// of 8 sub-blocks of 32 values x[256] with weights w[256].
-void fit_min_weighted_x8(const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L);
+// of 8 sub-blocks of n = 16 or 32 values x[8 n] with weights w[8 n].
+void fit_min_weighted_x8(int n, const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L);
+// Q2_K's reference search (weights |x|, absolute errors) of 8 sub-blocks of 16, x[128].
+void q2_k_ref_fit(const float* x, float* scales, float* mins, uint8_t* L);
 // fit_signed of 8 sub-blocks of n = 16 or 32 values (x[8 n]): signed levels
 // -nmax..nmax-1, weights qw[8 n] or x^2 when null. L gets level + nmax.
 void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales, int8_t* L);

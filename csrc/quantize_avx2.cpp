@@ -47,17 +47,18 @@ void transpose_in(const float* src, int n, int stride, float* t) {
 
 namespace {
 
-// The two min-and-scale searches of quantize.cpp, lane-wise on 8 sub-blocks of 32
-// given transposed (xt, wt: value i of lane k at [8 i + k]). weighted = false:
-// fit_min_ref with squared errors; true: fit_min_weighted.
-void fit_min8(const float* xt, const float* wt, int nmax, float rmin, float rdelta, int nstep, bool weighted,
-              float* scales_out, float* mins_out, uint8_t* L_out) {
+// The two min-and-scale searches of quantize.cpp, lane-wise on 8 sub-blocks of n
+// (16 or 32) values given transposed (xt, wt: value i of lane k at [8 i + k]).
+// weighted = false: fit_min_ref (|diff| errors when use_mad, else diff^2); true:
+// fit_min_weighted.
+void fit_min8(int n, const float* xt, const float* wt, int nmax, float rmin, float rdelta, int nstep,
+              bool weighted, bool use_mad, float* scales_out, float* mins_out, uint8_t* L_out) {
   alignas(32) float Lt[32 * 8], La[32 * 8];
   const __m256 zero = _mm256_setzero_ps();
   __m256 mn = _mm256_load_ps(xt), mx = mn;
   __m256 sum_w = _mm256_load_ps(wt);
   __m256 sum_x = _mm256_mul_ps(sum_w, mn);
-  for (int i = 1; i < 32; ++i) {
+  for (int i = 1; i < n; ++i) {
     const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
     mn = _mm256_min_ps(v, mn);  // v < mn ? v : mn
     mx = _mm256_max_ps(v, mx);  // v > mx ? v : mx
@@ -71,19 +72,19 @@ void fit_min8(const float* xt, const float* wt, int nmax, float rmin, float rdel
   __m256 iscale = _mm256_div_ps(fnmax, _mm256_sub_ps(mx, mn));
   __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
   __m256 best = zero;
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < n; ++i) {
     const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
     const __m256 l = _mm256_cvtepi32_ps(clamp8(round_nearest8(_mm256_mul_ps(iscale, _mm256_sub_ps(v, mn))), 0, nmax));
     _mm256_store_ps(Lt + 8 * i, l);
     __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, l), mn), v);
-    diff = _mm256_mul_ps(diff, diff);
+    diff = use_mad ? absf(diff) : _mm256_mul_ps(diff, diff);
     best = _mm256_add_ps(best, _mm256_mul_ps(w, diff));
   }
   for (int is = 0; is <= nstep; ++is) {
     const float num = rmin + rdelta * (float)is + (float)nmax;
     iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));
     __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < n; ++i) {
       const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
       const __m256 p = _mm256_mul_ps(iscale, _mm256_sub_ps(v, mn));
       __m256 l;
@@ -108,15 +109,15 @@ void fit_min8(const float* xt, const float* wt, int nmax, float rmin, float rdel
     this_min = blend(this_min, zero, mpos);
     this_scale = blend(this_scale, _mm256_div_ps(sum_xl, sum_l2), mpos);
     __m256 cur = zero;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < n; ++i) {
       const __m256 v = _mm256_load_ps(xt + 8 * i), w = _mm256_load_ps(wt + 8 * i);
       __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_load_ps(La + 8 * i)), this_min), v);
-      diff = _mm256_mul_ps(diff, diff);
+      diff = use_mad ? absf(diff) : _mm256_mul_ps(diff, diff);
       cur = _mm256_add_ps(cur, _mm256_mul_ps(w, diff));
     }
     const __m256 upd = _mm256_and_ps(dpos, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
     if (_mm256_movemask_ps(upd) == 0) continue;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < n; ++i) {
       _mm256_store_ps(Lt + 8 * i, blend(_mm256_load_ps(Lt + 8 * i), _mm256_load_ps(La + 8 * i), upd));
     }
     best = blend(best, cur, upd);
@@ -134,7 +135,7 @@ void fit_min8(const float* xt, const float* wt, int nmax, float rmin, float rdel
     scales_out[lane] = s8[lane];
     mins_out[lane] = m8[lane];
     const bool is_flat = f8[lane] != 0.0f;
-    for (int i = 0; i < 32; ++i) L_out[lane * 32 + i] = is_flat ? 0 : (uint8_t)(int)Lt[i * 8 + lane];
+    for (int i = 0; i < n; ++i) L_out[lane * n + i] = is_flat ? 0 : (uint8_t)(int)Lt[i * 8 + lane];
   }
 }
 
@@ -152,14 +153,21 @@ void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_o
   }
   const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
   for (int i = 0; i < 32; ++i) _mm256_store_ps(wt + 8 * i, _mm256_add_ps(av_x, absf(_mm256_load_ps(xt + 8 * i))));
-  fit_min8(xt, wt, nmax, rmin, 0.1f, nstep, false, scales_out, mins_out, L_out);
+  fit_min8(32, xt, wt, nmax, rmin, 0.1f, nstep, false, false, scales_out, mins_out, L_out);
 }
 
-void fit_min_weighted_x8(const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L) {
+void fit_min_weighted_x8(int n, const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L) {
   alignas(32) float xt[32 * 8], wt[32 * 8];
-  transpose_in(x, 32, 32, xt);
-  transpose_in(w, 32, 32, wt);
-  fit_min8(xt, wt, nmax, -0.9f, 0.05f, 36, true, scales, mins, L);
+  transpose_in(x, n, n, xt);
+  transpose_in(w, n, n, wt);
+  fit_min8(n, xt, wt, nmax, -0.9f, 0.05f, 36, true, false, scales, mins, L);
+}
+
+void q2_k_ref_fit(const float* x, float* scales, float* mins, uint8_t* L) {
+  alignas(32) float xt[16 * 8], wt[16 * 8];
+  transpose_in(x, 16, 16, xt);
+  for (int i = 0; i < 16; ++i) _mm256_store_ps(wt + 8 * i, absf(_mm256_load_ps(xt + 8 * i)));
+  fit_min8(16, xt, wt, 3, -0.5f, 0.1f, 15, false, true, scales, mins, L);
 }
 
 void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales_out, int8_t* L_out) {
