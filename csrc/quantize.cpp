@@ -683,9 +683,14 @@ void q3_k_ref(const float* x, BlockQ3_K* y, int64_t nb) {
   int8_t L[QK_K];
   float scales[QK_K / 16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (use_avx2()) {
+      quant_avx2::q3_k_ref_fit(x, scales, L);
+      quant_avx2::q3_k_ref_fit(x + 128, scales + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) scales[j] = fit_signed_q3(16, 4, x + 16 * j, L + 16 * j);
+    }
     float max_scale = 0, amax = 0;
     for (int j = 0; j < QK_K / 16; ++j) {
-      scales[j] = fit_signed_q3(16, 4, x + 16 * j, L + 16 * j);
       const float a = std::fabs(scales[j]);
       if (a > amax) { amax = a; max_scale = scales[j]; }
     }
@@ -1083,8 +1088,13 @@ void quantize_row(int32_t type, const float* x, void* dst, int64_t n, const floa
       break;
     }
     case TYPE_BF16: {
+      // fp32_to_bf16 without its branch, so the compiler vectorizes the loop
       uint16_t* y = static_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_bf16(x[i]);
+      const uint32_t* u = reinterpret_cast<const uint32_t*>(x);
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t r = (u[i] + 0x7fffu + ((u[i] >> 16) & 1)) >> 16;
+        y[i] = (uint16_t)((u[i] & 0x7fffffffu) > 0x7f800000u ? ((u[i] >> 16) | 64) : r);
+      }
       break;
     }
     case TYPE_Q4_0:

@@ -46,6 +46,8 @@ void q2_k_ref_fit(const float* x, float* scales, float* mins, uint8_t* L);
 // fit_signed of 8 sub-blocks of n = 16 or 32 values (x[8 n]): signed levels
 // -nmax..nmax-1, weights qw[8 n] or x^2 when null. L gets level + nmax.
 void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales, int8_t* L);
+// Q3_K's reference search (fit_signed_q3, nmax 4) of 8 sub-blocks of 16, x[128].
+void q3_k_ref_fit(const float* x, float* scales, int8_t* L);
 // The IQ4 scale search of 8 sub-blocks of 32 values x[256] with weights w[256]
 // (0 for an all-zero sub-block).
 void iq4_scales_x8(const float* x, const float* w, float* scales);

@@ -234,6 +234,70 @@ void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scal
   }
 }
 
+void q3_k_ref_fit(const float* x, float* scales_out, int8_t* L_out) {
+  constexpr int nmax = 4;
+  alignas(32) float xt[16 * 8];
+  __m256i Lv[16];
+  transpose_in(x, 16, 16, xt);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 amax = zero, mx = zero;
+  for (int i = 0; i < 16; ++i) {
+    const __m256 v = _mm256_load_ps(xt + 8 * i);
+    const __m256 gt = _mm256_cmp_ps(absf(v), amax, _CMP_GT_OQ);
+    amax = blend(amax, absf(v), gt);
+    mx = blend(mx, v, gt);
+  }
+  const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)(-nmax)), mx);
+  __m256 sumlx = zero, suml2 = zero;
+  for (int i = 0; i < 16; ++i) {
+    const __m256 v = _mm256_load_ps(xt + 8 * i);
+    Lv[i] = clamp8(round_nearest8(_mm256_mul_ps(iscale, v)), -nmax, nmax - 1);
+    const __m256 l = _mm256_cvtepi32_ps(Lv[i]), w = _mm256_mul_ps(v, v);
+    sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, v), l));
+    suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, l), l));
+  }
+  // Up to 5 rounds of single-value moves; a lane stops after a round without one.
+  __m256 active = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int itry = 0; itry < 5; ++itry) {
+    __m256 changed = zero;
+    for (int i = 0; i < 16; ++i) {
+      const __m256 v = _mm256_load_ps(xt + 8 * i);
+      const __m256 w = _mm256_mul_ps(v, v), wx = _mm256_mul_ps(w, v);
+      const __m256 li = _mm256_cvtepi32_ps(Lv[i]);
+      __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, li));
+      __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, li), li));
+      const __m256i nl = clamp8(round_nearest8(_mm256_div_ps(_mm256_mul_ps(v, sl2), slx)), -nmax, nmax - 1);
+      const __m256 nf = _mm256_cvtepi32_ps(nl);
+      const __m256 ne = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(nl, Lv[i]), _mm256_set1_epi32(-1)));
+      const __m256 slx2 = _mm256_add_ps(slx, _mm256_mul_ps(wx, nf));
+      const __m256 sl22 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, nf), nf));
+      __m256 ok = _mm256_and_ps(active, _mm256_cmp_ps(slx, zero, _CMP_GT_OQ));
+      ok = _mm256_and_ps(ok, ne);
+      ok = _mm256_and_ps(ok, _mm256_cmp_ps(sl22, zero, _CMP_GT_OQ));
+      ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx2, slx2), suml2),
+                                           _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl22), _CMP_GT_OQ));
+      Lv[i] = _mm256_blendv_epi8(Lv[i], nl, _mm256_castps_si256(ok));
+      sumlx = blend(sumlx, slx2, ok);
+      suml2 = blend(suml2, sl22, ok);
+      changed = _mm256_or_ps(changed, ok);
+    }
+    active = _mm256_and_ps(active, changed);
+    if (_mm256_movemask_ps(active) == 0) break;
+  }
+  __m256 scale = blend(zero, _mm256_div_ps(sumlx, suml2), _mm256_cmp_ps(suml2, zero, _CMP_GT_OQ));
+  const __m256 zero_lane = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+  scale = blend(scale, zero, zero_lane);
+  alignas(32) float s8[8], z8[8];
+  alignas(32) int32_t l8[8];
+  _mm256_store_ps(s8, scale);
+  _mm256_store_ps(z8, zero_lane);
+  for (int lane = 0; lane < 8; ++lane) scales_out[lane] = s8[lane];
+  for (int i = 0; i < 16; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l8), Lv[i]);
+    for (int lane = 0; lane < 8; ++lane) L_out[lane * 16 + i] = z8[lane] != 0.0f ? 0 : (int8_t)(l8[lane] + nmax);
+  }
+}
+
 namespace {
 
 // The 16 IQ4 levels as floats, in two halves for the 8-lane table lookups.
