@@ -66,7 +66,7 @@ void fit_min8(int n, const float* xt, const float* wt, int nmax, float rmin, flo
     sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w, v));
   }
   mn = blend(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
-  const __m256 flat = _mm256_cmp_ps(mx, mn, weighted ? _CMP_LE_OQ : _CMP_EQ_OQ);
+  const __m256 flat = weighted ? _mm256_cmp_ps(mx, mn, _CMP_LE_OQ) : _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
   const __m256 mn0 = mn;
   const __m256 fnmax = _mm256_set1_ps((float)nmax);
   __m256 iscale = _mm256_div_ps(fnmax, _mm256_sub_ps(mx, mn));
@@ -157,7 +157,7 @@ void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales_o
 }
 
 void fit_min_weighted_x8(int n, const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L) {
-  alignas(32) float xt[32 * 8], wt[32 * 8];
+  alignas(32) float xt[32 * 8] = {}, wt[32 * 8] = {};  // n = 16 fills half
   transpose_in(x, n, n, xt);
   transpose_in(w, n, n, wt);
   fit_min8(n, xt, wt, nmax, -0.9f, 0.05f, 36, true, false, scales, mins, L);
@@ -171,7 +171,7 @@ void q2_k_ref_fit(const float* x, float* scales, float* mins, uint8_t* L) {
 }
 
 void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales_out, int8_t* L_out) {
-  alignas(32) float xt[32 * 8], wt[32 * 8];
+  alignas(32) float xt[32 * 8] = {}, wt[32 * 8] = {};  // n = 16 fills half
   alignas(32) int32_t Lt[32 * 8];
   transpose_in(x, n, n, xt);
   if (qw) transpose_in(qw, n, n, wt);
