@@ -498,60 +498,78 @@ void q8_0_ref(const float* x, BlockQ8_0* y, int64_t nb) {
 }
 
 // The imatrix paths of the 32-value types: sigma2 is the row's mean square.
-void q4_0_weighted(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  int8_t L[QK32];
+// The imatrix search of Q4_0 / Q5_0 (signed levels -nmax..nmax-1) over a row's
+// blocks: emit(block, scale, L) for each, 8 blocks at a time through the AVX2 lanes
+// where it can.
+template <class Emit>
+void signed_weighted_blocks(const float* x, int64_t n, const float* qw, int nmax, Emit emit) {
+  float weight[8 * QK32], scales[8];
+  int8_t L[8 * QK32];
   const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    const float d = fit_signed(QK32, 8, xb, L, weight);
+  const int64_t nb = n / QK32;
+  for (int64_t ib = 0; ib < nb;) {
+    const int64_t group = (use_avx2() && ib + 8 <= nb) ? 8 : 1;
+    for (int64_t k = 0; k < group; ++k) {
+      imatrix_weights(QK32, qw + QK32 * (ib + k), x + QK32 * (ib + k), sigma2, weight + QK32 * k);
+    }
+    if (group == 8) quant_avx2::signed_fit_x8(QK32, x + QK32 * ib, weight, nmax, scales, L);
+    else scales[0] = fit_signed(QK32, nmax, x + QK32 * ib, L, weight);
+    for (int64_t k = 0; k < group; ++k) emit(ib + k, scales[k], L + QK32 * k);
+    ib += group;
+  }
+}
+
+void q4_0_weighted(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
+  signed_weighted_blocks(x, n, qw, 8, [&](int64_t ib, float d, const int8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     for (int j = 0; j < 16; ++j) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+  });
+}
+
+// The imatrix search of Q4_1 / Q5_1 over a row's blocks: emit(block, scale,
+// the_min, L) for each, 8 blocks at a time through the AVX2 lanes where it can.
+template <class Emit>
+void min_weighted_blocks(const float* x, int64_t n, const float* qw, int nmax, Emit emit) {
+  float weight[8 * QK32], scales[8], mins[8];
+  uint8_t L[8 * QK32], Laux[QK32];
+  const float sigma2 = sum_squares(x, n) / (float)n;
+  const int64_t nb = n / QK32;
+  for (int64_t ib = 0; ib < nb;) {
+    const int64_t group = (use_avx2() && ib + 8 <= nb) ? 8 : 1;
+    for (int64_t k = 0; k < group; ++k) {
+      imatrix_weights(QK32, qw + QK32 * (ib + k), x + QK32 * (ib + k), sigma2, weight + QK32 * k);
+    }
+    if (group == 8) {
+      quant_avx2::fit_min_weighted_x8(QK32, x + QK32 * ib, weight, nmax, scales, mins, L);
+    } else {
+      scales[0] = fit_min_weighted(QK32, nmax, x + QK32 * ib, weight, L, &mins[0], Laux, -0.9f, 0.05f, 36);
+    }
+    for (int64_t k = 0; k < group; ++k) emit(ib + k, scales[k], mins[k], L + QK32 * k);
+    ib += group;
   }
 }
 
 void q4_1_weighted(const float* x, BlockQ4_1* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  uint8_t L[QK32], Laux[QK32];
-  const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    float min;
-    const float d = fit_min_weighted(QK32, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+  min_weighted_blocks(x, n, qw, 15, [&](int64_t ib, float d, float min, const uint8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     y[ib].m = fp32_to_fp16(-min);
     for (int j = 0; j < 16; ++j) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
-  }
+  });
 }
 
 void q5_0_weighted(const float* x, BlockQ5_0* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  int8_t L[QK32];
-  const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    const float d = fit_signed(QK32, 16, xb, L, weight);
+  signed_weighted_blocks(x, n, qw, 16, [&](int64_t ib, float d, const int8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     pack_5bit(reinterpret_cast<const uint8_t*>(L), y[ib].qs, y[ib].qh);
-  }
+  });
 }
 
 void q5_1_weighted(const float* x, BlockQ5_1* y, int64_t n, const float* qw) {
-  float weight[QK32];
-  uint8_t L[QK32], Laux[QK32];
-  const float sigma2 = sum_squares(x, n) / (float)n;
-  for (int64_t ib = 0; ib < n / QK32; ++ib) {
-    const float* xb = x + QK32 * ib;
-    imatrix_weights(QK32, qw + QK32 * ib, xb, sigma2, weight);
-    float min;
-    const float d = fit_min_weighted(QK32, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+  min_weighted_blocks(x, n, qw, 31, [&](int64_t ib, float d, float min, const uint8_t* L) {
     y[ib].d = fp32_to_fp16(d);
     y[ib].m = fp32_to_fp16(-min);
     pack_5bit(L, y[ib].qs, y[ib].qh);
-  }
+  });
 }
 
 // --- K-quants ------------------------------------------------------------------
@@ -575,10 +593,17 @@ void q2_k_ref(const float* x, BlockQ2_K* y, int64_t nb) {
   float weights[16], mins[QK_K / 16], scales[QK_K / 16];
   const float q4scale = 15.f;
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (use_avx2()) {
+      quant_avx2::q2_k_ref_fit(x, scales, mins, L);
+      quant_avx2::q2_k_ref_fit(x + 128, scales + 8, mins + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) {
+        for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+        scales[j] = fit_min_ref(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+      }
+    }
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 16; ++j) {
-      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = fit_min_ref(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -604,15 +629,24 @@ void q2_k_ref(const float* x, BlockQ2_K* y, int64_t nb) {
 
 void q2_k_weighted(const float* x, BlockQ2_K* y, int64_t nb, const float* qw_row) {
   uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
-  float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[16];
+  float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[QK_K];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     const float sigma2 = sum_squares(x, QK_K) / (float)QK_K;
     for (int j = 0; j < QK_K / 16; ++j) {
-      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, weight);
+      float* w = weight + 16 * j;
+      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, w);
       float s = 0;
-      for (int l = 0; l < 16; ++l) s += weight[l];
+      for (int l = 0; l < 16; ++l) s += w[l];
       sw[j] = s;
-      scales[j] = fit_min_weighted(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+    }
+    if (use_avx2()) {
+      quant_avx2::fit_min_weighted_x8(16, x, weight, 3, scales, mins, L);
+      quant_avx2::fit_min_weighted_x8(16, x + 128, weight + 128, 3, scales + 8, mins + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) {
+        scales[j] = fit_min_weighted(16, 3, x + 16 * j, weight + 16 * j, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
+                                     36);
+      }
     }
     const float dm = fit_unsigned(QK_K / 16, 15, scales, Ls, sw);
     const float mm = fit_unsigned(QK_K / 16, 15, mins, Lm, sw);
@@ -649,9 +683,14 @@ void q3_k_ref(const float* x, BlockQ3_K* y, int64_t nb) {
   int8_t L[QK_K];
   float scales[QK_K / 16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (use_avx2()) {
+      quant_avx2::q3_k_ref_fit(x, scales, L);
+      quant_avx2::q3_k_ref_fit(x + 128, scales + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) scales[j] = fit_signed_q3(16, 4, x + 16 * j, L + 16 * j);
+    }
     float max_scale = 0, amax = 0;
     for (int j = 0; j < QK_K / 16; ++j) {
-      scales[j] = fit_signed_q3(16, 4, x + 16 * j, L + 16 * j);
       const float a = std::fabs(scales[j]);
       if (a > amax) { amax = a; max_scale = scales[j]; }
     }
@@ -673,15 +712,21 @@ void q3_k_ref(const float* x, BlockQ3_K* y, int64_t nb) {
 
 void q3_k_weighted(const float* x, BlockQ3_K* y, int64_t nb, const float* qw_row) {
   int8_t L[QK_K], Ls[QK_K / 16];
-  float scales[QK_K / 16], weight[16], sw[QK_K / 16];
+  float scales[QK_K / 16], weight[QK_K], sw[QK_K / 16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     const float sigma2 = 2.0f * sum_squares(x, QK_K) / (float)QK_K;
     for (int j = 0; j < QK_K / 16; ++j) {
-      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, weight);
+      float* w = weight + 16 * j;
+      imatrix_weights(16, qw_row + QK_K * i + 16 * j, x + 16 * j, sigma2, w);
       float s = 0;
-      for (int l = 0; l < 16; ++l) s += weight[l];
+      for (int l = 0; l < 16; ++l) s += w[l];
       sw[j] = s;
-      scales[j] = fit_signed(16, 4, x + 16 * j, L + 16 * j, weight);
+    }
+    if (use_avx2()) {
+      quant_avx2::signed_fit_x8(16, x, weight, 4, scales, L);
+      quant_avx2::signed_fit_x8(16, x + 128, weight + 128, 4, scales + 8, L + 128);
+    } else {
+      for (int j = 0; j < QK_K / 16; ++j) scales[j] = fit_signed(16, 4, x + 16 * j, L + 16 * j, weight + 16 * j);
     }
     std::memset(y[i].scales, 0, 12);
     const float d_block = fit_signed(QK_K / 16, 32, scales, Ls, sw);
@@ -746,14 +791,22 @@ void k4_weighted_scales(const float* x, const float* qw, int nmax, uint8_t* L, u
                         uint16_t* mh) {
   const bool clamp = nmax == 31;
   uint8_t Laux[32], Ls[QK_K / 32], Lm[QK_K / 32];
-  float weights[32], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
+  float weights[QK_K], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
   const float sigma2 = 2.0f * sum_squares(x, QK_K) / (float)QK_K;
   for (int j = 0; j < QK_K / 32; ++j) {
-    imatrix_weights(32, qw + 32 * j, x + 32 * j, sigma2, weights);
+    float* w = weights + 32 * j;
+    imatrix_weights(32, qw + 32 * j, x + 32 * j, sigma2, w);
     float s = 0;
-    for (int l = 0; l < 32; ++l) s += weights[l];
+    for (int l = 0; l < 32; ++l) s += w[l];
     sw[j] = s;
-    scales[j] = fit_min_weighted(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  if (use_avx2()) {
+    quant_avx2::fit_min_weighted_x8(32, x, weights, nmax, scales, mins, L);
+  } else {
+    for (int j = 0; j < QK_K / 32; ++j) {
+      scales[j] = fit_min_weighted(32, nmax, x + 32 * j, weights + 32 * j, L + 32 * j, &mins[j], Laux, -0.9f,
+                                   0.05f, 36);
+    }
   }
   const float d_block = fit_unsigned(QK_K / 32, 63, scales, Ls, sw);
   const float m_block = fit_unsigned(QK_K / 32, 63, mins, Lm, sw);
@@ -812,8 +865,8 @@ void q6_k_row(const float* x, BlockQ6_K* y, int64_t nb, const float* qw_row) {
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     if (use_avx2()) {
       for (int half = 0; half < 2; ++half) {
-        quant_avx2::signed_fit16(x + 128 * half, qw_row ? qw_row + QK_K * i + 128 * half : nullptr, 32,
-                                 scales + 8 * half, L + 128 * half);
+        quant_avx2::signed_fit_x8(16, x + 128 * half, qw_row ? qw_row + QK_K * i + 128 * half : nullptr, 32,
+                                  scales + 8 * half, L + 128 * half);
       }
     } else {
       for (int ib = 0; ib < QK_K / 16; ++ib) {
@@ -871,68 +924,71 @@ inline int nearest_level(float x) {
   return x - (float)v[hi - 1] < (float)v[hi] - x ? hi - 1 : hi;
 }
 
-// One super-block of sb values in sub-blocks of 32 (sb = 32: IQ4_NL, one
-// scale; sb = 256: IQ4_XS, 6-bit sub-block scales under an fp16 one). Each
-// sub-block's scale is the best of 15 candidates by weighted least squares
-// (weights from the imatrix, or x^2 without one).
-void iq4_block(int sb, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l,
-               const float* qw) {
-  constexpr int ntry = 7;
-  const int8_t* values = kIQ4Levels;
-  float scales[QK_K / 32], weight[32];
-  uint8_t L[QK_K];
+// The search weights of a super-block of sb values: the imatrix's, scaled by
+// sqrt(sigma2 + x^2) with sigma2 = 2 * mean(x^2), or x^2 without one.
+void iq4_weights(int sb, const float* x, const float* qw, float* weight) {
+  if (!qw) {
+    for (int j = 0; j < sb; ++j) weight[j] = x[j] * x[j];
+    return;
+  }
   float sigma2 = sum_squares(x, sb);
   sigma2 *= 2.f / (float)sb;
-  std::memset(q4, 0, sb / 2);
-  *dh = fp32_to_fp16(0.f);
-  const int nsub = sb / 32;
-  float max_scale = 0, amax_scale = 0;
-  for (int ib = 0; ib < nsub; ++ib) {
-    const float* xb = x + ib * 32;
-    uint8_t* Lb = L + ib * 32;
-    if (qw) imatrix_weights(32, qw + ib * 32, xb, sigma2, weight);
-    else for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
-    float amax = 0, max = 0;
+  imatrix_weights(sb, qw, x, sigma2, weight);
+}
+
+// One 32-value sub-block's scale: the best of 16 candidates (-max / -127, then
+// inverse scales (k - 127) / max for k = -7..7) by weighted least squares over
+// the 16 levels; 0 for an all-zero sub-block.
+float iq4_sub_scale(const float* xb, const float* weight) {
+  constexpr int ntry = 7;
+  const int8_t* values = kIQ4Levels;
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float ax = std::fabs(xb[j]);
+    if (ax > amax) { amax = ax; max = xb[j]; }
+  }
+  if (amax < kGroupEps) return 0;
+  float d = -max / (float)values[0];
+  float id = 1.0f / d;
+  float sumqx = 0, sumq2 = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float q = (float)values[nearest_level(id * xb[j])];
+    const float w = weight[j];
+    sumqx += w * q * xb[j];
+    sumq2 += w * q * q;
+  }
+  d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+  float best = d * sumqx;
+  for (int itry = -ntry; itry <= ntry; ++itry) {
+    id = (float)(itry + values[0]) / max;
+    sumqx = sumq2 = 0;
     for (int j = 0; j < 32; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) { amax = ax; max = xb[j]; }
-    }
-    if (amax < kGroupEps) {
-      scales[ib] = 0;
-      continue;
-    }
-    float d = -max / (float)values[0];
-    float id = 1.0f / d;
-    float sumqx = 0, sumq2 = 0;
-    for (int j = 0; j < 32; ++j) {
-      const int l = nearest_level(id * xb[j]);
-      Lb[j] = (uint8_t)l;
-      const float q = (float)values[l];
+      const float q = (float)values[nearest_level(id * xb[j])];
       const float w = weight[j];
       sumqx += w * q * xb[j];
       sumq2 += w * q * q;
     }
-    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-    float best = d * sumqx;
-    for (int itry = -ntry; itry <= ntry; ++itry) {
-      id = (float)(itry + values[0]) / max;
-      sumqx = sumq2 = 0;
-      for (int j = 0; j < 32; ++j) {
-        const float q = (float)values[nearest_level(id * xb[j])];
-        const float w = weight[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
-      }
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        d = sumqx / sumq2;
-        best = d * sumqx;
-      }
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      d = sumqx / sumq2;
+      best = d * sumqx;
     }
-    scales[ib] = d;
-    const float abs_d = std::fabs(d);
-    if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = d; }
   }
+  return d;
+}
+
+// One super-block of sb values in sub-blocks of 32 (sb = 32: IQ4_NL, one fp16
+// scale; sb = 256: IQ4_XS, 6-bit sub-block scales under an fp16 one) from the
+// sub-blocks' scales (iq4_sub_scale): the levels nearest to x / scale.
+void iq4_block(int sb, const float* x, const float* scales, uint16_t* dh, uint8_t* q4, uint16_t* scales_h,
+               uint8_t* scales_l) {
+  uint8_t L[QK_K];
+  const int nsub = sb / 32;
   if (nsub > 1) {
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < nsub; ++ib) {
+      const float abs_d = std::fabs(scales[ib]);
+      if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = scales[ib]; }
+    }
     *scales_h = 0;
     const float d = -max_scale / 32.0f;
     *dh = fp32_to_fp16(d);
@@ -959,17 +1015,38 @@ void iq4_block(int sb, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scal
   }
 }
 
+// The scales of 8 consecutive 32-value sub-blocks (x[256], weights w[256]).
+void iq4_scales8(const float* x, const float* w, float* scales) {
+  if (use_avx2()) {
+    quant_avx2::iq4_scales_x8(x, w, scales);
+  } else {
+    for (int k = 0; k < 8; ++k) scales[k] = iq4_sub_scale(x + 32 * k, w + 32 * k);
+  }
+}
+
 void iq4_nl_row(const float* x, BlockIQ4_NL* y, int64_t nb, const float* qw_row) {
   uint16_t unused_h;
-  for (int64_t i = 0; i < nb; ++i) {
-    iq4_block(QK32, x + QK32 * i, &y[i].d, y[i].qs, &unused_h, nullptr, qw_row ? qw_row + QK32 * i : nullptr);
+  float weight[8 * QK32], scales[8];
+  for (int64_t i = 0; i < nb;) {
+    const int64_t group = i + 8 <= nb ? 8 : 1;
+    for (int64_t k = 0; k < group; ++k) {
+      iq4_weights(QK32, x + QK32 * (i + k), qw_row ? qw_row + QK32 * (i + k) : nullptr, weight + QK32 * k);
+    }
+    if (group == 8) iq4_scales8(x + QK32 * i, weight, scales);
+    else scales[0] = iq4_sub_scale(x + QK32 * i, weight);
+    for (int64_t k = 0; k < group; ++k) {
+      iq4_block(QK32, x + QK32 * (i + k), scales + k, &y[i + k].d, y[i + k].qs, &unused_h, nullptr);
+    }
+    i += group;
   }
 }
 
 void iq4_xs_row(const float* x, BlockIQ4_XS* y, int64_t nb, const float* qw_row) {
+  float weight[QK_K], scales[QK_K / 32];
   for (int64_t i = 0; i < nb; ++i) {
-    iq4_block(QK_K, x + QK_K * i, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l,
-              qw_row ? qw_row + QK_K * i : nullptr);
+    iq4_weights(QK_K, x + QK_K * i, qw_row ? qw_row + QK_K * i : nullptr, weight);
+    iq4_scales8(x + QK_K * i, weight, scales);
+    iq4_block(QK_K, x + QK_K * i, scales, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
   }
 }
 
@@ -1011,8 +1088,13 @@ void quantize_row(int32_t type, const float* x, void* dst, int64_t n, const floa
       break;
     }
     case TYPE_BF16: {
+      // fp32_to_bf16 without its branch, so the compiler vectorizes the loop
       uint16_t* y = static_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_bf16(x[i]);
+      const uint32_t* u = reinterpret_cast<const uint32_t*>(x);
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t r = (u[i] + 0x7fffu + ((u[i] >> 16) & 1)) >> 16;
+        y[i] = (uint16_t)((u[i] & 0x7fffffffu) > 0x7f800000u ? ((u[i] >> 16) | 64) : r);
+      }
       break;
     }
     case TYPE_Q4_0:

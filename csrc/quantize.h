@@ -38,9 +38,19 @@ namespace quant_avx2 {
 // One Q4_K / Q5_K super-block's reference search: 8 sub-blocks of 32 -> their
 // scales, mins (the_min) and levels L[256].
 void k4_ref_fit(const float* x, int nmax, float rmin, int nstep, float* scales, float* mins, uint8_t* L);
-// 8 sub-blocks of 16 (x[128]) fitted with signed levels -nmax..nmax-1 (Q6_K);
-// weights qw[128] or x^2 when null. L gets level + nmax.
-void signed_fit16(const float* x, const float* qw, int nmax, float* scales, int8_t* L);
+// fit_min_weighted (the imatrix search: levels 0..nmax, grid -0.9 + 0.05 k, k <= 36)
+// of 8 sub-blocks of n = 16 or 32 values x[8 n] with weights w[8 n].
+void fit_min_weighted_x8(int n, const float* x, const float* w, int nmax, float* scales, float* mins, uint8_t* L);
+// Q2_K's reference search (weights |x|, absolute errors) of 8 sub-blocks of 16, x[128].
+void q2_k_ref_fit(const float* x, float* scales, float* mins, uint8_t* L);
+// fit_signed of 8 sub-blocks of n = 16 or 32 values (x[8 n]): signed levels
+// -nmax..nmax-1, weights qw[8 n] or x^2 when null. L gets level + nmax.
+void signed_fit_x8(int n, const float* x, const float* qw, int nmax, float* scales, int8_t* L);
+// Q3_K's reference search (fit_signed_q3, nmax 4) of 8 sub-blocks of 16, x[128].
+void q3_k_ref_fit(const float* x, float* scales, int8_t* L);
+// The IQ4 scale search of 8 sub-blocks of 32 values x[256] with weights w[256]
+// (0 for an all-zero sub-block).
+void iq4_scales_x8(const float* x, const float* w, float* scales);
 // nb Q8_0 blocks (reference path).
 void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(float));
 // n values to fp16 bits (NaNs through to_fp16, the scalar conversion).

@@ -16,10 +16,11 @@ without an importance matrix, and stores the inputs, the imatrices and the outpu
 
 The inputs are stored whole (float32), so the tests need nothing else.
 
---real SITE_PACKAGES: also dequantize whole tensors of the two cached models to float32
+--real SITE_PACKAGES: instead of recording, dequantize whole tensors of the two cached models to float32
 with gguf.quants, quantize each with the peer and with the llamalite installed in
 SITE_PACKAGES to every type (with and without a synthetic imatrix), and print how many
-rows come out bit-identical. Nothing is written for this check.
+rows come out bit-identical. Only llamalite's compiled core (_core*.so) is loaded from
+there, so the peer's Python needs none of llamalite's dependencies. Nothing is written.
 """
 from __future__ import annotations
 
@@ -111,6 +112,18 @@ def imatrices() -> dict[str, np.ndarray]:
     return {"heavy": heavy, "holes": holes}
 
 
+def imatrix_names(tname: str, cname: str) -> list[str]:
+    """Which imatrices a (type, case) is recorded with: F16 and BF16 take none (they have no
+    use for one), Q8_0 one (llama.cpp ignores it), the "holes" one only the varied cases."""
+    if tname in ("F16", "BF16"):
+        return ["none"]
+    if tname == "Q8_0":
+        return ["none", "heavy"]
+    if cname in ("normal", "outliers", "sparse", "smollm2", "gemma"):
+        return ["none", "heavy", "holes"]
+    return ["none", "heavy"]
+
+
 def record() -> None:
     fn = load_ggml()
     data: dict[str, np.ndarray] = {}
@@ -122,7 +135,7 @@ def record() -> None:
         data[f"im/{iname}"] = im
     for tname in TYPES:
         for cname, x in ins.items():
-            for iname in ["none", *ims]:
+            for iname in imatrix_names(tname, cname):
                 im = None if iname == "none" else ims[iname]
                 data[f"out/{tname}/{cname}/{iname}"] = peer_quantize(fn, tname, x, im)
     np.savez_compressed(OUT, **data)
@@ -131,14 +144,23 @@ def record() -> None:
 
 def real_check(site_packages: str) -> None:
     """Whole tensors of both cached models through the peer and llamalite: identical rows per type."""
-    sys.path.insert(0, site_packages)
+    import importlib.machinery
+    import importlib.util
     from gguf import GGUFReader
     from gguf.quants import dequantize
-    from llamalite import _core
+    so = next((Path(site_packages) / "llamalite").glob("_core*.so"))
+    loader = importlib.machinery.ExtensionFileLoader("llamalite._core", str(so))
+    spec = importlib.util.spec_from_loader("llamalite._core", loader)
+    _core = importlib.util.module_from_spec(spec)
+    loader.exec_module(_core)
     fn = load_ggml()
     rng = np.random.default_rng(3)
-    picks = {SMOLLM2: ["blk.0.attn_q.weight", "blk.3.ffn_down.weight", "blk.7.ffn_gate.weight"],
-             GEMMA: ["blk.0.attn_k.weight", "blk.2.ffn_down.weight", "blk.5.ffn_up.weight"]}
+    # Only the ffn_down rows (1536 and 2048 values) are a multiple of 256: the K-quants and
+    # IQ4_XS see those; the 32-value types and F16/BF16 see all.
+    picks = {SMOLLM2: ["blk.0.attn_q.weight", "blk.3.ffn_down.weight", "blk.20.ffn_down.weight",
+                       "blk.7.ffn_gate.weight"],
+             GEMMA: ["blk.0.attn_k.weight", "blk.2.ffn_down.weight", "blk.11.ffn_down.weight",
+                     "blk.5.ffn_up.weight"]}
     totals: dict[str, list[int]] = {}
     for path, names in picks.items():
         tensors = {t.name: t for t in GGUFReader(path).tensors}
@@ -150,28 +172,31 @@ def real_check(site_packages: str) -> None:
                 if w.shape[1] % block:
                     continue
                 for imx in (None, im):
-                    ours = _core.quantize_rows(type_id, w, imx, n_threads=2)
                     theirs = peer_quantize(fn, tname, w, imx)
-                    same = int((ours == theirs).all(axis=1).sum())
-                    key = f"{tname}{'+imatrix' if imx is not None else ''}"
-                    tot = totals.setdefault(key, [0, 0])
-                    tot[0] += same
-                    tot[1] += w.shape[0]
-                    if same != w.shape[0]:
-                        print(f"DIFF {path.name} {name} {key}: {same}/{w.shape[0]} rows identical")
+                    for isa in _core.supported_isas():
+                        _core.set_isa(isa)
+                        ours = _core.quantize_rows(type_id, w, imx, n_threads=2)
+                        same = int((ours == theirs).all(axis=1).sum())
+                        key = f"{tname}{'+imatrix' if imx is not None else ''} {isa}"
+                        tot = totals.setdefault(key, [0, 0])
+                        tot[0] += same
+                        tot[1] += w.shape[0]
+                        if same != w.shape[0]:
+                            print(f"DIFF {path.name} {name} {key}: {same}/{w.shape[0]} rows identical")
             print(f"{path.name} {name} {list(w.shape)} done", flush=True)
     for key, (same, rows) in totals.items():
-        print(f"{key:14s} {same}/{rows} rows bit-identical")
+        print(f"{key:24s} {same}/{rows} rows bit-identical")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--real", metavar="SITE_PACKAGES",
-                    help="also compare whole real tensors with the llamalite installed there")
+                    help="compare whole real tensors with the llamalite installed there (no recording)")
     args = ap.parse_args()
-    record()
     if args.real:
         real_check(args.real)
+    else:
+        record()
 
 
 if __name__ == "__main__":
