@@ -84,6 +84,8 @@ from . import info  # noqa: E402,F401
 from . import run  # noqa: E402,F401
 from . import serve  # noqa: E402,F401
 from . import bench  # noqa: E402,F401
+from . import quantize  # noqa: E402,F401
+from . import imatrix  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Under `python -m llamalite.cli.main` this file runs as __main__, but the command

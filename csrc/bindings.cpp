@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "quantize.h"
 #include "threadpool.h"
 
 #include <climits>
@@ -149,6 +150,19 @@ static py::array_t<float> gated_activation_py(const std::string& kind,
   return out;
 }
 
+static py::dict act_stats_py(ll::Model& x) {
+  std::lock_guard<std::mutex> lock(x.busy);
+  if (!x.act_stats) throw std::invalid_argument("activation statistics are off (set_act_stats(True) first)");
+  py::dict out;
+  const ll::ActStats& st = *x.act_stats;
+  for (size_t i = 0; i < st.names.size(); ++i) {
+    py::array_t<double> sum2((py::ssize_t)st.sum2[i].size());
+    std::copy(st.sum2[i].begin(), st.sum2[i].end(), sum2.mutable_data());
+    out[py::str(st.names[i])] = py::make_tuple(sum2, st.count[i]);
+  }
+  return out;
+}
+
 static void bind_model(py::module_& m) {
   m.def("gated_activation", &gated_activation_py, py::arg("kind"), py::arg("x"), py::arg("up"),
         "act(x) * up with the active ISA's kernel; kind 'silu' or 'gelu' (tanh approximation).");
@@ -170,7 +184,13 @@ static void bind_model(py::module_& m) {
       .def_property_readonly("n_vocab", [](const ll::Model& x) { return x.hp.n_vocab; })
       .def("forward", &model_forward, py::arg("kv"), py::arg("tokens"), py::arg("positions"),
            py::arg("seq_ids"), py::arg("block_tables"), py::arg("logit_rows"),
-           "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].");
+           "One engine step (GIL released): float32 logits [len(logit_rows), n_vocab].")
+      .def("set_act_stats", [](ll::Model& x, bool on) { on ? ll::enable_act_stats(x) : ll::disable_act_stats(x); },
+           py::arg("on"),
+           "Start (from zero) or stop collecting, for every layer matmul weight, the sum of the\n"
+           "squared float activations per input column and the rows seen (llamalite imatrix).")
+      .def("act_stats", &act_stats_py,
+           "{tensor name: (float64 sum of x^2 per input column [K], rows seen)} since set_act_stats(True).");
   py::class_<ll::KVCache>(m, "KVCache")
       .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size,
                        const std::string& dtype) {
@@ -345,6 +365,67 @@ std::vector<std::string> supported_isas() {
   return out;
 }
 
+// src [rows, n_per_row] float32 -> uint8 [rows, row_bytes] of `type`, as llama.cpp's
+// ggml_quantize_chunk makes it (ll::quantize_rows); the GIL is released meanwhile.
+py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object imatrix, int n_threads) {
+  if (!ll::can_quantize(type)) {
+    std::string names;
+    for (int32_t t : ll::quantize_types()) names += std::string(names.empty() ? "" : ", ") + ll::type_traits(t).name;
+    throw std::invalid_argument("quantize_rows: cannot produce type " + std::to_string(type) +
+                                (ll::is_known_type(type) ? std::string(" (") + ll::type_traits(type).name + ")" : "") +
+                                "; the types it makes: " + names);
+  }
+  const ll::TypeTraits& t = ll::type_traits(type);
+  if (!py::isinstance<py::array_t<float>>(src)) {
+    throw std::invalid_argument("quantize_rows: src must be a float32 array, got dtype " +
+                                py::str(src.dtype()).cast<std::string>() + " (convert with .astype(np.float32))");
+  }
+  if (src.ndim() != 2) {
+    throw std::invalid_argument("quantize_rows: src must be 2-D [rows, n_per_row], got " + std::to_string(src.ndim()) +
+                                " dimensions");
+  }
+  if (!(src.flags() & py::array::c_style)) {
+    throw std::invalid_argument("quantize_rows: src must be C-contiguous (use np.ascontiguousarray)");
+  }
+  const int64_t rows = src.shape(0), n = src.shape(1);
+  if (n <= 0 || n % t.block_size != 0) {
+    throw std::invalid_argument(std::string("quantize_rows: ") + t.name + " needs rows of a positive multiple of " +
+                                std::to_string(t.block_size) + " values, got " + std::to_string(n));
+  }
+  if (n_threads < 1 || n_threads > 1024) {
+    throw std::invalid_argument("quantize_rows: n_threads must be between 1 and 1024, got " + std::to_string(n_threads));
+  }
+  py::array_t<float, py::array::c_style> qw;
+  const float* qw_ptr = nullptr;
+  if (!imatrix.is_none()) {
+    py::array im = py::array::ensure(imatrix);
+    if (!im || im.dtype().kind() != 'f') {
+      throw std::invalid_argument("quantize_rows: imatrix must be a float array of n_per_row values");
+    }
+    qw = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(im);
+    if (qw.ndim() != 1 || qw.shape(0) != n) {
+      throw std::invalid_argument("quantize_rows: imatrix must hold one weight per column: 1-D of " +
+                                  std::to_string(n) + " values, got shape of " + std::to_string(qw.size()) + " values in " +
+                                  std::to_string(qw.ndim()) + " dimensions");
+    }
+    qw_ptr = qw.data();
+  }
+  const size_t rb = ll::row_bytes(type, n);
+  py::array_t<uint8_t> out({(py::ssize_t)rows, (py::ssize_t)rb});
+  const float* x = static_cast<const float*>(src.data());
+  uint8_t* y = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    if (n_threads == 1) {
+      ll::quantize_rows(type, x, y, rows, n, qw_ptr, nullptr);
+    } else {
+      auto lock = ll::shared_pool_lock();
+      ll::quantize_rows(type, x, y, rows, n, qw_ptr, &ll::shared_pool(n_threads));
+    }
+  }
+  return out;
+}
+
 void bind_kernels(py::module_& m) {
   // LLAMALITE_ISA is read once, here, at import.
   if (const char* env = std::getenv("LLAMALITE_ISA")) {
@@ -378,6 +459,11 @@ void bind_kernels(py::module_& m) {
         "with precise=True any types).");
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
+  m.def("quantize_rows", &quantize_rows_py, py::arg("type"), py::arg("src"), py::arg("imatrix") = py::none(),
+        py::arg("n_threads") = 1,
+        "float32 [rows, n_per_row] -> uint8 [rows, row_bytes] of a GGUF type, bit-identical to llama.cpp's\n"
+        "ggml_quantize_chunk; imatrix: n_per_row importance weights (None: the reference path). GIL released.");
+  m.def("quantize_types", []() { return ll::quantize_types(); }, "The GGUF type ids quantize_rows can produce.");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
         "Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it).");
   m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });

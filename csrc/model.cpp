@@ -355,8 +355,50 @@ int32_t act_family(int32_t weight_type) {
 // a decode step saves a pool dispatch per matmul (the same function either way).
 constexpr int64_t kInlineQuantRows = 8;
 
+namespace {
+// ActStats: X [n, K] (row stride K) entering weights Ws[0..count) (one K).
+void collect_act_stats(ActStats& st, const Weight* const* Ws, int32_t count, const float* X, int64_t n) {
+  for (int32_t i = 0; i < count; ++i) {
+    auto it = st.slot.find(Ws[i]);
+    if (it == st.slot.end()) continue;
+    std::vector<double>& acc = st.sum2[it->second];   // [K]
+    const int64_t K = Ws[i]->K;
+    for (int64_t r = 0; r < n; ++r) {
+      const float* x = X + r * K;
+      for (int64_t j = 0; j < K; ++j) acc[j] += (double)x[j] * x[j];
+    }
+    st.count[it->second] += n;
+  }
+}
+}  // namespace
+
+void enable_act_stats(Model& m) {
+  auto st = std::make_unique<ActStats>();
+  static const char* const roles[] = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output",
+                                      "ffn_gate", "ffn_up", "ffn_down"};
+  for (size_t il = 0; il < m.layers.size(); ++il) {
+    LayerWeights& L = m.layers[il];
+    const Weight* ws[] = {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down};
+    for (size_t r = 0; r < 8; ++r) {
+      if (!ws[r]->data) continue;
+      st->slot[ws[r]] = (int32_t)st->names.size();
+      st->names.push_back("blk." + std::to_string(il) + "." + roles[r] + ".weight");
+      st->sum2.emplace_back(ws[r]->K, 0.0);
+      st->count.push_back(0);
+    }
+  }
+  std::lock_guard<std::mutex> lock(m.busy);
+  m.act_stats = std::move(st);
+}
+
+void disable_act_stats(Model& m) {
+  std::lock_guard<std::mutex> lock(m.busy);
+  m.act_stats.reset();
+}
+
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n) {
+  if (m.act_stats) collect_act_stats(*m.act_stats, Ws, count, X, n);
   thread_local QuantizedActs xq;
   // Consecutive weights of one activation family share one quantization of X
   // and one pool job.

@@ -124,6 +124,17 @@ struct Batch {
   int32_t n_logit_rows = 0;
 };
 
+// Activation statistics for importance matrices (`llamalite imatrix`): while a
+// Model's act_stats is set, every matmul of a collected weight adds, for each
+// input column j, the sum over the batch rows of X[row, j]^2 (X: the float
+// activations entering the matmul) and the number of rows, as llama-imatrix does.
+struct ActStats {
+  std::map<const Weight*, int32_t> slot;    // collected weight -> index below
+  std::vector<std::string> names;           // [slots] tensor names ("blk.3.attn_q.weight")
+  std::vector<std::vector<double>> sum2;    // [slots][K]
+  std::vector<int64_t> count;               // [slots] activation rows seen
+};
+
 struct Model {
   Arch arch = Arch::llama;
   HParams hp;
@@ -153,6 +164,7 @@ struct Model {
   bool precise = false;
   Scratch s;
   std::mutex busy;                 // one step at a time per model
+  std::unique_ptr<ActStats> act_stats;   // null (no statistics, no cost) unless enabled
 
   // Binds every tensor the architecture needs; throws std::invalid_argument naming
   // a missing tensor, a wrong shape, an unknown type or bytes beyond the file.
@@ -166,6 +178,11 @@ struct Model {
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 };
+
+// Starts collecting ActStats for every layer matmul weight (the blk.* tensors, as
+// llama-imatrix collects by default), from zero; disable_act_stats drops them.
+void enable_act_stats(Model& m);
+void disable_act_stats(Model& m);
 
 // Throws std::invalid_argument describing the first bad input of a step.
 void validate_batch(const Model& m, const KVCache& kv, const Batch& b);

@@ -59,6 +59,15 @@ def matmul_shared(types: list[int], Ws: list[npt.NDArray[np.uint8]], X: npt.Arra
 def quantize_activations(weight_type: int, X: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes]."""
 
+def quantize_rows(type: int, src: npt.NDArray[np.float32], imatrix: Optional[npt.ArrayLike] = None,
+                  n_threads: int = 1) -> npt.NDArray[np.uint8]:
+    """float32 [rows, n_per_row] -> uint8 [rows, row_bytes] of the type, bit-identical to llama.cpp's
+    ggml_quantize_chunk (imatrix: n_per_row importance weights or None). ValueError for a type it cannot
+    make, a row length that is not a multiple of the block size, a wrong imatrix length or non-float32 src."""
+
+def quantize_types() -> list[int]:
+    """The GGUF type ids quantize_rows can produce."""
+
 def set_isa(name: str) -> None:
     """Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it)."""
 
@@ -121,6 +130,11 @@ class Model:
         tokens, positions, seq_ids: int32 [n]; block_tables: int32 [n_seqs, max_blocks];
         logit_rows: int32 [r], indices into the n tokens.
         """
+    def set_act_stats(self, on: bool) -> None:
+        """Start (from zero) or stop collecting, for every layer matmul weight, the sum of the
+        squared float activations per input column and the rows seen (llamalite imatrix)."""
+    def act_stats(self) -> dict[str, tuple[npt.NDArray[np.float64], int]]:
+        """{tensor name: (sum of x^2 per input column [K], rows seen)} since set_act_stats(True)."""
 
 class KVCache:
     """Paged K/V pool (f16 or f32): [n_layer, n_blocks, block_size, n_head_kv, head_dim]."""

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -261,11 +261,18 @@ def fake_quant_8bit(x: np.ndarray, block: int, f16_scale: bool = False) -> np.nd
     return (q * d).reshape(x.shape).astype(np.float32)
 
 
+# Called as ACT_HOOK(weight name, x [n, k]) with the float activations entering every
+# layer matmul (the importance-matrix tests sum their squares); None: off.
+ACT_HOOK: Callable[[str, np.ndarray], None] | None = None
+
+
 def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray,
            matrix: np.ndarray | None = None) -> np.ndarray:
     """x [n, k] . W[m, k]^T -> [n, m] for weight `name` (or `matrix`, one expert of the
     3-D tensor `name`); with hp.act_quant the activations are first rounded to 8-bit
     blocks exactly as llama.cpp does."""
+    if ACT_HOOK is not None and matrix is None:
+        ACT_HOOK(name, x)
     x = round_activations(hp, w.raw(name)[1], x)
     W = w.tensor(name) if matrix is None else matrix
     return (x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.float32)

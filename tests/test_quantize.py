@@ -1,0 +1,178 @@
+"""The block quantizers (_core.quantize_rows) against llama.cpp's bytes.
+
+tests/data/quant_vectors.npz holds llama.cpp's ggml_quantize_chunk output for every type
+llamalite makes, on small self-contained inputs, with and without an importance matrix
+(tests/tools/record_quant_vectors.py made it with the peer). The C++ quantizers and the
+numpy reference (llamalite.quant.reference) must give the same bytes; gguf.quants is a
+third oracle for the types it can quantize and dequantizes every type for round trips.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as GT
+from gguf import quants as gq
+
+from llamalite import _core
+from llamalite.quant import reference
+
+DATA = Path(__file__).parent / "data" / "quant_vectors.npz"
+NAMES = ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+         "IQ4_NL", "IQ4_XS"]
+TYPE_ID = {name: int(GT[name]) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def vectors() -> dict[str, np.ndarray]:
+    with np.load(DATA) as d:
+        return {k: d[k] for k in d.files}
+
+
+def recorded(vectors, name: str):
+    """[(case, imatrix name, input, imatrix or None, llama.cpp bytes)] for one type."""
+    out = []
+    for key, want in vectors.items():
+        parts = key.split("/")
+        if parts[0] != "out" or parts[1] != name:
+            continue
+        case, iname = parts[2], parts[3]
+        im = None if iname == "none" else vectors[f"im/{iname}"]
+        out.append((case, iname, vectors[f"in/{case}"], im, want))
+    return out
+
+
+def test_quantize_types_are_the_agreed_set():
+    assert sorted(_core.quantize_types()) == sorted(TYPE_ID.values())
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas(), indirect=True)
+@pytest.mark.parametrize("name", NAMES)
+def test_core_matches_llama_cpp(vectors, name, isa):
+    """Every instruction set (the scalar code and the SIMD lanes) gives llama.cpp's bytes."""
+    cases = recorded(vectors, name)
+    assert len(cases) >= 9, "every type has its recorded cases"
+    for case, iname, x, im, want in cases:
+        got = _core.quantize_rows(TYPE_ID[name], x, im)
+        assert got.shape == want.shape
+        bad = np.flatnonzero((got != want).any(axis=1))
+        assert bad.size == 0, f"{name} {case} imatrix={iname}: rows {bad.tolist()} differ from llama.cpp"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_matches_llama_cpp(vectors, name):
+    # Rows are independent: all cases of one imatrix go through the reference at once.
+    by_im: dict[str, list] = {}
+    for case, iname, x, im, want in recorded(vectors, name):
+        by_im.setdefault(iname, []).append((case, x, im, want))
+    for iname, items in by_im.items():
+        x = np.concatenate([it[1] for it in items])
+        want = np.concatenate([it[3] for it in items])
+        got = reference.quantize(TYPE_ID[name], x, items[0][2])
+        assert got.shape == want.shape
+        bad = np.flatnonzero((got != want).any(axis=1))
+        assert bad.size == 0, f"{name} imatrix={iname}: reference rows {bad.tolist()} differ from llama.cpp"
+
+
+@pytest.mark.parametrize("name", ["BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])
+def test_gguf_quants_agrees(vectors, name):
+    """gguf-py's own quantizers (llama.cpp's reference path, no imatrix) give the same bytes."""
+    for case, iname, x, im, want in recorded(vectors, name):
+        if im is None:
+            with np.errstate(all="ignore"):   # gguf-py divides by zero on constant blocks
+                theirs = gq.quantize(x, GT[name]).view(np.uint8).reshape(want.shape)
+            assert np.array_equal(theirs, want), f"{name} {case}"
+
+
+def random_rows(rows: int, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, n)) * 0.05
+    x[rng.random((rows, n)) < 0.005] *= 20
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_threads_give_the_same_bytes(name):
+    x = random_rows(37, 512, 5)
+    im = np.random.default_rng(6).random(512).astype(np.float32)
+    for imx in (None, im):
+        one = _core.quantize_rows(TYPE_ID[name], x, imx, n_threads=1)
+        for nt in (2, 3):
+            assert np.array_equal(_core.quantize_rows(TYPE_ID[name], x, imx, n_threads=nt), one), (name, nt)
+
+
+# Normalized mean squared error of a round trip on random_rows (outliers included):
+# the measured value (reference path) times about 1.3.
+NMSE_BOUND = {
+    "F16": 5e-8, "BF16": 3e-6, "Q4_0": 0.026, "Q4_1": 0.014, "Q5_0": 8.7e-3, "Q5_1": 3.2e-3, "Q8_0": 1.5e-4,
+    "Q2_K": 0.083, "Q3_K": 0.031, "Q4_K": 0.012, "Q5_K": 3e-3, "Q6_K": 1.15e-3, "IQ4_NL": 0.018, "IQ4_XS": 0.018,
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_is_close(name):
+    x = random_rows(16, 1024, 9)
+    im = (np.random.default_rng(10).random(1024) + 0.1).astype(np.float32)
+    for imx in (None, im):
+        q = _core.quantize_rows(TYPE_ID[name], x, imx, n_threads=2)
+        theirs = gq.dequantize(q, GT[name]).reshape(x.shape)
+        ours = _core.dequantize(TYPE_ID[name], q.reshape(-1), x.size).reshape(x.shape)
+        assert np.array_equal(ours, theirs.astype(np.float32))
+        nmse = float(((theirs - x) ** 2).mean() / (x ** 2).mean())
+        assert nmse < NMSE_BOUND[name], (name, imx is not None, nmse)
+
+
+def test_imatrix_changes_the_result_and_is_ignored_where_llama_cpp_ignores_it():
+    x = random_rows(4, 512, 11)
+    im = np.random.default_rng(12).random(512).astype(np.float32) ** 4
+    for name in ("Q4_K", "Q6_K", "IQ4_XS", "Q4_0"):
+        assert not np.array_equal(_core.quantize_rows(TYPE_ID[name], x), _core.quantize_rows(TYPE_ID[name], x, im))
+    for name in ("F16", "BF16", "Q8_0"):
+        assert np.array_equal(_core.quantize_rows(TYPE_ID[name], x), _core.quantize_rows(TYPE_ID[name], x, im))
+
+
+def test_empty_input_gives_no_rows():
+    out = _core.quantize_rows(TYPE_ID["Q4_K"], np.zeros((0, 256), np.float32))
+    assert out.shape == (0, 144) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0, np.zeros((1, 32), np.float32)), "cannot produce type 0 \\(F32\\)"),
+    ((15, np.zeros((1, 256), np.float32)), "cannot produce type 15 \\(Q8_K\\)"),
+    ((99, np.zeros((1, 32), np.float32)), "cannot produce type 99"),
+    ((12, np.zeros((1, 300), np.float32)), "Q4_K needs rows of a positive multiple of 256 values, got 300"),
+    ((2, np.zeros((1, 48), np.float32)), "multiple of 32 values, got 48"),
+    ((2, np.zeros((1, 64), np.float64)), "float32"),
+    ((2, np.zeros((1, 64), np.float16)), "float32"),
+    ((2, np.zeros(64, np.float32)), "2-D"),
+    ((2, np.zeros((64, 64), np.float32)[:, ::2]), "C-contiguous"),
+    ((2, np.zeros((2, 64), np.float32), np.ones(32, np.float32)), "imatrix must hold one weight per column: 1-D of 64"),
+    ((2, np.zeros((2, 64), np.float32), np.ones((1, 64), np.float32)), "imatrix must hold one weight per column"),
+])
+def test_bad_input_is_a_clear_error(args, match):
+    with pytest.raises(ValueError, match=match):
+        _core.quantize_rows(*args)
+
+
+def test_bad_thread_count():
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.quantize_rows(2, np.zeros((1, 32), np.float32), n_threads=0)
+
+
+def test_reference_refuses_what_it_cannot_make():
+    with pytest.raises(ValueError, match="no reference quantizer for type 15"):
+        reference.quantize(15, np.zeros((1, 256), np.float32))
+    with pytest.raises(ValueError, match="multiple of 256"):
+        reference.quantize(12, np.zeros((1, 100), np.float32))
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas(), indirect=True)
+def test_rows_whose_blocks_do_not_fill_the_vector_lanes(isa):
+    """11 blocks of 32 a row: the SIMD searches take 8 blocks at a time, the rest one by one."""
+    x = random_rows(6, 32 * 11, 13)
+    im = np.random.default_rng(14).random(32 * 11).astype(np.float32)
+    for name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"):
+        for imx in (None, im):
+            got = _core.quantize_rows(TYPE_ID[name], x, imx)
+            assert np.array_equal(got, reference.quantize(TYPE_ID[name], x, imx)), (name, imx is not None)
