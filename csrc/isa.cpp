@@ -30,6 +30,7 @@ struct CpuFeatures {
   bool amx_perm = false;   // Linux granted this process the tile data (arch_prctl)
 };
 
+#ifdef LL_X86
 // Linux keeps AMX tile data off until a process asks (ARCH_REQ_XCOMP_PERM for
 // XFEATURE_XTILEDATA); the grant covers every thread of the process.
 bool request_amx_permission() {
@@ -40,6 +41,7 @@ bool request_amx_permission() {
   return false;
 #endif
 }
+#endif
 
 CpuFeatures detect() {
   CpuFeatures f;
@@ -154,14 +156,17 @@ struct Tables {
   KernelTable t[4];
   Tables() {
     fill_generic_kernels(&t[0]);
+    for (int i = 1; i < 4; i++) t[i] = t[0];
     // The fill functions live in ISA units and may themselves use those
-    // instructions, so only call them when the CPU can run them.
-    t[1] = t[0];
+    // instructions, so only call them when the CPU can run them (and only
+    // reference them where those units are built).
+#ifdef LL_X86
     if (missing_features(ISA::avx2).empty()) fill_avx2_kernels(&t[1]);
     t[2] = t[1];
     if (missing_features(ISA::avx512).empty()) fill_avx512_kernels(&t[2]);
     t[3] = t[2];
     if (missing_features(ISA::amx).empty()) fill_amx_kernels(&t[3]);
+#endif
   }
 };
 
