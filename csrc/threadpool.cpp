@@ -39,9 +39,10 @@ namespace {
 // for the workers, threads at a barrier): spin with pause for kSpinNs (jobs of a
 // forward pass arrive microseconds apart), then yield until kYieldNs (a busy
 // machine gets the core back, a quiet one loses nothing), then sleep on a futex
-// (a condition variable with a 1 ms timeout where there is no futex). Sleeping matters on a contended machine: a thread that waits for a
-// descheduled peer gives its core up, so the kernel can run the peer there
-// instead of letting the wait last a whole time slice.
+// (off Linux: a condition variable, woken or timed out after 1 ms). Sleeping
+// matters on a contended machine: a thread that waits for a descheduled peer
+// gives its core up, so the kernel can run the peer there instead of letting the
+// wait last a whole time slice.
 constexpr int64_t kSpinNs = 30000;
 constexpr int64_t kYieldNs = 300000;
 
