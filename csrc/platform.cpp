@@ -73,11 +73,15 @@ void* aligned_malloc(size_t align, size_t bytes) { return _aligned_malloc(bytes,
 void aligned_free(void* p) { _aligned_free(p); }
 
 int physical_core_count() {
-  // One RelationProcessorCore record per core, with the logical processors of its
-  // group it holds; count the cores that share a processor with the process
-  // affinity mask (which covers the process's own processor group).
+  // One RelationProcessorCore record per core, with the logical processors it
+  // holds (per processor group); count the cores that share a processor with the
+  // process affinity mask. That mask is nonzero only while the process runs in
+  // one group, the group of the calling thread; otherwise every core counts.
   DWORD_PTR process_mask = 0, system_mask = 0;
-  const bool have_mask = GetProcessAffinityMask(GetCurrentProcess(), &process_mask, &system_mask) != 0;
+  const bool have_mask =
+      GetProcessAffinityMask(GetCurrentProcess(), &process_mask, &system_mask) != 0 && process_mask != 0;
+  PROCESSOR_NUMBER here = {};
+  GetCurrentProcessorNumberEx(&here);
   DWORD len = 0;
   GetLogicalProcessorInformationEx(RelationProcessorCore, nullptr, &len);
   std::vector<char> buf(len);
@@ -91,7 +95,8 @@ int physical_core_count() {
       if (info->Relationship == RelationProcessorCore) {
         bool allowed = !have_mask;
         for (WORD g = 0; g < info->Processor.GroupCount && !allowed; g++) {
-          allowed = (info->Processor.GroupMask[g].Mask & process_mask) != 0;
+          const GROUP_AFFINITY& ga = info->Processor.GroupMask[g];
+          allowed = ga.Group == here.Group && (ga.Mask & process_mask) != 0;
         }
         if (allowed) n++;
       }
