@@ -130,8 +130,8 @@ void repack_weights(Model& m, bool release_pages) {
     for (int64_t g = 0; g < groups; g += per) slices.push_back({i, g, std::min(groups, g + per)});
   }
   // Populated in one call where the OS offers it (Linux): page by page first-touch
-  // faults cost more than the packing here. (Transparent huge pages were tried: 2-4x slower first loads,
-  // from compaction.)
+  // faults cost more than the packing here. (Transparent huge pages were tried:
+  // 2-4x slower first loads, from compaction.)
   void* raw = map_anonymous(off.back());
   if (!raw) throw std::bad_alloc();
   uint8_t* buf = static_cast<uint8_t*>(raw);
