@@ -90,7 +90,7 @@ cp -r server "$SITE/llamalite/server"
 cp -r cli "$SITE/llamalite/cli"
 find "$SITE" -name "_core*.so" -delete
 cp "$BUILD/_core$suffix" "$SITE/llamalite/"
-gguf_dir=$(python3 -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')
+gguf_dir=$("${PYTHON:-python3}" -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')
 cp -r "$gguf_dir" "$SITE/gguf"
 
 # --- 4. the tests, emulated ---------------------------------------------------------

@@ -14,6 +14,8 @@
 # Python headers, which exist here only for the host.
 #
 # Usage: tests/native/run-cross-compile.sh [TARGET...]     (default: all four)
+# PYTHON: the interpreter whose headers and pybind11 the bindings are compiled with
+# (default python3; without pybind11 the x86-64 checks leave bindings.cpp out and say so).
 # Missing compilers (and cmake, qemu-user) are installed with apt-get when running as
 # root on Debian/Ubuntu; otherwise the missing packages are named and the check fails.
 # Build folders: build/cross/TARGET (incremental). Prints one line per check and exits
@@ -72,10 +74,8 @@ if [ -n "$missing" ]; then
 fi
 
 # --- the checks ---------------------------------------------------------------------
-py_includes=""
-if command -v python3 >/dev/null 2>&1; then
-  py_includes=$(python3 -c 'import sysconfig, pybind11; print(sysconfig.get_paths()["include"] + ";" + pybind11.get_include())' 2>/dev/null)
-fi
+# The host Python's headers and pybind11 (PYTHON, else python3) for bindings.cpp.
+py_includes=$("${PYTHON:-python3}" -c 'import sysconfig, pybind11; print(sysconfig.get_paths()["include"] + ";" + pybind11.get_include())' 2>/dev/null)
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 
