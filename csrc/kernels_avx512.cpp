@@ -15,6 +15,7 @@
 #include "kernel_table.h"
 #include "kernels.h"
 #include "ops_simd.h"
+#include "platform.h"
 #include "quant_blocks.h"
 
 namespace ll {

@@ -7,6 +7,7 @@
 
 #include "kernel_table.h"
 #include "kernels.h"
+#include "platform.h"
 #include "quant_blocks.h"
 #include "threadpool.h"
 
@@ -33,7 +34,7 @@ static size_t act_row_bytes(int32_t act_type, int64_t K) {
   return (size_t)(K / QK_K) * sizeof(BlockQ8_K);
 }
 
-QuantizedActs::~QuantizedActs() { std::free(data); }
+QuantizedActs::~QuantizedActs() { aligned_free(data); }
 
 static bool is_float_type(int32_t t) { return t == TYPE_F32 || t == TYPE_F16 || t == TYPE_BF16; }
 
@@ -48,11 +49,11 @@ void QuantizedActs::prepare(int32_t wtype, int64_t m, int64_t k, bool precise_mo
   const size_t rb = act_row_bytes(at, k);
   const size_t need = rb * (size_t)m;
   if (need > capacity || data == nullptr) {
-    std::free(data);
+    aligned_free(data);
     data = nullptr;
     capacity = 0;
     const size_t alloc = ((need + 63) / 64) * 64 + 64;
-    data = (uint8_t*)std::aligned_alloc(64, alloc);
+    data = (uint8_t*)aligned_malloc(64, alloc);
     if (!data) throw std::bad_alloc();
     capacity = alloc;
   }

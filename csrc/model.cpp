@@ -9,11 +9,9 @@
 #include <stdexcept>
 #include <string>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "ops.h"
 #include "ops_simd.h"
+#include "platform.h"
 
 namespace ll {
 
@@ -115,7 +113,7 @@ std::vector<Weight> split_experts(const Weight& all, int64_t X) {
 
 // --- loading ---------------------------------------------------------------------
 Model::X8Buffer::~X8Buffer() {
-  if (p) munmap(p, n);
+  unmap_anonymous(p, n);
 }
 
 namespace {
@@ -160,24 +158,21 @@ void repack_weights(Model& m, bool release_pages) {
     const int64_t groups = ws[i]->N / 8, per = std::max<int64_t>(1, (int64_t)(kRepackSlice / (8 * rb * S))) * S;
     for (int64_t g = 0; g < groups; g += per) slices.push_back({i, g, std::min(groups, g + per)});
   }
-  // Populated in one call: page by page first-touch faults cost more than the
-  // packing here. (Transparent huge pages were tried: 2-4x slower first loads,
-  // from compaction.)
-  void* raw = mmap(nullptr, off.back(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  if (raw == MAP_FAILED) throw std::bad_alloc();
+  // Populated in one call where the OS offers it (Linux): page by page first-touch
+  // faults cost more than the packing here. (Transparent huge pages were tried:
+  // 2-4x slower first loads, from compaction.)
+  void* raw = map_anonymous(off.back());
+  if (!raw) throw std::bad_alloc();
   uint8_t* buf = static_cast<uint8_t*>(raw);
   m.x8_buf.p = buf;
   m.x8_buf.n = off.back();
-  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   m.pool->run_chunks((int64_t)slices.size(), [&](int64_t c) {
     const Slice& sl = slices[c];
     const Weight& w = *ws[sl.w];
     pack_x8(w.type, w.data, w.N, w.K, buf + off[sl.w], sl.g0, sl.g1);
     if (release_pages) {   // the file's whole pages under this slice's rows
       const uint64_t rb8 = 8 * row_bytes(w.type, w.K);
-      const uintptr_t a = ((uintptr_t)w.data + sl.g0 * rb8 + page - 1) / page * page;
-      const uintptr_t b = ((uintptr_t)w.data + sl.g1 * rb8) / page * page;
-      if (b > a) madvise((void*)a, b - a, MADV_DONTNEED);
+      ll::release_pages(w.data + sl.g0 * rb8, (size_t)((sl.g1 - sl.g0) * rb8));
     }
   });
   for (size_t i = 0; i < ws.size(); ++i) {

@@ -170,8 +170,8 @@ struct Model {
   // a missing tensor, a wrong shape, an unknown type or bytes beyond the file.
   // repack: put the matmul weights of the 32-value types into the x8 layout
   // (faster kernels; batch invariant like the ggml layout). release_pages: `file`
-  // is a file mapping, and its pages of repacked tensors are dropped (madvise), so
-  // resident memory does not hold both copies; never for anonymous memory.
+  // is a file mapping, and its pages of repacked tensors are dropped (platform.h),
+  // so resident memory does not hold both copies; never for anonymous memory.
   Model(const uint8_t* file, uint64_t file_size, const HParams& hp,
         const std::map<std::string, TensorDesc>& tensors, int32_t n_threads, bool precise = false,
         bool repack = true, bool release_pages = false);

@@ -1,22 +1,19 @@
 // threadpool.cpp - persistent workers; every wait spins briefly, then yields,
-// then sleeps on a futex (see wait_until).
+// then sleeps on a futex (Linux) or a condition variable (elsewhere; see wait_until).
 #include "threadpool.h"
-
-#include <sched.h>
 
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <exception>
-#include <fstream>
 #include <memory>
 #include <mutex>
-#include <set>
-#include <string>
 #include <thread>
 #include <vector>
 
-#if defined(__linux__)
+#include "platform.h"
+
+#if LL_LINUX
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,6 +26,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LL_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define LL_PAUSE() __asm__ __volatile__("yield" ::: "memory")
 #else
 #define LL_PAUSE() std::this_thread::yield()
 #endif
@@ -38,11 +37,12 @@ namespace ll {
 namespace {
 // Waiting policy (every wait in the pool: workers for the next job, the caller
 // for the workers, threads at a barrier): spin with pause for kSpinNs (jobs of a
-// forward pass arrive microseconds apart), then sched_yield until kYieldNs (a
-// busy machine gets the core back, a quiet one loses nothing), then sleep on a
-// futex. Sleeping matters on a contended machine: a thread that waits for a
-// descheduled peer gives its core up, so the kernel can run the peer there
-// instead of letting the wait last a whole time slice.
+// forward pass arrive microseconds apart), then yield until kYieldNs (a busy
+// machine gets the core back, a quiet one loses nothing), then sleep on a futex
+// (off Linux: a condition variable, woken or timed out after 1 ms). Sleeping
+// matters on a contended machine: a thread that waits for a descheduled peer
+// gives its core up, so the kernel can run the peer there instead of letting the
+// wait last a whole time slice.
 constexpr int64_t kSpinNs = 30000;
 constexpr int64_t kYieldNs = 300000;
 
@@ -87,7 +87,7 @@ void wait_until(WaitWord& w, Done done) {
     const int64_t t = now_ns();
     if (i == 0) t0 = t;
     if (t - t0 > kYieldNs) break;
-    if (t - t0 > kSpinNs) sched_yield();
+    if (t - t0 > kSpinNs) std::this_thread::yield();   // sched_yield on POSIX
   }
   for (;;) {
     w.sleepers.fetch_add(1);
@@ -267,31 +267,8 @@ void ThreadPool::barrier() {
   wait_until(s->barrier_phase, [&] { return s->barrier_phase.v.load(std::memory_order_acquire) != phase; });
 }
 
-static int count_physical_cores() {
-  // Count distinct (package, core) pairs among the CPUs this process may use.
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::set<std::string> cores;
-  int n_allowed = 0;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-      if (!CPU_ISSET(cpu, &set)) continue;
-      n_allowed++;
-      std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-      std::ifstream core(base + "core_id"), pkg(base + "physical_package_id");
-      std::string c, p;
-      if (core >> c && pkg >> p) cores.insert(p + ":" + c);
-      else cores.insert("cpu" + std::to_string(cpu));
-    }
-  }
-  int n = (int)cores.size();
-  if (n < 1) n = n_allowed;
-  if (n < 1) n = (int)std::thread::hardware_concurrency();
-  return n < 1 ? 1 : n;
-}
-
 int default_thread_count() {
-  static const int n = count_physical_cores();  // sysfs is read once
+  static const int n = physical_core_count();  // the OS is asked once
   return n;
 }
 

@@ -105,7 +105,7 @@ def resolve_model(model: str | os.PathLike, *, progress: Optional[ProgressFn] = 
         return p
     if str(model) in MODELS:
         return pull(str(model), progress=progress)
-    if p.suffix == ".gguf" or os.sep in str(model):
+    if p.suffix == ".gguf" or any(sep and sep in str(model) for sep in (os.sep, os.altsep)):
         raise RegistryError(f"model file not found: {p}")
     known = ", ".join(sorted(MODELS))
     raise RegistryError(f"{model!r} is neither a GGUF file nor a known model name ({known})")
