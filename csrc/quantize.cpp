@@ -10,6 +10,7 @@
 #include "quantize.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,25 @@ inline bool use_avx2() { return active_isa() != ISA::generic; }
 #else
 inline bool use_avx2() { return false; }
 #endif
+
+}  // namespace
+
+#if !(defined(__x86_64__) || defined(_M_X64) || defined(__i386__))
+// Off x86 quantize_avx2.cpp is not built and use_avx2() is false, so these are never
+// called; they exist for unoptimised builds, which keep the calls behind the branch.
+namespace quant_avx2 {
+void k4_ref_fit(const float*, int, float, int, float*, float*, uint8_t*) { std::abort(); }
+void fit_min_weighted_x8(int, const float*, const float*, int, float*, float*, uint8_t*) { std::abort(); }
+void q2_k_ref_fit(const float*, float*, float*, uint8_t*) { std::abort(); }
+void signed_fit_x8(int, const float*, const float*, int, float*, int8_t*) { std::abort(); }
+void q3_k_ref_fit(const float*, float*, int8_t*) { std::abort(); }
+void iq4_scales_x8(const float*, const float*, float*) { std::abort(); }
+void q8_0_blocks(const float*, void*, int64_t, uint16_t (*)(float)) { std::abort(); }
+void f16_row(const float*, uint16_t*, int64_t, uint16_t (*)(float)) { std::abort(); }
+}  // namespace quant_avx2
+#endif
+
+namespace {
 
 // Below this a group's largest magnitude counts as zero (ggml's GROUP_MAX_EPS).
 constexpr float kGroupEps = 1e-15f;

@@ -55,7 +55,10 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_program(smollm2_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "llamalite.cli.main", "run", "smollm2-135m", "-n", "2000",
              "--ctx-size", "4096"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+            # A terminal's default: a shell's background job starts with SIGINT ignored,
+            # which the child would inherit (and Ctrl-C would never reach it).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             proc.stdin.write(b"Write a very long story about a dragon.\n")
             proc.stdin.flush()
