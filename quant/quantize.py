@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from llamalite.gguf import GGUFFile, _parse_header, _read_value, _Reader, open_g
 
 from . import gguf_writer as gw
 from .imatrix_file import Imatrix
-from .plan import (F16, F32, BF16, FileType, ModelFacts, Options, Plan, PlanError, Step,
+from .plan import (F32, FileType, ModelFacts, Options, Plan, PlanError, Step,
                    TensorSpec, WRITABLE_TYPES, facts_from_metadata, file_type, is_quantized,
                    make_plan, type_name)
 
@@ -81,20 +81,16 @@ def tensor_specs(g: GGUFFile) -> list[TensorSpec]:
 
 
 def _rows_f32(g: GGUFFile, name: str, r0: int, r1: int) -> np.ndarray:
-    """Rows [r0, r1) of a tensor as float32 [r1 - r0, ne0]."""
+    """Rows [r0, r1) of a tensor as float32 [r1 - r0, ne0] (F16, BF16 and the quantized
+    types through the core's dequantize_row: F16 several times faster than numpy's)."""
     t = g.tensors[name]
     ne0 = t.shape[0]
     raw = g.tensor_bytes(name)
-    if t.type in (F32, F16, BF16):
-        width = {F32: 4, F16: 2, BF16: 2}[t.type]
-        chunk = raw[r0 * ne0 * width:r1 * ne0 * width]
-        if t.type == F32:
-            return chunk.view("<f4").reshape(r1 - r0, ne0)
-        if t.type == F16:
-            return chunk.view("<f2").astype(np.float32).reshape(r1 - r0, ne0)
-        return (chunk.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(r1 - r0, ne0)
     rb = t.nbytes // max(1, t.n_elements // ne0)
-    flat = _core.dequantize(t.type, np.ascontiguousarray(raw[r0 * rb:r1 * rb]), (r1 - r0) * ne0)
+    chunk = raw[r0 * rb:r1 * rb]
+    if t.type == F32:
+        return chunk.view("<f4").reshape(r1 - r0, ne0)
+    flat = _core.dequantize(t.type, np.ascontiguousarray(chunk), (r1 - r0) * ne0)
     return flat.reshape(r1 - r0, ne0)
 
 
