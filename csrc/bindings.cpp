@@ -465,7 +465,7 @@ void bind_kernels(py::module_& m) {
         "ggml_quantize_chunk; imatrix: n_per_row importance weights (None: the reference path). GIL released.");
   m.def("quantize_types", []() { return ll::quantize_types(); }, "The GGUF type ids quantize_rows can produce.");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
-        "Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it).");
+        "Force the kernel set: one of supported_isas() (generic, avx2, avx512, amx; neon, dotprod, i8mm on aarch64); RuntimeError if the CPU lacks it.");
   m.def("active_isa", []() { return std::string(ll::isa_name(ll::active_isa())); });
   m.def("best_isa", []() { return std::string(ll::isa_name(ll::best_supported_isa())); });
   m.def("supported_isas", &supported_isas);

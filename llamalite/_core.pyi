@@ -69,7 +69,7 @@ def quantize_types() -> list[int]:
     """The GGUF type ids quantize_rows can produce."""
 
 def set_isa(name: str) -> None:
-    """Force the kernel instruction set: generic, avx2 or avx512 (RuntimeError if the CPU lacks it)."""
+    """Force the kernel set: one of supported_isas() (generic, avx2, avx512, amx; neon, dotprod, i8mm on aarch64); RuntimeError if the CPU lacks it."""
 
 def active_isa() -> str:
     """The instruction set the kernels use now."""
