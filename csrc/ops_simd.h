@@ -1,7 +1,7 @@
 // ops_simd.h - the float32 vector primitives of attention and the gated FFN, one implementation per
 // instruction set (ops.cpp generic; ops_simd.inc compiled by kernels_avx2.cpp and
-// kernels_avx512.cpp), reached through the `attn` member of the active ISA's KernelTable
-// (kernel_table.h), whose fill functions fill it.
+// kernels_avx512.cpp; kernels_arm.inc by the aarch64 units), reached through the `attn`
+// member of the active ISA's KernelTable (kernel_table.h), whose fill functions fill it.
 #pragma once
 #include <cstdint>
 

@@ -19,7 +19,9 @@
 //                                invariance: the rows of a batched call bitwise
 //                                those of M = 1 calls, whatever n0 / n1;
 //   attn.silu_mul / gelu_mul     the bound of tests/test_forward.py against double
-//                                precision, each element independent of n.
+//                                precision, each element independent of n;
+//   attn.load_chunk, attn_chunk, attn_chunk_pair, attn_chunk_capped
+//                                against the generic functions (see check_attention).
 // Entries the set leaves generic are listed. Prints one summary line:
 //   ISA: N kernels, C cases checked[, forward pass ...]
 #include <cmath>
@@ -281,6 +283,202 @@ void check_activations(const KernelTable& g, const KernelTable& s, std::mt19937&
   }
 }
 
+// --- attention over one chunk of keys (AttnFns) ---------------------------------
+// Each attention entry the set fills, against the generic one over head dims 64, 128,
+// 256, 80 and 20 / 12 (tails), float16 and float32 caches, slot ranges [a, b] and
+// three chunks chained (m, l, acc carried):
+//   load_chunk             bitwise the generic kt (rows < d) and vb (read rows), null
+//                          rows 0 in kt, unread vb rows untouched;
+//   attn_chunk, _capped    acc / l within 2e-5 (max |diff|, the bound of
+//                          tests/test_attention.py) of the generic chain, and bitwise
+//                          the same whatever the unread slots of kt and vb hold
+//                          (poisoned with NaN, or with other finite values);
+//   attn_chunk_pair        bitwise two attn_chunk calls.
+// attn_chunk_rows / _multi (null on the aarch64 sets) are refused: not checked here.
+constexpr double kAttnBound = 2e-5;
+
+struct AttnCase {
+  int64_t d, dv;
+  bool f16;
+  std::vector<std::vector<uint8_t>> k, v;   // [3 chunks * kAttnChunk] cache rows
+};
+
+void store_row(const std::vector<float>& x, bool f16, std::vector<uint8_t>* out) {
+  out->resize(x.size() * (f16 ? 2 : 4));
+  for (size_t i = 0; i < x.size(); i++) {
+    if (f16) {
+      const uint16_t h = f32_to_f16(x[i]);
+      std::memcpy(out->data() + 2 * i, &h, 2);
+    } else {
+      std::memcpy(out->data() + 4 * i, &x[i], 4);
+    }
+  }
+}
+
+// One chunk loaded by load_chunk with rows outside [a, b] null, kt / vb first filled
+// with `fill` (what the unread slots then hold for the generic loader: kt 0, vb fill).
+void load(const AttnFns& f, const AttnCase& t, int chunk, int32_t a, int32_t b, float fill, std::vector<float>* kt,
+          std::vector<float>* vb) {
+  const uint8_t* kr[kAttnChunk];
+  const uint8_t* vr[kAttnChunk];
+  for (int j = 0; j < kAttnChunk; j++) {
+    const bool in = j >= a && j <= b;
+    kr[j] = in ? t.k[chunk * kAttnChunk + j].data() : nullptr;
+    vr[j] = in ? t.v[chunk * kAttnChunk + j].data() : nullptr;
+  }
+  const int64_t d16 = (t.d + 15) / 16 * 16;
+  kt->assign((size_t)(d16 * kAttnChunk), fill);
+  vb->assign((size_t)(kAttnChunk * t.dv), fill);
+  f.load_chunk(kr, vr, t.d, t.dv, t.f16, kt->data(), vb->data());
+}
+
+// The unread slots (outside [a, b]) of a loaded chunk set to `poison` (NaN) or, when
+// poison is 0, to random finite values.
+void poison_slots(int64_t d, int64_t dv, int32_t a, int32_t b, float poison, std::mt19937& rng, std::vector<float>* kt,
+                  std::vector<float>* vb) {
+  std::normal_distribution<float> gauss(0.0f, 30.0f);
+  for (int j = 0; j < kAttnChunk; j++) {
+    if (j >= a && j <= b) continue;
+    for (int64_t i = 0; i < d; i++) (*kt)[i * kAttnChunk + j] = poison != 0.0f ? poison : gauss(rng);
+    for (int64_t i = 0; i < dv; i++) (*vb)[j * dv + i] = poison != 0.0f ? poison : gauss(rng);
+  }
+}
+
+bool same_bits(const std::vector<float>& x, const std::vector<float>& y) {
+  return x.size() == y.size() && std::memcmp(x.data(), y.data(), 4 * x.size()) == 0;
+}
+
+void check_attention(const KernelTable& g, const KernelTable& s, std::mt19937& rng, Counts* c,
+                     std::vector<std::string>* filled, std::vector<std::string>* generic, double* max_err) {
+  const AttnFns& ga = g.attn;
+  const AttnFns& sa = s.attn;
+  struct E {
+    const char* name;
+    bool set;
+  };
+  const E entries[] = {{"attn.load_chunk", sa.load_chunk != ga.load_chunk},
+                       {"attn.attn_chunk", sa.attn_chunk != ga.attn_chunk},
+                       {"attn.attn_chunk_pair", sa.attn_chunk_pair != ga.attn_chunk_pair},
+                       {"attn.attn_chunk_capped", sa.attn_chunk_capped != ga.attn_chunk_capped},
+                       {"attn.attn_chunk_rows", sa.attn_chunk_rows != ga.attn_chunk_rows},
+                       {"attn.attn_chunk_rows_multi", sa.attn_chunk_rows_multi != ga.attn_chunk_rows_multi}};
+  for (const E& e : entries) {
+    if (!e.set) {
+      generic->push_back(e.name);
+      continue;
+    }
+    c->kernels++;
+    filled->push_back(e.name);
+  }
+  if (sa.attn_chunk_rows || sa.attn_chunk_rows_multi) fail("the set fills attn_chunk_rows*, which this program does not check");
+  if (!entries[0].set && !entries[1].set && !entries[2].set && !entries[3].set) return;
+  const int64_t dims[][2] = {{64, 64}, {128, 128}, {256, 256}, {80, 80}, {20, 12}};
+  const int32_t ranges[][2] = {{0, 15}, {3, 9}, {5, 5}, {0, 0}, {15, 15}, {4, 11}, {1, 14}, {7, 8}};
+  constexpr int kChunks = 3, kRanges = sizeof ranges / sizeof ranges[0];
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  for (const auto& dd : dims) {
+    for (bool f16 : {false, true}) {
+      AttnCase t{dd[0], dd[1], f16, {}, {}};
+      const std::string tag = "d=" + std::to_string(t.d) + " dv=" + std::to_string(t.dv) + (f16 ? " f16" : " f32");
+      for (int r = 0; r < kChunks * kAttnChunk; r++) {
+        std::vector<float> x(t.d), y(t.dv);
+        for (auto& v : x) v = gauss(rng);
+        for (auto& v : y) v = gauss(rng);
+        t.k.emplace_back();
+        t.v.emplace_back();
+        store_row(x, f16, &t.k.back());
+        store_row(y, f16, &t.v.back());
+      }
+      std::vector<float> q0(t.d), q1(t.d);
+      for (auto& v : q0) v = 2.0f * gauss(rng);
+      for (auto& v : q1) v = 2.0f * gauss(rng);
+      const float scale = 1.0f / std::sqrt((float)t.d);
+      for (int ri = 0; ri < kRanges; ri++) {
+        // load_chunk: the generic bits for the read rows; unread rows: kt 0, vb untouched
+        if (entries[0].set) {
+          for (int ch = 0; ch < kChunks; ch++) {
+            const int32_t a = ranges[(ri + ch) % kRanges][0], b = ranges[(ri + ch) % kRanges][1];
+            std::vector<float> gk, gv, sk, sv;
+            load(ga, t, ch, a, b, 777.0f, &gk, &gv);
+            load(sa, t, ch, a, b, 777.0f, &sk, &sv);
+            gk.resize((size_t)(t.d * kAttnChunk));   // rows past d are scratch
+            sk.resize(gk.size());
+            if (!same_bits(gk, sk) || !same_bits(gv, sv)) {
+              fail("attn.load_chunk " + tag + " [" + std::to_string(a) + ", " + std::to_string(b) + "]: not the generic bits");
+            }
+            c->cases++;
+          }
+        }
+        // The chained chunks, loaded by the generic loader (unread slots poisoned).
+        std::vector<std::vector<float>> kts[3], vbs[3];   // NaN, random, random again
+        for (int ch = 0; ch < kChunks; ch++) {
+          const int32_t a = ranges[(ri + ch) % kRanges][0], b = ranges[(ri + ch) % kRanges][1];
+          for (int p = 0; p < 3; p++) {
+            std::vector<float> kt, vb;
+            load(ga, t, ch, a, b, 0.0f, &kt, &vb);
+            poison_slots(t.d, t.dv, a, b, p == 0 ? NAN : 0.0f, rng, &kt, &vb);
+            kts[p].push_back(kt);
+            vbs[p].push_back(vb);
+          }
+        }
+        for (int capped = 0; capped < 2; capped++) {
+          const float cap = capped ? 2.0f : 0.0f;
+          if (!(capped ? entries[3].set : entries[1].set)) continue;
+          const AttnFns& fg = ga;
+          auto chain = [&](const AttnFns& f, int p, const std::vector<float>& q, std::vector<float>* acc, float* m,
+                           float* l) {
+            *m = -INFINITY;
+            *l = 0.0f;
+            acc->assign((size_t)t.dv, 0.0f);
+            for (int ch = 0; ch < kChunks; ch++) {
+              const int32_t a = ranges[(ri + ch) % kRanges][0], b = ranges[(ri + ch) % kRanges][1];
+              if (capped) {
+                f.attn_chunk_capped(q.data(), kts[p][ch].data(), vbs[p][ch].data(), t.d, t.dv, scale, cap, a, b, m, l,
+                                    acc->data());
+              } else {
+                f.attn_chunk(q.data(), kts[p][ch].data(), vbs[p][ch].data(), t.d, t.dv, scale, a, b, m, l, acc->data());
+              }
+            }
+          };
+          const std::string what = std::string(capped ? "attn.attn_chunk_capped " : "attn.attn_chunk ") + tag +
+                                   " ranges from " + std::to_string(ri);
+          std::vector<float> want, got[3];
+          float mw, lw, ms[3], ls[3];
+          chain(fg, 1, q0, &want, &mw, &lw);
+          for (int p = 0; p < 3; p++) chain(sa, p, q0, &got[p], &ms[p], &ls[p]);
+          double err = 0.0;
+          for (int64_t i = 0; i < t.dv; i++) {
+            err = std::max(err, std::fabs((double)got[1][i] / ls[1] - (double)want[i] / lw));
+          }
+          *max_err = std::max(*max_err, err);
+          if (!(err < kAttnBound)) fail(what + ": max |diff| of acc / l " + std::to_string(err) + " vs generic");
+          for (int p : {0, 2}) {
+            if (!same_bits(got[p], got[1]) || std::memcmp(&ms[p], &ms[1], 4) || std::memcmp(&ls[p], &ls[1], 4)) {
+              fail(what + ": depends on the unread slots' contents");
+            }
+          }
+          c->cases++;
+          if (capped || !entries[2].set) continue;
+          // attn_chunk_pair: bitwise two attn_chunk calls
+          std::vector<float> a0(t.dv, 0.0f), a1(t.dv, 0.0f), s1;
+          float m2[2] = {-INFINITY, -INFINITY}, l2[2] = {0.0f, 0.0f}, m1, l1;
+          for (int ch = 0; ch < kChunks; ch++) {
+            const int32_t a = ranges[(ri + ch) % kRanges][0], b = ranges[(ri + ch) % kRanges][1];
+            sa.attn_chunk_pair(q0.data(), q1.data(), kts[0][ch].data(), vbs[0][ch].data(), t.d, t.dv, scale, a, b, m2,
+                               l2, a0.data(), a1.data());
+          }
+          chain(sa, 0, q1, &s1, &m1, &l1);
+          if (!same_bits(a0, got[0]) || !same_bits(a1, s1) || std::memcmp(&m2[0], &ms[0], 4) ||
+              std::memcmp(&l2[0], &ls[0], 4) || std::memcmp(&m2[1], &m1, 4) || std::memcmp(&l2[1], &l1, 4)) {
+            fail("attn.attn_chunk_pair " + tag + " ranges from " + std::to_string(ri) + ": not two attn_chunk calls");
+          }
+          c->cases++;
+        }
+      }
+    }
+  }
+}
+
 // --- the forward pass of a synthetic model -------------------------------------
 // MODEL: the file tests/tools/make_arm_forward.py --model writes; DATA
 // (tests/data/arm_forward, written by the same script on x86) holds desc.txt
@@ -406,11 +604,9 @@ int main(int argc, char** argv) {
     check_activations(g, s, rng, &c, &filled, &generic);
     int x8 = 0;
     for (int t = 0; t < kMaxTypeId; t++) x8 += s.matmul_x8[t] != g.matmul_x8[t];
-    AttnFns rest = s.attn;   // everything but the activations checked above
-    rest.silu_mul = g.attn.silu_mul;
-    rest.gelu_mul = g.attn.gelu_mul;
-    const bool attn = std::memcmp(&rest, &g.attn, sizeof(AttnFns)) != 0;
-    if (x8 || attn) fail("the set fills x8 or attention entries this program does not check");
+    double attn_err = 0.0;
+    check_attention(g, s, rng, &c, &filled, &generic, &attn_err);
+    if (x8) fail("the set fills x8 entries this program does not check");
     std::string fwd;
     if (argc >= 4) {
       int n_tok = 0;
@@ -422,12 +618,13 @@ int main(int argc, char** argv) {
     }
     std::printf("%s: %d kernels, %d cases checked%s (cpu features: %s)\n", argv[1], c.kernels, c.cases, fwd.c_str(),
                 cpu_features().c_str());
+    std::printf("  attention: max |diff| of acc / l %.2g vs generic (bound %.0e)\n", attn_err, kAttnBound);
     std::string fl;
     for (auto& f : filled) fl += " " + f;
     std::printf("  filled:%s\n", fl.c_str());
     std::string gl;
     for (auto& f : generic) gl += " " + f;
-    std::printf("  generic:%s matmul_x8[*] attn.load_chunk attn.attn_chunk* (attention)\n", gl.c_str());
+    std::printf("  generic:%s matmul_x8[*]\n", gl.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "FAIL: %s\n", e.what());
     return 1;
