@@ -365,9 +365,11 @@ std::vector<std::string> supported_isas() {
   return out;
 }
 
-// src [rows, n_per_row] float32 -> uint8 [rows, row_bytes] of `type`, as llama.cpp's
-// ggml_quantize_chunk makes it (ll::quantize_rows); the GIL is released meanwhile.
-py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object imatrix, int n_threads) {
+// src [rows, n_per_row] float32, or src_type's rows uint8 [rows, row_bytes(src_type,
+// n_per_row)] -> uint8 [rows, row_bytes] of `type`, as llama.cpp's ggml_quantize_chunk
+// makes it from the same float32 values (ll::quantize_rows); the GIL is released meanwhile.
+py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object imatrix, int n_threads,
+                                      py::object src_type_obj) {
   if (!ll::can_quantize(type)) {
     std::string names;
     for (int32_t t : ll::quantize_types()) names += std::string(names.empty() ? "" : ", ") + ll::type_traits(t).name;
@@ -376,7 +378,20 @@ py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object im
                                 "; the types it makes: " + names);
   }
   const ll::TypeTraits& t = ll::type_traits(type);
-  if (!py::isinstance<py::array_t<float>>(src)) {
+  const int32_t src_type = src_type_obj.is_none() ? ll::TYPE_F32 : src_type_obj.cast<int32_t>();
+  if (src_type != ll::TYPE_F32 && !ll::can_quantize(src_type)) {
+    throw std::invalid_argument("quantize_rows: cannot read src_type " + std::to_string(src_type) +
+                                (ll::is_known_type(src_type) ? std::string(" (") + ll::type_traits(src_type).name + ")" : "") +
+                                "; it reads F32 and the types it makes");
+  }
+  const ll::TypeTraits& ts = ll::type_traits(src_type);
+  const bool raw = !src_type_obj.is_none();
+  if (raw && !py::isinstance<py::array_t<uint8_t>>(src)) {
+    throw std::invalid_argument(std::string("quantize_rows: with src_type ") + ts.name +
+                                ", src must be a uint8 array of its rows, got dtype " +
+                                py::str(src.dtype()).cast<std::string>());
+  }
+  if (!raw && !py::isinstance<py::array_t<float>>(src)) {
     throw std::invalid_argument("quantize_rows: src must be a float32 array, got dtype " +
                                 py::str(src.dtype()).cast<std::string>() + " (convert with .astype(np.float32))");
   }
@@ -387,7 +402,16 @@ py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object im
   if (!(src.flags() & py::array::c_style)) {
     throw std::invalid_argument("quantize_rows: src must be C-contiguous (use np.ascontiguousarray)");
   }
-  const int64_t rows = src.shape(0), n = src.shape(1);
+  const int64_t rows = src.shape(0);
+  int64_t n = src.shape(1);
+  if (raw) {   // bytes per row -> values per row
+    if (src.shape(1) <= 0 || src.shape(1) % (int64_t)ts.type_size != 0) {
+      throw std::invalid_argument(std::string("quantize_rows: rows of ") + ts.name + " are whole blocks of " +
+                                  std::to_string(ts.type_size) + " bytes, got " + std::to_string(src.shape(1)) +
+                                  " bytes per row");
+    }
+    n = src.shape(1) / (int64_t)ts.type_size * ts.block_size;
+  }
   if (n <= 0 || n % t.block_size != 0) {
     throw std::invalid_argument(std::string("quantize_rows: ") + t.name + " needs rows of a positive multiple of " +
                                 std::to_string(t.block_size) + " values, got " + std::to_string(n));
@@ -412,15 +436,15 @@ py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object im
   }
   const size_t rb = ll::row_bytes(type, n);
   py::array_t<uint8_t> out({(py::ssize_t)rows, (py::ssize_t)rb});
-  const float* x = static_cast<const float*>(src.data());
+  const void* x = src.data();
   uint8_t* y = out.mutable_data();
   {
     py::gil_scoped_release nogil;
     if (n_threads == 1) {
-      ll::quantize_rows(type, x, y, rows, n, qw_ptr, nullptr);
+      ll::quantize_rows(type, src_type, x, y, rows, n, qw_ptr, nullptr);
     } else {
       auto lock = ll::shared_pool_lock();
-      ll::quantize_rows(type, x, y, rows, n, qw_ptr, &ll::shared_pool(n_threads));
+      ll::quantize_rows(type, src_type, x, y, rows, n, qw_ptr, &ll::shared_pool(n_threads));
     }
   }
   return out;
@@ -460,9 +484,11 @@ void bind_kernels(py::module_& m) {
   m.def("quantize_activations", &quantize_activations_py, py::arg("weight_type"), py::arg("X"),
         "X [M, K] quantized for weight_type's kernels: uint8 [M, row_bytes] (BlockQ8A, Q8_K or float32 rows).");
   m.def("quantize_rows", &quantize_rows_py, py::arg("type"), py::arg("src"), py::arg("imatrix") = py::none(),
-        py::arg("n_threads") = 1,
+        py::arg("n_threads") = 1, py::arg("src_type") = py::none(),
         "float32 [rows, n_per_row] -> uint8 [rows, row_bytes] of a GGUF type, bit-identical to llama.cpp's\n"
-        "ggml_quantize_chunk; imatrix: n_per_row importance weights (None: the reference path). GIL released.");
+        "ggml_quantize_chunk; imatrix: n_per_row importance weights (None: the reference path). GIL released.\n"
+        "src_type (F16, BF16, a quantized type): src is uint8 [rows, row bytes] of that type, converted to\n"
+        "float32 row by row on the worker threads (the same bytes as converting first).");
   m.def("quantize_types", []() { return ll::quantize_types(); }, "The GGUF type ids quantize_rows can produce.");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
         "Force the kernel set: one of supported_isas() (generic, avx2, avx512, amx; neon, dotprod, i8mm on aarch64); RuntimeError if the CPU lacks it.");

@@ -46,6 +46,7 @@ void q3_k_ref_fit(const float*, float*, int8_t*) { std::abort(); }
 void iq4_scales_x8(const float*, const float*, float*) { std::abort(); }
 void q8_0_blocks(const float*, void*, int64_t, uint16_t (*)(float)) { std::abort(); }
 void f16_row(const float*, uint16_t*, int64_t, uint16_t (*)(float)) { std::abort(); }
+void f16_to_f32_row(const uint16_t*, float*, int64_t, float (*)(uint16_t)) { std::abort(); }
 }  // namespace quant_avx2
 #endif
 
@@ -1155,8 +1156,8 @@ void quantize_row(int32_t type, const float* x, void* dst, int64_t n, const floa
   }
 }
 
-void quantize_rows(int32_t type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                   const float* imatrix, ThreadPool* pool) {
+void quantize_rows(int32_t type, int32_t src_type, const void* src, void* dst, int64_t nrows,
+                   int64_t n_per_row, const float* imatrix, ThreadPool* pool) {
   if (!can_quantize(type)) {
     throw std::invalid_argument("quantize: cannot produce type " + std::to_string(type) +
                                 (is_known_type(type) ? std::string(" (") + type_traits(type).name + ")" : ""));
@@ -1166,11 +1167,31 @@ void quantize_rows(int32_t type, const float* src, void* dst, int64_t nrows, int
     throw std::invalid_argument(std::string("quantize: ") + t.name + " rows must be a positive multiple of " +
                                 std::to_string(t.block_size) + " values, got " + std::to_string(n_per_row));
   }
+  if (src_type != TYPE_F32 && !can_quantize(src_type)) {   // the types dequantize_row reads
+    throw std::invalid_argument("quantize: cannot read source type " + std::to_string(src_type));
+  }
+  const TypeTraits& ts = type_traits(src_type);
+  if (n_per_row % ts.block_size != 0) {
+    throw std::invalid_argument(std::string("quantize: ") + ts.name + " source rows must be a multiple of " +
+                                std::to_string(ts.block_size) + " values, got " + std::to_string(n_per_row));
+  }
   if (nrows <= 0) return;
-  const size_t rb = row_bytes(type, n_per_row);
+  const size_t rb = row_bytes(type, n_per_row), src_rb = row_bytes(src_type, n_per_row);
+  const uint8_t* in = static_cast<const uint8_t*>(src);
+  uint8_t* out = static_cast<uint8_t*>(dst);
   auto run = [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(src_type == TYPE_F32 ? 0 : (size_t)n_per_row);
     for (int64_t r = r0; r < r1; ++r) {
-      quantize_row(type, src + r * n_per_row, static_cast<uint8_t*>(dst) + (size_t)r * rb, n_per_row, imatrix);
+      const uint8_t* s = in + (size_t)r * src_rb;
+      const float* x = reinterpret_cast<const float*>(s);
+      if (src_type == TYPE_F16 && use_avx2()) {
+        quant_avx2::f16_to_f32_row(reinterpret_cast<const uint16_t*>(s), row.data(), n_per_row, &fp16_to_fp32);
+        x = row.data();
+      } else if (src_type != TYPE_F32) {
+        dequantize_row(src_type, s, row.data(), n_per_row);
+        x = row.data();
+      }
+      quantize_row(type, x, out + (size_t)r * rb, n_per_row, imatrix);
     }
   };
   if (!pool || pool->size() == 1 || nrows == 1) {

@@ -17,13 +17,16 @@ class ThreadPool;
 const std::vector<int32_t>& quantize_types();
 bool can_quantize(int32_t type);
 
-// src [nrows, n_per_row] float32 -> dst [nrows, row_bytes(type, n_per_row)].
-// n_per_row must be a multiple of the type's block size; imatrix is null or
+// src [nrows, row_bytes(src_type, n_per_row)] -> dst [nrows, row_bytes(type, n_per_row)].
+// src_type is F32 or any type dequantize_row reads (F16, BF16, the quantized
+// types): each worker converts its rows to float32 one at a time in a buffer of
+// its own, so a 16-bit tensor is quantized without a float32 copy of it.
+// n_per_row must be a multiple of both types' block sizes; imatrix is null or
 // n_per_row importance weights (one per column) and is ignored by F16, BF16 and
 // Q8_0, as in llama.cpp. pool may be null (single thread).
 // std::invalid_argument for a type it cannot produce or a bad row length.
-void quantize_rows(int32_t type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                   const float* imatrix, ThreadPool* pool);
+void quantize_rows(int32_t type, int32_t src_type, const void* src, void* dst, int64_t nrows,
+                   int64_t n_per_row, const float* imatrix, ThreadPool* pool);
 
 // One row (the unit quantize_rows splits the work into).
 void quantize_row(int32_t type, const float* src, void* dst, int64_t n_per_row, const float* imatrix);
@@ -55,6 +58,8 @@ void iq4_scales_x8(const float* x, const float* w, float* scales);
 void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(float));
 // n values to fp16 bits (NaNs through to_fp16, the scalar conversion).
 void f16_row(const float* x, uint16_t* y, int64_t n, uint16_t (*to_fp16)(float));
+// n fp16 values to float32 (NaNs through to_fp32, the scalar conversion).
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n, float (*to_fp32)(uint16_t));
 }  // namespace quant_avx2
 
 }  // namespace ll

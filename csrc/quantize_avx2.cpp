@@ -421,5 +421,18 @@ void f16_row(const float* x, uint16_t* y, int64_t n, uint16_t (*to_fp16)(float))
   for (; i < n; ++i) y[i] = to_fp16(x[i]);
 }
 
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n, float (*to_fp32)(uint16_t)) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+      for (int k = 0; k < 8; ++k) y[i + k] = to_fp32(x[i + k]);
+      continue;
+    }
+    _mm256_storeu_ps(y + i, v);
+  }
+  for (; i < n; ++i) y[i] = to_fp32(x[i]);
+}
+
 }  // namespace quant_avx2
 }  // namespace ll

@@ -1,17 +1,19 @@
 """Write a quantized copy of a GGUF model, tensor by tensor (`llamalite quantize`).
 
-The input stays memory-mapped; each tensor is converted in slabs of rows (float32 from
-F32/F16/BF16, or dequantized from a quantized input), quantized by the core
-(_core.quantize_rows) and appended to the output, and the mapping's pages of the tensor
-are released: memory stays near one slab whatever the model's size. The metadata is
+The input stays memory-mapped; each tensor goes to the core (_core.quantize_rows) in
+slabs of stored rows, which its worker threads convert to float32 a row at a time
+(F16, BF16, or dequantized from a quantized input) and quantize; each slab is appended
+to the output, and the mapping's pages of the tensor are released: memory stays near
+one slab whatever the model's size. The metadata is
 copied key by key as it is in the input, except general.quantization_version (2) and
 general.file_type (the mix's LLAMA_FTYPE value), which go last as llama-quantize writes
 them; with an imatrix, llama-quantize's quantize.imatrix.* keys follow. Tensors are
 written in llama.cpp's order, so for the same input, type and options the output is the
 file llama-quantize writes.
 
-The output is written to a temporary file beside it and renamed when complete: an error,
-a full disk or Ctrl-C leaves no file under the final name.
+The output is written to a temporary file beside it, synced to disk (in the background
+as the tensors are written, then once more at the end) and renamed when complete: an
+error, a full disk, Ctrl-C or a power cut leaves no partial file under the final name.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from .plan import (F32, FileType, ModelFacts, Options, Plan, PlanError, Step,
                    make_plan, type_name)
 
 QUANTIZATION_VERSION = 2
-# Values converted per slab: bounds the float32 buffer (16 MiB) whatever the tensor size.
+# Values per slab: bounds the output buffer and the input pages mapped at once.
 SLAB_VALUES = 4 << 20
 
 
@@ -81,17 +84,24 @@ def tensor_specs(g: GGUFFile) -> list[TensorSpec]:
 
 
 def _rows_f32(g: GGUFFile, name: str, r0: int, r1: int) -> np.ndarray:
-    """Rows [r0, r1) of a tensor as float32 [r1 - r0, ne0] (F16, BF16 and the quantized
-    types through the core's dequantize_row: F16 several times faster than numpy's)."""
+    """Rows [r0, r1) of a tensor as float32 [r1 - r0, ne0] (through the core's
+    dequantize_row for every type but F32)."""
     t = g.tensors[name]
     ne0 = t.shape[0]
-    raw = g.tensor_bytes(name)
-    rb = t.nbytes // max(1, t.n_elements // ne0)
-    chunk = raw[r0 * rb:r1 * rb]
+    chunk = _rows_raw(g, name, r0, r1)
     if t.type == F32:
         return chunk.view("<f4").reshape(r1 - r0, ne0)
     flat = _core.dequantize(t.type, np.ascontiguousarray(chunk), (r1 - r0) * ne0)
     return flat.reshape(r1 - r0, ne0)
+
+
+def _rows_raw(g: GGUFFile, name: str, r0: int, r1: int) -> np.ndarray:
+    """Rows [r0, r1) of a tensor as they are stored: uint8 [r1 - r0, row bytes], a view
+    into the mapping."""
+    t = g.tensors[name]
+    n_rows = t.n_elements // t.shape[0]
+    rb = t.nbytes // max(1, n_rows)
+    return g.tensor_bytes(name)[r0 * rb:r1 * rb].reshape(r1 - r0, rb)
 
 
 # --- planning -------------------------------------------------------------------------
@@ -145,14 +155,53 @@ def _write_tensor(f, g: GGUFFile, step: Step, imatrix: Optional[np.ndarray], n_t
     while r < n_rows:
         mat = r // rows_per_mat
         r1 = min(n_rows, r + slab, (mat + 1) * rows_per_mat)
-        x = np.ascontiguousarray(_rows_f32(g, step.name, r, r1), dtype=np.float32)
         if step.type_out == F32:
-            out = x.view(np.uint8)
+            out = np.ascontiguousarray(_rows_f32(g, step.name, r, r1), dtype=np.float32).view(np.uint8)
         else:
+            # The core converts the stored rows (F16, BF16, quantized) on its worker
+            # threads, a row at a time: no float32 copy of the slab.
             w = imatrix[mat * ne0:(mat + 1) * ne0] if imatrix is not None else None
-            out = _core.quantize_rows(step.type_out, x, w, n_threads)
-        f.write(memoryview(np.ascontiguousarray(out)).cast("B"))
+            out = _core.quantize_rows(step.type_out, _rows_raw(g, step.name, r, r1), w, n_threads,
+                                      src_type=step.type_in)
+        f.write(memoryview(out).cast("B"))
         r = r1
+
+
+class _Syncer:
+    """Writes the output back to disk while the next tensors are quantized.
+
+    A thread runs fdatasync on the file whenever kick() is called (after each tensor),
+    so the final fsync before the rename waits only for the last tensors instead of the
+    whole file. close() stops the thread; `error` is the error a sync met, if any."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: Optional[OSError] = None
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="llamalite-quantize-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sync = getattr(os, "fdatasync", os.fsync)
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                sync(self.fd)
+            except OSError as e:
+                self.error = e
+                return
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
 
 
 def _release(g: GGUFFile, name: str) -> None:
@@ -255,16 +304,23 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
         try:
             with _open(tmp, "wb") as f:
                 f.write(head)
-                t0, done = time.perf_counter(), 0
-                for i, step in enumerate(plan.steps):
-                    _write_tensor(f, g, step, _imatrix_for(step, weights), n_threads)
-                    _release(g, step.name)
-                    f.write(b"\0" * gw.pad(step.bytes_out, g.alignment))
-                    done += step.bytes_in
-                    if progress is not None:
-                        progress(Progress(i + 1, len(plan.steps), step.name, done, plan.bytes_in,
-                                          time.perf_counter() - t0))
-                f.flush()
+                syncer = _Syncer(f.fileno())
+                try:
+                    t0, done, bytes_in = time.perf_counter(), 0, plan.bytes_in
+                    for i, step in enumerate(plan.steps):
+                        _write_tensor(f, g, step, _imatrix_for(step, weights), n_threads)
+                        _release(g, step.name)
+                        f.write(b"\0" * gw.pad(step.bytes_out, g.alignment))
+                        f.flush()
+                        syncer.kick()
+                        done += step.bytes_in
+                        if progress is not None:
+                            progress(Progress(i + 1, len(plan.steps), step.name, done, bytes_in,
+                                              time.perf_counter() - t0))
+                finally:
+                    syncer.close()
+                if syncer.error is not None:
+                    raise syncer.error
                 os.fsync(f.fileno())
             if tmp.stat().st_size != total:
                 raise QuantizeError(f"wrote {tmp.stat().st_size} bytes, expected {total} "

@@ -176,3 +176,49 @@ def test_rows_whose_blocks_do_not_fill_the_vector_lanes(isa):
         for imx in (None, im):
             got = _core.quantize_rows(TYPE_ID[name], x, imx)
             assert np.array_equal(got, reference.quantize(TYPE_ID[name], x, imx)), (name, imx is not None)
+
+
+def stored_rows(x: np.ndarray, src: str) -> tuple[np.ndarray, np.ndarray]:
+    """x as the rows a GGUF file of type src stores (uint8) and the float32 values they
+    hold, converted by numpy (F16, BF16) or gguf.quants (the quantized types)."""
+    if src == "F32":
+        return x.view(np.uint8), x
+    if src == "F16":
+        h = x.astype(np.float16)
+        return h.view(np.uint8), h.astype(np.float32)
+    if src == "BF16":
+        b = (x.view(np.uint32) >> 16).astype(np.uint16)
+        return b.view(np.uint8), (b.astype(np.uint32) << 16).view(np.float32)
+    q = _core.quantize_rows(int(GT[src]), x)
+    return q, gq.dequantize(q, GT[src]).reshape(x.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas(), indirect=True)
+@pytest.mark.parametrize("src", ["F32", "F16", "BF16", "Q8_0", "Q4_K", "Q6_K"])
+def test_stored_rows_give_the_bytes_of_their_float_values(src, isa):
+    """src_type: the worker threads convert each stored row, then quantize it; the bytes
+    are those of quantizing the independently converted float32 values."""
+    x = random_rows(13, 512, 15)
+    x[0, :9] = [np.inf, -np.inf, np.nan, 6e-8, -6e-8, 1e-40, 0.0, -0.0, 65504.0]
+    if src not in ("F32", "F16", "BF16"):
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    raw, values = stored_rows(x, src)
+    im = (np.random.default_rng(16).random(512) + 0.1).astype(np.float32)
+    for name in ("F16", "BF16", "Q8_0", "Q4_K", "IQ4_XS"):
+        for imx in (None, im):
+            want = _core.quantize_rows(TYPE_ID[name], values, imx)
+            for nt in (1, 2):
+                got = _core.quantize_rows(TYPE_ID[name], raw, imx, n_threads=nt, src_type=int(GT[src]))
+                assert np.array_equal(got, want), (src, name, imx is not None, nt)
+
+
+@pytest.mark.parametrize("args, kwargs, match", [
+    ((2, np.zeros((1, 64), np.uint8)), {"src_type": 15}, "cannot read src_type 15 \\(Q8_K\\)"),
+    ((2, np.zeros((1, 64), np.uint8)), {"src_type": 99}, "cannot read src_type 99"),
+    ((2, np.zeros((1, 64), np.float32)), {"src_type": 1}, "with src_type F16, src must be a uint8 array"),
+    ((2, np.zeros((1, 63), np.uint8)), {"src_type": 1}, "rows of F16 are whole blocks of 2 bytes, got 63"),
+    ((12, np.zeros((1, 68), np.uint8)), {"src_type": 8}, "Q4_K needs rows of a positive multiple of 256 values, got 64"),
+])
+def test_bad_stored_rows_are_a_clear_error(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _core.quantize_rows(*args, **kwargs)
