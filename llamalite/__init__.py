@@ -7,21 +7,47 @@
 """
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from . import _core
-from .chat_template import ChatTemplate
 from .errors import (EngineError, GGUFError, LlamaliteError, QueueFull, RegistryError,
                      RequestRejected, TemplateError, TokenizerWarning)
-from .gguf import (GGUFFile, GGUFFormatError, GGUFTensorError, GGUFTokenizerError,
-                   GGUFTruncatedError, GGUFValueError, TensorInfo, open_gguf)
-from .llm import LLM
-from .model import HParams, KVCache, Model
-from .outputs import Completion, CompletionChunk, Timings, TokenLogprob, Usage
-from .registry import MODELS, cache_dir, list_cached, pull, resolve_model
-from .sampling import Sampler, SampleResult, SamplingParams
-from .system import system_info
-from .tokenizer import Tokenizer
 
 __version__ = _core.__version__
+
+# The rest of the public names import their module on first use, so a command that
+# needs only the file reader (quantize, info) starts without the engine, the tokenizer
+# or the template engine (PEP 562).
+_LAZY = {
+    "ChatTemplate": "chat_template",
+    "GGUFFile": "gguf", "GGUFFormatError": "gguf", "GGUFTensorError": "gguf",
+    "GGUFTokenizerError": "gguf", "GGUFTruncatedError": "gguf", "GGUFValueError": "gguf",
+    "TensorInfo": "gguf", "open_gguf": "gguf",
+    "LLM": "llm",
+    "HParams": "model", "KVCache": "model", "Model": "model",
+    "Completion": "outputs", "CompletionChunk": "outputs", "Timings": "outputs",
+    "TokenLogprob": "outputs", "Usage": "outputs",
+    "MODELS": "registry", "cache_dir": "registry", "list_cached": "registry", "pull": "registry",
+    "resolve_model": "registry",
+    "Sampler": "sampling", "SampleResult": "sampling", "SamplingParams": "sampling",
+    "system_info": "system",
+    "Tokenizer": "tokenizer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llamalite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ChatTemplate",

@@ -50,3 +50,19 @@ def test_the_check_sees_imports():
     """The checker resolves relative imports (so the tests above can fail)."""
     names = _imports(PKG / "server" / "backend.py")
     assert "llamalite.llm" in names and "llamalite.server.settings" in names
+
+
+def test_the_cli_starts_without_the_engine():
+    """`llamalite quantize` or `info` need the file reader, not the engine, the tokenizer
+    or the template engine: the package imports those on first use."""
+    import subprocess
+    import sys
+    code = ("import sys, llamalite.cli.main, llamalite\n"
+            "assert llamalite.__version__\n"
+            "print(' '.join(m for m in ('llamalite.engine', 'llamalite.llm', 'llamalite.tokenizer', "
+            "'jinja2') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == ""
+    r = subprocess.run([sys.executable, "-P", "-c", "import llamalite; llamalite.LLM; import sys; "
+                        "print('llamalite.engine' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "True"
