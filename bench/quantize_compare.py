@@ -1,13 +1,16 @@
 """`llamalite quantize` beside llama.cpp's llama_model_quantize: time and perplexity.
 
     python bench/quantize_compare.py --peer-python /work/peer/bin/python [--reps 3]
+        [--peer-quantize /path/to/llama-quantize] [--speed-only]
 
 1. F16 versions of the cached SmolLM2-135M and Gemma 3 270M (their tensors dequantized
    with gguf.quants, written once to <cache>/f16/ and reused).
 2. Each F16 file quantized to Q4_K_M and Q8_0 by llamalite (`python -m llamalite.cli.main
-   quantize -t T`) and by llama.cpp (llama_model_quantize, nthread T, under the peer's
-   interpreter), each repetition a fresh process, the two interleaved (A B B A ...);
-   medians of the wall times. Whether the two outputs are byte-identical is reported.
+   quantize -t T`) and by llama.cpp: the llama-quantize program when --peer-quantize
+   names it, else llama_model_quantize (nthread T) under the peer's interpreter. Each
+   repetition is a fresh process writing a file that does not exist yet (the previous
+   output is deleted untimed), the two interleaved (A B B A ...); medians of the wall
+   times. Whether the two outputs are byte-identical is reported.
 3. Perplexity (LLM.perplexity, tests/data/english.txt) of the F16 file and of llamalite's
    quantized files without and with an importance matrix collected by `llamalite
    imatrix` on the project's docs (text disjoint from the scored one).
@@ -89,32 +92,37 @@ def sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], output: Path) -> float:
+    output.unlink(missing_ok=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    cwd=tempfile.gettempdir())
     return time.perf_counter() - t0
 
 
-def compare_speed(src: Path, qtype: str, out: Path, peer: str | None, threads: int,
-                  reps: int) -> dict:
-    ours = [sys.executable, "-P", "-m", "llamalite.cli.main", "quantize", str(src),
-            str(out / f"ll-{qtype}.gguf"), qtype, "-t", str(threads)]
+def compare_speed(src: Path, qtype: str, out: Path, peer: str | None, peer_quantize: str | None,
+                  threads: int, reps: int) -> dict:
+    mine, cpp = out / f"ll-{qtype}.gguf", out / f"cpp-{qtype}.gguf"
+    ours = [sys.executable, "-P", "-m", "llamalite.cli.main", "quantize", str(src), str(mine),
+            qtype, "-t", str(threads)]
     script = out / "peer_quantize.py"
     script.write_text(PEER_SCRIPT)
-    theirs = ([peer, str(script), str(src), str(out / f"cpp-{qtype}.gguf"), str(FTYPE[qtype]),
-               str(threads)] if peer else None)
+    if peer_quantize:
+        theirs = [peer_quantize, str(src), str(cpp), qtype, str(threads)]
+    else:
+        theirs = [peer, str(script), str(src), str(cpp), str(FTYPE[qtype]), str(threads)] if peer else None
     times: dict[str, list[float]] = {"llamalite": [], "llama.cpp": []}
     for r in range(reps):
-        order = [("llamalite", ours), ("llama.cpp", theirs)]
+        order = [("llamalite", ours, mine), ("llama.cpp", theirs, cpp)]
         if r % 2:
             order.reverse()
-        for engine, cmd in order:
+        for engine, cmd, output in order:
             if cmd is not None:
-                times[engine].append(timed(cmd))
+                times[engine].append(timed(cmd, output))
     row = {k: statistics.median(v) for k, v in times.items() if v}
-    if peer:
-        row["identical"] = sha(out / f"ll-{qtype}.gguf") == sha(out / f"cpp-{qtype}.gguf")
+    row["runs"] = times
+    if theirs:
+        row["identical"] = sha(mine) == sha(cpp)
     return row
 
 
@@ -132,19 +140,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", default=list(MODELS))
     ap.add_argument("--peer-python", default=os.environ.get("LLAMALITE_PEER_PYTHON"))
+    ap.add_argument("--peer-quantize", help="llama.cpp's llama-quantize program (built from "
+                    "its source); without it the peer's llama_model_quantize is timed")
+    ap.add_argument("--speed-only", action="store_true", help="time the quantizers; no imatrix, "
+                    "no perplexity")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--chunks", type=int, default=8, help="imatrix chunks of 256 tokens")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     held_out = (ROOT / "tests" / "data" / "english.txt").read_text(encoding="utf-8")
-    report: dict = {"threads": args.threads, "reps": args.reps, "models": {}}
+    report: dict = {"threads": args.threads, "reps": args.reps,
+                    "peer": "llama-quantize" if args.peer_quantize else "llama_model_quantize",
+                    "models": {}}
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         calib = work / "calibration.txt"
         calib.write_text(calibration_text(), encoding="utf-8")
         for name in args.models:
             src = f16_copy(name)
+            if args.speed_only:
+                entry = {"types": {q: compare_speed(src, q, work, args.peer_python, args.peer_quantize,
+                                                    args.threads, args.reps) for q in TYPES}}
+                for q, r in entry["types"].items():
+                    r["mib"] = (work / f"ll-{q}.gguf").stat().st_size / 2**20
+                report["models"][name] = entry
+                continue
             entry: dict = {"f16_ppl": perplexity(src, held_out), "types": {}}
             im = work / f"{name}-imatrix.gguf"
             subprocess.run([sys.executable, "-P", "-m", "llamalite.cli.main", "imatrix", str(src),
@@ -153,7 +174,8 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            cwd=tempfile.gettempdir())
             for qtype in TYPES:
-                row = compare_speed(src, qtype, work, args.peer_python, args.threads, args.reps)
+                row = compare_speed(src, qtype, work, args.peer_python, args.peer_quantize,
+                                    args.threads, args.reps)
                 row["ppl"] = perplexity(work / f"ll-{qtype}.gguf", held_out)
                 with_im = work / f"ll-{qtype}-imatrix.gguf"
                 subprocess.run([sys.executable, "-P", "-m", "llamalite.cli.main", "quantize", str(src),
@@ -164,15 +186,18 @@ def main() -> None:
                 row["mib"] = (work / f"ll-{qtype}.gguf").stat().st_size / 2**20
                 entry["types"][qtype] = row
             report["models"][name] = entry
-    print(f"threads {args.threads}, medians of {args.reps} interleaved runs (seconds)")
-    print(f"{'model':<14} {'type':<7} {'MiB':>7} {'llamalite':>9} {'llama.cpp':>9} {'same':>5} "
-          f"{'ppl':>8} {'ppl+imat':>8} {'ppl F16':>8}")
+    print(f"threads {args.threads}, medians of {args.reps} interleaved runs (seconds); "
+          f"llama.cpp: {report['peer']}")
+    print(f"{'model':<14} {'type':<7} {'MiB':>7} {'llamalite':>9} {'llama.cpp':>9} {'ratio':>6} "
+          f"{'same':>5} {'ppl':>8} {'ppl+imat':>8} {'ppl F16':>8}")
     for name, e in report["models"].items():
         for qtype, r in e["types"].items():
             cpp = f"{r['llama.cpp']:9.2f}" if "llama.cpp" in r else f"{'-':>9}"
-            print(f"{name:<14} {qtype:<7} {r['mib']:7.1f} {r['llamalite']:9.2f} {cpp} "
-                  f"{str(r.get('identical', '-')):>5} {r['ppl']:8.3f} {r['ppl_imatrix']:8.3f} "
-                  f"{e['f16_ppl']:8.3f}")
+            ratio = f"{r['llamalite'] / r['llama.cpp']:6.2f}" if "llama.cpp" in r else f"{'-':>6}"
+            ppl = "".join(f" {r[k]:8.3f}" if k in r else f" {'-':>8}" for k in ("ppl", "ppl_imatrix"))
+            f16 = f" {e['f16_ppl']:8.3f}" if "f16_ppl" in e else f" {'-':>8}"
+            print(f"{name:<14} {qtype:<7} {r['mib']:7.1f} {r['llamalite']:9.2f} {cpp} {ratio} "
+                  f"{str(r.get('identical', '-')):>5}{ppl}{f16}")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "quantize-compare.json"
     path.write_text(json.dumps(report, indent=2))

@@ -368,7 +368,7 @@ std::vector<std::string> supported_isas() {
 // src [rows, n_per_row] float32, or src_type's rows uint8 [rows, row_bytes(src_type,
 // n_per_row)] -> uint8 [rows, row_bytes] of `type`, as llama.cpp's ggml_quantize_chunk
 // makes it from the same float32 values (ll::quantize_rows); the GIL is released meanwhile.
-py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object imatrix, int n_threads,
+py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object imatrix, py::object threads,
                                       py::object src_type_obj) {
   if (!ll::can_quantize(type)) {
     std::string names;
@@ -416,9 +416,7 @@ py::array_t<uint8_t> quantize_rows_py(int32_t type, py::array src, py::object im
     throw std::invalid_argument(std::string("quantize_rows: ") + t.name + " needs rows of a positive multiple of " +
                                 std::to_string(t.block_size) + " values, got " + std::to_string(n));
   }
-  if (n_threads < 1 || n_threads > 1024) {
-    throw std::invalid_argument("quantize_rows: n_threads must be between 1 and 1024, got " + std::to_string(n_threads));
-  }
+  const int n_threads = resolve_threads(threads);
   py::array_t<float, py::array::c_style> qw;
   const float* qw_ptr = nullptr;
   if (!imatrix.is_none()) {
@@ -487,8 +485,9 @@ void bind_kernels(py::module_& m) {
         py::arg("n_threads") = 1, py::arg("src_type") = py::none(),
         "float32 [rows, n_per_row] -> uint8 [rows, row_bytes] of a GGUF type, bit-identical to llama.cpp's\n"
         "ggml_quantize_chunk; imatrix: n_per_row importance weights (None: the reference path). GIL released.\n"
-        "src_type (F16, BF16, a quantized type): src is uint8 [rows, row bytes] of that type, converted to\n"
-        "float32 row by row on the worker threads (the same bytes as converting first).");
+        "n_threads None: the physical cores. src_type (F16, BF16, a quantized type): src is uint8\n"
+        "[rows, row bytes] of that type, converted to float32 row by row on the worker threads (the same\n"
+        "bytes as converting first).");
   m.def("quantize_types", []() { return ll::quantize_types(); }, "The GGUF type ids quantize_rows can produce.");
   m.def("set_isa", [](const std::string& name) { ll::set_active_isa(ll::isa_from_name(name)); }, py::arg("name"),
         "Force the kernel set: one of supported_isas() (generic, avx2, avx512, amx; neon, dotprod, i8mm on aarch64); RuntimeError if the CPU lacks it.");
