@@ -160,6 +160,23 @@ def test_full_disk_is_a_clear_error(tiny, tmp_path):
     _no_leftovers(tmp_path, set())
 
 
+def test_a_failed_sync_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    """The background sync's error (a disk that fails to write back) stops the run: the
+    error is named and no file is left, under the final name or the temporary one."""
+    import llamalite.quant.quantize as qmod
+    calls = []
+
+    def failing_sync(fd):
+        calls.append(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    monkeypatch.setattr(qmod.os, "fdatasync", failing_sync, raising=False)
+    monkeypatch.setattr(qmod.os, "fsync", failing_sync)
+    with pytest.raises(QuantizeError, match="cannot write .*o.gguf: Input/output error"):
+        quantize(tiny["llama"], tmp_path / "o.gguf", "Q4_0")
+    assert calls, "the sync ran"
+    _no_leftovers(tmp_path, set())
+
+
 def _raise(exc: BaseException):
     def f(*a, **k):
         raise exc
