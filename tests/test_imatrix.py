@@ -169,7 +169,7 @@ def test_expert_sums_match_numpy(moe_models, family):
     want_sums, want_counts = _numpy_sums(path, _chunks(path, 32, 2), sf.N_EXPERT, act_quant=False)
     assert sorted(got.sums) == sorted(want_sums)
     experts = [n for n in want_sums if n.endswith("_exps.weight")]
-    assert len(experts) == 3 * 2 and f"blk.1.ffn_gate_inp.weight" in got.sums
+    assert len(experts) == 3 * 2 and "blk.1.ffn_gate_inp.weight" in got.sums
     for name, s in want_sums.items():
         assert got.counts[name].tolist() == want_counts[name].tolist(), name
         assert got.sums[name].shape == s.shape, name
@@ -278,6 +278,7 @@ def test_reads_llama_imatrix_files(recorded, family):
 # matmul activations to 8 bits, so a value near a rounding boundary lands on different sides
 # and the difference grows through the layers.
 L2_TOL, MEDIAN_TOL = 2.5e-2, 3e-2
+FIRST_INPUTS = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"}
 
 
 @pytest.mark.parametrize("family", sorted(RUNS))
@@ -307,11 +308,9 @@ def test_collected_sums_agree_with_llama_imatrix(recorded, family, tmp_path):
         assert {n: t.shape for n, t in a.tensors.items()} == want_shapes
     imatrix_file.save_dat(tmp_path / "ours.dat", got.sums, got.counts, chunk_count=got.n_chunks,
                           chunk_size=got.chunk_size, dataset=run["text"])
-    a, b = (_dat_layout((p).read_bytes()) for p in (tmp_path / "ours.dat", DATA / run["files"]["dat"]))
+    a, b = (_dat_layout(p.read_bytes()) for p in (tmp_path / "ours.dat", DATA / run["files"]["dat"]))
     assert a == b
 
-
-FIRST_INPUTS = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"}
 
 
 def _dat_layout(data: bytes) -> list:
