@@ -156,9 +156,12 @@ static py::dict act_stats_py(ll::Model& x) {
   py::dict out;
   const ll::ActStats& st = *x.act_stats;
   for (size_t i = 0; i < st.names.size(); ++i) {
-    py::array_t<double> sum2((py::ssize_t)st.sum2[i].size());
+    const py::ssize_t n_mat = (py::ssize_t)st.count[i].size();
+    py::array_t<double> sum2({n_mat, (py::ssize_t)st.K[i]});
     std::copy(st.sum2[i].begin(), st.sum2[i].end(), sum2.mutable_data());
-    out[py::str(st.names[i])] = py::make_tuple(sum2, st.count[i]);
+    py::array_t<int64_t> count(n_mat);
+    std::copy(st.count[i].begin(), st.count[i].end(), count.mutable_data());
+    out[py::str(st.names[i])] = py::make_tuple(sum2, count);
   }
   return out;
 }
@@ -188,9 +191,12 @@ static void bind_model(py::module_& m) {
       .def("set_act_stats", [](ll::Model& x, bool on) { on ? ll::enable_act_stats(x) : ll::disable_act_stats(x); },
            py::arg("on"),
            "Start (from zero) or stop collecting, for every layer matmul weight, the sum of the\n"
-           "squared float activations per input column and the rows seen (llamalite imatrix).")
+           "squared float activations per input column and the rows seen, per expert for the\n"
+           "3-D expert tensors (llamalite imatrix).")
       .def("act_stats", &act_stats_py,
-           "{tensor name: (float64 sum of x^2 per input column [K], rows seen)} since set_act_stats(True).");
+           "{tensor name: (float64 sum of x^2 per input column [n_mat, K], int64 rows seen [n_mat])}\n"
+           "since set_act_stats(True); n_mat is n_expert for the 3-D ffn_*_exps tensors (each\n"
+           "expert's rows are the tokens routed to it), 1 otherwise.");
   py::class_<ll::KVCache>(m, "KVCache")
       .def(py::init([](const ll::Model& model, int32_t n_blocks, int32_t block_size,
                        const std::string& dtype) {

@@ -356,31 +356,39 @@ void collect_act_stats(ActStats& st, const Weight* const* Ws, int32_t count, con
   for (int32_t i = 0; i < count; ++i) {
     auto it = st.slot.find(Ws[i]);
     if (it == st.slot.end()) continue;
-    std::vector<double>& acc = st.sum2[it->second];   // [K]
     const int64_t K = Ws[i]->K;
+    double* acc = st.sum2[it->second.slot].data() + it->second.mat * K;   // [K]
     for (int64_t r = 0; r < n; ++r) {
       const float* x = X + r * K;
       for (int64_t j = 0; j < K; ++j) acc[j] += (double)x[j] * x[j];
     }
-    st.count[it->second] += n;
+    st.count[it->second.slot][it->second.mat] += n;
   }
 }
 }  // namespace
 
 void enable_act_stats(Model& m) {
   auto st = std::make_unique<ActStats>();
+  // one slot per tensor: ws[0..n_mat) are its matrices (the experts of a 3-D tensor)
+  auto add = [&](size_t il, const char* role, const Weight* ws, size_t n_mat) {
+    if (n_mat == 0 || !ws[0].data) return;
+    const int32_t slot = (int32_t)st->names.size();
+    for (size_t e = 0; e < n_mat; ++e) st->slot[&ws[e]] = ActStats::Target{slot, (int32_t)e};
+    st->names.push_back("blk." + std::to_string(il) + "." + role + ".weight");
+    st->K.push_back(ws[0].K);
+    st->sum2.emplace_back(n_mat * ws[0].K, 0.0);
+    st->count.emplace_back(n_mat, 0);
+  };
   static const char* const roles[] = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output",
-                                      "ffn_gate", "ffn_up", "ffn_down"};
+                                      "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_inp"};
   for (size_t il = 0; il < m.layers.size(); ++il) {
     LayerWeights& L = m.layers[il];
-    const Weight* ws[] = {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down};
-    for (size_t r = 0; r < 8; ++r) {
-      if (!ws[r]->data) continue;
-      st->slot[ws[r]] = (int32_t)st->names.size();
-      st->names.push_back("blk." + std::to_string(il) + "." + roles[r] + ".weight");
-      st->sum2.emplace_back(ws[r]->K, 0.0);
-      st->count.push_back(0);
-    }
+    const Weight* ws[] = {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down,
+                          &L.ffn_gate_inp};
+    for (size_t r = 0; r < 9; ++r) add(il, roles[r], ws[r], 1);
+    add(il, "ffn_gate_exps", L.gate_exps.data(), L.gate_exps.size());
+    add(il, "ffn_up_exps", L.up_exps.data(), L.up_exps.size());
+    add(il, "ffn_down_exps", L.down_exps.data(), L.down_exps.size());
   }
   std::lock_guard<std::mutex> lock(m.busy);
   m.act_stats = std::move(st);

@@ -128,11 +128,19 @@ struct Batch {
 // Model's act_stats is set, every matmul of a collected weight adds, for each
 // input column j, the sum over the batch rows of X[row, j]^2 (X: the float
 // activations entering the matmul) and the number of rows, as llama-imatrix does.
+// A 3-D expert tensor (ffn_{gate,up,down}_exps) is one slot of n_mat = n_expert
+// matrices: each expert's matmuls (moe.cpp) add to that expert's part only, over
+// the (token, slot) rows routed to it; an expert no token chose keeps zeros.
 struct ActStats {
-  std::map<const Weight*, int32_t> slot;    // collected weight -> index below
+  struct Target {
+    int32_t slot = 0;   // index below
+    int32_t mat = 0;    // expert of a 3-D tensor; 0 for a 2-D weight
+  };
+  std::map<const Weight*, Target> slot;     // collected weight (or expert view) -> its part
   std::vector<std::string> names;           // [slots] tensor names ("blk.3.attn_q.weight")
-  std::vector<std::vector<double>> sum2;    // [slots][K]
-  std::vector<int64_t> count;               // [slots] activation rows seen
+  std::vector<int64_t> K;                   // [slots] input columns per matrix
+  std::vector<std::vector<double>> sum2;    // [slots][n_mat * K], matrix-major
+  std::vector<std::vector<int64_t>> count;  // [slots][n_mat] activation rows seen
 };
 
 struct Model {
@@ -179,8 +187,9 @@ struct Model {
   Model& operator=(const Model&) = delete;
 };
 
-// Starts collecting ActStats for every layer matmul weight (the blk.* tensors, as
-// llama-imatrix collects by default), from zero; disable_act_stats drops them.
+// Starts collecting ActStats for every layer matmul weight (the blk.* tensors, the
+// experts included, as llama-imatrix collects by default), from zero;
+// disable_act_stats drops them.
 void enable_act_stats(Model& m);
 void disable_act_stats(Model& m);
 

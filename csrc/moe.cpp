@@ -13,6 +13,10 @@
 // order. Every matmul is linear(), which gives a row the same bits whatever other
 // rows share the call, and the routing and the sum are per token, so a token's
 // result does not depend on the rest of the batch (batch invariance).
+// With activation statistics on (ActStats), those matmuls of one expert's views add
+// the squares of their inputs to that expert's part of the 3-D tensor's statistics:
+// gate and up see the normed hidden states of the (token, slot) rows routed to the
+// expert, down the silu(gate) * up rows, as llama-imatrix collects MUL_MAT_ID.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

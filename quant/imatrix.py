@@ -4,8 +4,10 @@ As llama-imatrix does: the text is tokenized (BOS when the vocabulary asks for i
 cut into chunks of `chunk_size` tokens (the rest is dropped), and each chunk runs
 through the model from an empty cache with its first token replaced by BOS. For every
 layer matmul weight the core adds up, per input column, the squares of the float
-activations that enter it, and counts the rows (tokens); the output weight is not
-collected (llama-imatrix's default). The result is written in llama.cpp's GGUF imatrix
+activations that enter it, and counts the rows (tokens); for the 3-D expert tensors
+(ffn_{gate,up,down}_exps) it does so per expert, over the tokens routed to that expert
+(an expert no token chose keeps count 0). The output weight is not collected
+(llama-imatrix's default). The result is written in llama.cpp's GGUF imatrix
 format (or the legacy .dat format) and read back by `llamalite quantize --imatrix`.
 """
 from __future__ import annotations
@@ -23,8 +25,8 @@ class ImatrixInputError(ValueError):
 
 @dataclass
 class Collected:
-    sums: dict[str, np.ndarray]   # name -> float64 [n_per_row]: sum of x^2 over tokens
-    counts: dict[str, int]        # name -> tokens seen
+    sums: dict[str, np.ndarray]   # name -> float64 [n_mat, n_per_row]: sum of x^2 over tokens
+    counts: dict[str, np.ndarray] # name -> int64 [n_mat]: tokens seen (n_mat: experts, or 1)
     n_chunks: int
     chunk_size: int
 
@@ -50,12 +52,17 @@ def chunks_of(tokens: list[int], chunk_size: int, n_chunks: Optional[int],
 
 def collect(model_path: str | os.PathLike, text: str, *, chunk_size: int = 512,
             n_chunks: Optional[int] = None, n_threads: Optional[int] = None,
-            progress: Optional[Callable[[int, int], None]] = None) -> Collected:
-    """Run the chunks through the model and return the per-column sums of x^2."""
+            progress: Optional[Callable[[int, int], None]] = None,
+            precise: bool = False) -> Collected:
+    """Run the chunks through the model and return the per-column sums of x^2.
+
+    precise: the model's precise mode (float32 activations in every matmul and a float32
+    KV cache, for checking against float math); by default the activations entering each
+    quantized matmul are rounded to 8-bit blocks and the cache is float16, as in llama.cpp."""
     from llamalite.model import Model
     from llamalite.tokenizer import Tokenizer
 
-    model = Model.load(model_path, n_threads=n_threads)
+    model = Model.load(model_path, n_threads=n_threads, precise=precise)
     tok = Tokenizer.from_metadata(model.gguf.metadata)
     tokens = tok.tokenize(text, add_special=True)
     chunks = chunks_of(tokens, chunk_size, n_chunks, tok.bos_id if tok.add_bos else None)
@@ -77,5 +84,5 @@ def collect(model_path: str | os.PathLike, text: str, *, chunk_size: int = 512,
     finally:
         native.set_act_stats(False)
     sums = {name: np.asarray(s) for name, (s, _) in stats.items()}
-    counts = {name: int(n) for name, (_, n) in stats.items()}
+    counts = {name: np.asarray(n, dtype=np.int64) for name, (_, n) in stats.items()}
     return Collected(sums, counts, len(chunks), chunk_size)

@@ -3,7 +3,10 @@
 GGUF (what llama-imatrix writes by default): general.type = "imatrix", the string array
 imatrix.datasets, u32 imatrix.chunk_count and imatrix.chunk_size, and per weight two F32
 tensors: `<weight>.in_sum2` [n_per_row, n_mat] (sum over tokens of x^2 per input column)
-and `<weight>.counts` [1, n_mat] (tokens seen). n_mat is 1 except for expert tensors.
+and `<weight>.counts` [1, n_mat] (tokens seen), GGUF dimension order. n_mat is 1 except
+for the 3-D expert tensors, where it is n_expert and each expert's count is the tokens
+routed to it (0, with zero sums, for an expert no token chose). llama-imatrix also
+writes `<weight>.in_sum` and `<weight>.stats`, which the quantizer does not use.
 
 Legacy .dat (little-endian): i32 n_entries; per entry i32 name length, the name, i32
 ncall, i32 n_values, n_values f32 (mean of x^2 times ncall); then optionally i32
@@ -134,31 +137,45 @@ def _load_dat(path: Path) -> Imatrix:
     return im
 
 
-def save_gguf(path: Union[str, Path], sums: dict[str, np.ndarray], counts: dict[str, int], *,
+def _per_matrix(sums: np.ndarray, counts) -> tuple[np.ndarray, np.ndarray]:
+    """sums as float32 [n_mat, n_per_row] and counts as float [n_mat] (int or array given)."""
+    c = np.atleast_1d(np.asarray(counts, dtype=np.float64)).reshape(-1)
+    s = np.asarray(sums, dtype=np.float32).reshape(len(c), -1)
+    return s, c
+
+
+def save_gguf(path: Union[str, Path], sums: dict[str, np.ndarray], counts: dict, *,
               chunk_count: int, chunk_size: int, datasets: list[str]) -> None:
-    """Write llama-imatrix's GGUF format (names sorted, one matrix per weight)."""
+    """Write llama-imatrix's GGUF format (names sorted): per weight in_sum2 [n_mat, n_per_row]
+    and counts [n_mat, 1] (numpy order), an expert no token chose as zeros and count 0.
+    counts[name]: rows seen, an int or one per matrix (expert)."""
     kvs = [gw.kv("general.type", gw.STRING, "imatrix"),
            gw.kv("imatrix.datasets", gw.ARRAY, list(datasets)),
            gw.kv("imatrix.chunk_count", gw.UINT32, int(chunk_count)),
            gw.kv("imatrix.chunk_size", gw.UINT32, int(chunk_size))]
     tensors = []
     for name in sorted(sums):
-        tensors.append((f"{name}.in_sum2", np.asarray(sums[name], dtype=np.float32).reshape(1, -1)))
-        tensors.append((f"{name}.counts", np.array([[float(counts[name])]], dtype=np.float32)))
+        s, c = _per_matrix(sums[name], counts[name])
+        tensors.append((f"{name}.in_sum2", s))
+        tensors.append((f"{name}.counts", c.astype(np.float32).reshape(-1, 1)))
     with open(path, "wb") as f:
         gw.write_small(f, kvs, tensors)
 
 
-def save_dat(path: Union[str, Path], sums: dict[str, np.ndarray], counts: dict[str, int], *,
+def save_dat(path: Union[str, Path], sums: dict[str, np.ndarray], counts: dict, *,
              chunk_count: int, chunk_size: int, dataset: str) -> None:
-    """Write the legacy .dat format: per entry mean(x^2) * ncall, ncall = ceil(tokens / chunk)."""
-    out = [struct.pack("<i", len(sums))]
-    for name in sorted(sums):
+    """Write the legacy .dat format as llama-imatrix does: per entry ncall = ceil(largest
+    count / chunk) and per matrix mean(x^2) * ncall, 1 * ncall for an expert no token
+    chose; an entry whose matrices all saw nothing is left out."""
+    names = [n for n in sorted(sums) if _per_matrix(sums[n], counts[n])[1].max() > 0]
+    out = [struct.pack("<i", len(names))]
+    for name in names:
         b = name.encode()
-        ncall = max(1, -(-int(counts[name]) // max(1, chunk_size)))
-        s = np.asarray(sums[name], dtype=np.float32)
-        c = float(counts[name])
-        vals = (s / np.float32(c)) * np.float32(ncall) if c > 0 else np.full_like(s, ncall)
+        s, c = _per_matrix(sums[name], counts[name])
+        ncall = max(1, -(-int(c.max()) // max(1, chunk_size)))
+        vals = np.full_like(s, np.float32(ncall))
+        seen = c > 0
+        vals[seen] = (s[seen] / c[seen, None].astype(np.float32)) * np.float32(ncall)
         out += [struct.pack("<i", len(b)), b, struct.pack("<ii", ncall, s.size),
                 vals.astype("<f4").tobytes()]
     d = dataset.encode()

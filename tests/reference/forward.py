@@ -261,18 +261,19 @@ def fake_quant_8bit(x: np.ndarray, block: int, f16_scale: bool = False) -> np.nd
     return (q * d).reshape(x.shape).astype(np.float32)
 
 
-# Called as ACT_HOOK(weight name, x [n, k]) with the float activations entering every
-# layer matmul (the importance-matrix tests sum their squares); None: off.
-ACT_HOOK: Callable[[str, np.ndarray], None] | None = None
+# Called as ACT_HOOK(weight name, x [n, k], expert) with the float activations entering
+# every layer matmul (the importance-matrix tests sum their squares); expert: which
+# matrix of a 3-D expert tensor, None for a 2-D weight. None: off.
+ACT_HOOK: Callable[[str, np.ndarray, int | None], None] | None = None
 
 
 def linear(w: RefWeights, hp: RefHParams, name: str, x: np.ndarray,
-           matrix: np.ndarray | None = None) -> np.ndarray:
-    """x [n, k] . W[m, k]^T -> [n, m] for weight `name` (or `matrix`, one expert of the
-    3-D tensor `name`); with hp.act_quant the activations are first rounded to 8-bit
+           matrix: np.ndarray | None = None, expert: int | None = None) -> np.ndarray:
+    """x [n, k] . W[m, k]^T -> [n, m] for weight `name` (or `matrix`, expert `expert` of
+    the 3-D tensor `name`); with hp.act_quant the activations are first rounded to 8-bit
     blocks exactly as llama.cpp does."""
-    if ACT_HOOK is not None and matrix is None:
-        ACT_HOOK(name, x)
+    if ACT_HOOK is not None:
+        ACT_HOOK(name, x, expert)
     x = round_activations(hp, w.raw(name)[1], x)
     W = w.tensor(name) if matrix is None else matrix
     return (x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.float32)
@@ -351,10 +352,10 @@ def moe_block(w: RefWeights, hp: RefHParams, il: int, h: np.ndarray) -> np.ndarr
     for t in range(h.shape[0]):
         ht = h[t:t + 1]
         for j, e in enumerate(chosen[t]):
-            gate = linear(w, hp, p + "ffn_gate_exps.weight", ht, gate_all[e])
-            up = linear(w, hp, p + "ffn_up_exps.weight", ht, up_all[e])
+            gate = linear(w, hp, p + "ffn_gate_exps.weight", ht, gate_all[e], int(e))
+            up = linear(w, hp, p + "ffn_up_exps.weight", ht, up_all[e], int(e))
             y = linear(w, hp, p + "ffn_down_exps.weight", (silu(gate) * up).astype(np.float32),
-                       down_all[e])
+                       down_all[e], int(e))
             out[t] += weights[t, j] * y[0].astype(np.float64)
     return out.astype(np.float32)
 

@@ -56,6 +56,7 @@ for job in jobs:
     p = L.llama_model_quantize_default_params()
     p.ftype = job["ftype"]
     p.nthread = job.get("nthread", 2)
+    p.allow_requantize = bool(job.get("allow_requantize", False))
     keep = []
     if job.get("imatrix"):
         im = np.load(job["imatrix"])
