@@ -389,7 +389,8 @@ void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(floa
     const float amax = _mm_cvtss_f32(h);
     const float d = amax / 127.0f;
     const float id = d ? 1.0f / d : 0.0f;
-    y[i].d = to_fp16(d);
+    // F16C rounds as to_fp16 (to nearest even) for every non-NaN value
+    y[i].d = d == d ? (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT) : to_fp16(d);
     const __m256 vid = _mm256_set1_ps(id);
     __m256i q[4];
     for (int k = 0; k < 4; ++k) {

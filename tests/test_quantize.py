@@ -222,3 +222,18 @@ def test_stored_rows_give_the_bytes_of_their_float_values(src, isa):
 def test_bad_stored_rows_are_a_clear_error(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         _core.quantize_rows(*args, **kwargs)
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas(), indirect=True)
+def test_q8_0_scales_at_the_ends_of_float16(isa):
+    """Block scales that are float16 subnormals, round to zero, or overflow to infinity
+    give the numpy reference's bytes (the SIMD path converts scales with F16C)."""
+    x = np.zeros((6, 64), np.float32)
+    x[0] = np.linspace(-1e-6, 1e-6, 64)      # subnormal scales
+    x[1] = np.linspace(-1e-10, 1e-10, 64)    # scales that round to zero
+    x[2] = np.linspace(-1e7, 1e7, 64)        # scales above 65504: infinity
+    x[3] = np.linspace(-8.3e6, 8.3e6, 64)    # scales near the largest float16
+    x[4, :32] = 3.0
+    x[4, 32:] = -1e-30
+    x[5] = np.random.default_rng(17).standard_normal(64) * 2.0 ** np.arange(-24, 40, 1)
+    assert np.array_equal(_core.quantize_rows(TYPE_ID["Q8_0"], x), reference.quantize(TYPE_ID["Q8_0"], x))
