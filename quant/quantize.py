@@ -146,9 +146,11 @@ def _write_tensor(f, g: GGUFFile, step: Step, imatrix: Optional[np.ndarray], n_t
     if step.type_in == step.type_out:
         for i in range(0, t.nbytes, 64 << 20):
             f.write(raw[i:i + (64 << 20)])
+            _release(g, t.offset + i, t.offset + min(t.nbytes, i + (64 << 20)))
         return
     ne0 = t.shape[0]
     n_rows = t.n_elements // ne0
+    row_bytes = t.nbytes // n_rows
     rows_per_mat = t.shape[1] if len(t.shape) > 1 else 1          # experts: one imatrix slice each
     slab = max(1, min(n_rows, SLAB_VALUES // ne0))
     r = 0
@@ -164,6 +166,7 @@ def _write_tensor(f, g: GGUFFile, step: Step, imatrix: Optional[np.ndarray], n_t
             out = _core.quantize_rows(step.type_out, _rows_raw(g, step.name, r, r1), w, n_threads,
                                       src_type=step.type_in)
         f.write(memoryview(out).cast("B"))
+        _release(g, t.offset + r * row_bytes, t.offset + r1 * row_bytes)
         r = r1
 
 
@@ -204,15 +207,18 @@ class _Syncer:
         self._thread.join()
 
 
-def _release(g: GGUFFile, name: str) -> None:
-    """Drop the mapping's pages of a tensor that has been written (they are not read
-    again), so resident memory stays near one tensor, not the whole input."""
+def _release(g: GGUFFile, start: int, end: int) -> None:
+    """Drop the mapping's pages of bytes [start, end) of the file, which have been read:
+    resident memory stays near one slab, not one tensor (Gemma 3's embedding table is
+    320 MiB) or the whole input. Only a hint: a page read again (the one a slab shares
+    with the next) is mapped again from the page cache."""
     mm = getattr(g, "_mmap", None)
     if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return
-    t = g.tensors[name]
-    start = t.offset // mmap.PAGESIZE * mmap.PAGESIZE
-    mm.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
+    page = mmap.PAGESIZE
+    lo, hi = start // page * page, min(len(mm), -(-end // page) * page)
+    if hi > lo:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def _imatrix_for(step: Step, weights: dict[str, np.ndarray]) -> Optional[np.ndarray]:
@@ -309,7 +315,6 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
                     t0, done, bytes_in = time.perf_counter(), 0, plan.bytes_in
                     for i, step in enumerate(plan.steps):
                         _write_tensor(f, g, step, _imatrix_for(step, weights), n_threads)
-                        _release(g, step.name)
                         f.write(b"\0" * gw.pad(step.bytes_out, g.alignment))
                         f.flush()
                         syncer.kick()
