@@ -3,9 +3,9 @@
 The input stays memory-mapped; each tensor goes to the core (_core.quantize_rows) in
 slabs of stored rows, which its worker threads convert to float32 a row at a time
 (F16, BF16, or dequantized from a quantized input) and quantize; each slab is appended
-to the output, and the mapping's pages of the tensor are released: memory stays near
-one slab whatever the model's size. The metadata is
-copied key by key as it is in the input, except general.quantization_version (2) and
+to the output and the mapping's pages it came from are released: memory stays near one
+slab whatever the size of the model or of its largest tensor. The metadata is copied
+key by key as it is in the input, except general.quantization_version (2) and
 general.file_type (the mix's LLAMA_FTYPE value), which go last as llama-quantize writes
 them; with an imatrix, llama-quantize's quantize.imatrix.* keys follow. Tensors are
 written in llama.cpp's order, so for the same input, type and options the output is the
