@@ -8,7 +8,7 @@
 #   2. the _core module cross-compiled with aarch64-linux-gnu-g++ by
 #      tests/native/CMakeLists.txt (target _core: the wheel's sources, flags and
 #      options), against that tree's Python and pybind11 headers
-#   3. llamalite/, server/ and cli/ laid out as the wheel installs them, with the module
+#   3. llamalite/, server/, cli/ and quant/ laid out as the wheel installs them, with the module
 #      and the host's pure-Python `gguf` package (a test dependency) in build/aarch64-site
 #   4. python3 -m pytest on PYTEST_ARGS under qemu-aarch64 -L build/aarch64-root
 #
@@ -88,6 +88,7 @@ mkdir -p "$SITE"
 cp -r llamalite "$SITE/llamalite"
 cp -r server "$SITE/llamalite/server"
 cp -r cli "$SITE/llamalite/cli"
+cp -r quant "$SITE/llamalite/quant"
 find "$SITE" -name "_core*.so" -delete
 cp "$BUILD/_core$suffix" "$SITE/llamalite/"
 gguf_dir=$("${PYTHON:-python3}" -c 'import gguf, os; print(os.path.dirname(gguf.__file__))')
