@@ -7,7 +7,8 @@
 // RoPE divides each pair's frequency by LongRoPE's short or long factors (chosen by the
 // loader from the context size, as llama.cpp does) and scales cos and sin by the file's
 // attention factor (hp.rope_attn_factor). llama.cpp disables Phi-3's sliding window, so
-// every layer is global here too.
+// every layer is global here too. The loader binds Wqkv and Wup as row views (q, k, v;
+// gate, up), so the fused matmuls run as the separate ones of the other families do.
 #include "model.h"
 #include "ops.h"
 
@@ -21,7 +22,7 @@ void phi3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- attention ---
   rmsnorm_rows(m, s.x.data(), L.attn_norm, s.xb.data(), n, E);   // xb [n, E]
-  project_qkv(m, L, n);                                           // q, k, v split from Wqkv . xb
+  project_qkv(m, L, n);                                           // q, k, v: Wqkv's row views . xb
   rope_qk(m, b, L);
   attention_step(m, kv, b, il, 0);                                // att [n, n_head * hdv]
   linear(m, L.wo, s.att.data(), n, s.proj.data());                // proj [n, E]
@@ -29,7 +30,7 @@ void phi3_layer(Model& m, KVCache& kv, const Batch& b, int32_t il) {
 
   // --- feed-forward (SwiGLU, fused gate-up) ---
   rmsnorm_rows(m, s.x.data(), L.ffn_norm, s.xb.data(), n, E);
-  project_gate_up(m, L, n);                                       // gate, up split from Wup . xb
+  project_gate_up(m, L, n);                                       // gate, up: Wup's row views . xb
   gated_activation(m, s.gate.data(), s.up.data(), n * hp.n_ff, false);
   linear(m, L.ffn_down, s.gate.data(), n, s.proj.data());         // proj [n, E]
   add_into(m, s.x.data(), s.proj.data(), n * E);

@@ -100,13 +100,22 @@ void check_hparams(const HParams& hp) {
   }
 }
 
+// A bound tensor's rows as consecutive views of rows[0], rows[1], ... rows (they sum
+// to all.N): a ggml matrix's rows are contiguous, so a view is a pointer and a count.
+std::vector<Weight> split_rows(const Weight& all, const std::vector<int64_t>& rows) {
+  const uint64_t rb = row_bytes(all.type, all.K);
+  std::vector<Weight> out;
+  int64_t r0 = 0;
+  for (int64_t N : rows) {
+    out.push_back(Weight{all.data + (uint64_t)r0 * rb, all.type, all.K, N});
+    r0 += N;
+  }
+  return out;
+}
+
 // The X experts of a bound 3-D tensor (all N * X rows) as X views of N rows each.
 std::vector<Weight> split_experts(const Weight& all, int64_t X) {
-  const int64_t N = all.N / X;
-  const uint64_t bytes = row_bytes(all.type, all.K) * (uint64_t)N;
-  std::vector<Weight> out;
-  for (int64_t e = 0; e < X; ++e) out.push_back(Weight{all.data + e * bytes, all.type, all.K, N});
-  return out;
+  return split_rows(all, std::vector<int64_t>(X, all.N / X));
 }
 
 }  // namespace
@@ -128,7 +137,7 @@ constexpr uint64_t kRepackSlice = 2u << 20;
 void repack_weights(Model& m, bool release_pages) {
   std::vector<Weight*> ws;
   for (LayerWeights& L : m.layers) {
-    for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
+    for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) {
       if (x8_supported(w->type, w->N, w->K)) ws.push_back(w);
     }
     // experts one by one (each slice is a matrix of its own), and the router
@@ -238,9 +247,15 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights& L = layers[il];
     L.attn_norm = bind_weight(*this, tensors, p + "attn_norm.weight", E, 1, true);
-    // Q, K, V: separate, or (phi3 files) fused into one matrix of Q + KD + VD rows
+    // Q, K, V: separate, or (phi3 files) fused into one matrix of Q + KD + VD rows,
+    // which become three views (each then repacked like a matrix of its own)
     if (arch == Arch::phi3 && tensors.count(p + "attn_qkv.weight")) {
-      L.wqkv = bind_weight(*this, tensors, p + "attn_qkv.weight", E, Q + KD + VD, false);
+      const std::vector<Weight> qkv =
+          split_rows(bind_weight(*this, tensors, p + "attn_qkv.weight", E, Q + KD + VD, false), {Q, KD, VD});
+      L.wq = qkv[0];
+      L.wk = qkv[1];
+      L.wv = qkv[2];
+      L.fused_qkv = true;
     } else {
       L.wq = bind_weight(*this, tensors, p + "attn_q.weight", E, Q, false);
       L.wk = bind_weight(*this, tensors, p + "attn_k.weight", E, KD, false);
@@ -260,8 +275,12 @@ Model::Model(const uint8_t* file_, uint64_t file_size_, const HParams& hp_,
       L.up_exps = split_experts(bind_weight(*this, tensors, p + "ffn_up_exps.weight", E, F, false, X), X);
       L.down_exps = split_experts(bind_weight(*this, tensors, p + "ffn_down_exps.weight", F, E, false, X), X);
     } else {
-      if (arch == Arch::phi3) {    // gate and up rows in one matrix
-        L.ffn_up = bind_weight(*this, tensors, p + "ffn_up.weight", E, 2 * (int64_t)hp.n_ff, false);
+      if (arch == Arch::phi3) {    // gate and up rows in one matrix: two views
+        const int64_t F = hp.n_ff;
+        const std::vector<Weight> gu =
+            split_rows(bind_weight(*this, tensors, p + "ffn_up.weight", E, 2 * F, false), {F, F});
+        L.ffn_gate = gu[0];
+        L.ffn_up = gu[1];
         L.fused_gate_up = true;
       } else {
         L.ffn_gate = bind_weight(*this, tensors, p + "ffn_gate.weight", E, hp.n_ff, false);
@@ -381,10 +400,15 @@ void enable_act_stats(Model& m) {
   };
   static const char* const roles[] = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output",
                                       "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_inp"};
+  static const Weight unset;
   for (size_t il = 0; il < m.layers.size(); ++il) {
     LayerWeights& L = m.layers[il];
-    const Weight* ws[] = {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down,
-                          &L.ffn_gate_inp};
+    // A fused tensor's views share one input (linear_shared): only its first view
+    // collects, under the fused tensor's name, so each row counts once for all K columns.
+    const Weight* ws[] = {L.fused_qkv ? &unset : &L.wq, L.fused_qkv ? &unset : &L.wk,
+                          L.fused_qkv ? &unset : &L.wv, L.fused_qkv ? &L.wq : &unset, &L.wo,
+                          L.fused_gate_up ? &unset : &L.ffn_gate,
+                          L.fused_gate_up ? &L.ffn_gate : &L.ffn_up, &L.ffn_down, &L.ffn_gate_inp};
     for (size_t r = 0; r < 9; ++r) add(il, roles[r], ws[r], 1);
     add(il, "ffn_gate_exps", L.gate_exps.data(), L.gate_exps.size());
     add(il, "ffn_up_exps", L.up_exps.data(), L.up_exps.size());
@@ -426,13 +450,6 @@ void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t 
 }
 
 namespace {
-// Copies columns [c0, c0 + w) of every row of src [n, W] into dst [n, w].
-void split_columns(Model& m, const float* src, int64_t W, int64_t c0, int64_t w, float* dst, int64_t n) {
-  parallel_for(m, n, w, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + r * w, src + r * W + c0, w * sizeof(float));
-  });
-}
-
 // Y[r, :] += bias for every row r of Y [n, w].
 void add_bias_rows(Model& m, float* Y, const float* bias, int64_t n, int64_t w) {
   parallel_for(m, n, w, [&](int64_t r0, int64_t r1) {
@@ -447,16 +464,9 @@ void project_qkv(Model& m, const LayerWeights& L, int64_t n) {
   Scratch& s = m.s;
   const int64_t Q = (int64_t)m.hp.n_head * m.hp.head_dim, KD = (int64_t)m.hp.n_head_kv * m.hp.head_dim;
   const int64_t VD = (int64_t)m.hp.n_head_kv * m.hp.head_dim_v;
-  if (L.wqkv.data) {
-    linear(m, L.wqkv, s.xb.data(), n, s.fused.data());   // [n, Q + KD + VD]
-    split_columns(m, s.fused.data(), Q + KD + VD, 0, Q, s.q.data(), n);
-    split_columns(m, s.fused.data(), Q + KD + VD, Q, KD, s.k.data(), n);
-    split_columns(m, s.fused.data(), Q + KD + VD, Q + KD, VD, s.v.data(), n);
-  } else {
-    const Weight* ws[3] = {&L.wq, &L.wk, &L.wv};
-    float* ys[3] = {s.q.data(), s.k.data(), s.v.data()};
-    linear_shared(m, ws, ys, 3, s.xb.data(), n);
-  }
+  const Weight* ws[3] = {&L.wq, &L.wk, &L.wv};
+  float* ys[3] = {s.q.data(), s.k.data(), s.v.data()};
+  linear_shared(m, ws, ys, 3, s.xb.data(), n);
   if (L.bq) add_bias_rows(m, s.q.data(), L.bq, n, Q);
   if (L.bk) add_bias_rows(m, s.k.data(), L.bk, n, KD);
   if (L.bv) add_bias_rows(m, s.v.data(), L.bv, n, VD);
@@ -464,13 +474,6 @@ void project_qkv(Model& m, const LayerWeights& L, int64_t n) {
 
 void project_gate_up(Model& m, const LayerWeights& L, int64_t n) {
   Scratch& s = m.s;
-  if (L.fused_gate_up) {
-    const int64_t F = m.hp.n_ff;
-    linear(m, L.ffn_up, s.xb.data(), n, s.fused.data());   // [n, 2 * n_ff]: gate | up
-    split_columns(m, s.fused.data(), 2 * F, 0, F, s.gate.data(), n);
-    split_columns(m, s.fused.data(), 2 * F, F, F, s.up.data(), n);
-    return;
-  }
   const Weight* ws[2] = {&L.ffn_gate, &L.ffn_up};
   float* ys[2] = {s.gate.data(), s.up.data()};
   linear_shared(m, ws, ys, 2, s.xb.data(), n);
@@ -609,10 +612,6 @@ void size_scratch(Model& m, const Batch& b) {
     s.moe.ue.resize(std::max(n, K) * hp.n_ff_exp);
   }
   s.rope_cs.resize(n * hp.n_rot);
-  if (m.arch == Arch::phi3) {   // fused QKV or gate-up output
-    const int64_t qkv = (int64_t)hp.n_head * hp.head_dim + (int64_t)hp.n_head_kv * (hp.head_dim + hp.head_dim_v);
-    s.fused.resize(n * std::max<int64_t>(qkv, 2 * (int64_t)hp.n_ff));
-  }
   s.out_x.resize((int64_t)b.n_logit_rows * hp.n_embd);
 }
 

@@ -66,13 +66,13 @@ struct Weight {
 
 struct LayerWeights {
   Weight attn_norm, wq, wk, wv, wo;         // norms are F32 [n_embd] (N = 1)
-  Weight wqkv;                               // fused Q, K, V rows (phi3); wq/wk/wv then unset
+  bool fused_qkv = false;                    // wq, wk, wv are row views of one attn_qkv (phi3)
   const float* bq = nullptr;                 // optional Q/K/V biases (qwen2), F32
   const float* bk = nullptr;
   const float* bv = nullptr;
   Weight q_norm, k_norm, post_attn_norm;     // q/k norms: gemma3, qwen3*; post: gemma3
   Weight ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffn_norm;
-  bool fused_gate_up = false;                // ffn_up holds the gate rows then the up rows (phi3)
+  bool fused_gate_up = false;                // ffn_gate, ffn_up are row views of one ffn_up (phi3)
   bool sliding = false;
   float rope_base = 10000.0f;
   float rope_freq_scale = 1.0f;
@@ -106,7 +106,6 @@ struct Scratch {
   std::vector<float> proj;   // [n, n_embd]               output of wo / ffn_down
   std::vector<float> gate;   // [n, n_ff]
   std::vector<float> up;     // [n, n_ff]
-  std::vector<float> fused;  // [n, q + k + v] or [n, 2 * n_ff]  output of a fused matmul
   std::vector<float> rope_cs;      // [n, n_rot]  cos/sin for the current RoPE base
   std::vector<float> out_x;        // [r, n_embd]  rows that need logits
   MoEScratch moe;
@@ -131,6 +130,8 @@ struct Batch {
 // A 3-D expert tensor (ffn_{gate,up,down}_exps) is one slot of n_mat = n_expert
 // matrices: each expert's matmuls (moe.cpp) add to that expert's part only, over
 // the (token, slot) rows routed to it; an expert no token chose keeps zeros.
+// A fused 2-D tensor (phi3's attn_qkv, ffn_up) is one slot collected through its
+// first row view only: its views share one input, which counts once per row.
 struct ActStats {
   struct Target {
     int32_t slot = 0;   // index below
@@ -208,11 +209,11 @@ void linear(Model& m, const Weight& W, const float* X, int64_t n, float* Y);
 void linear_shared(Model& m, const Weight* const* Ws, float* const* Ys, int32_t count,
                    const float* X, int64_t n);
 // s.q [n, n_head * hd], s.k [n, n_head_kv * hd], s.v [n, n_head_kv * hdv] = s.xb . Wq, Wk, Wv^T
-// (linear_shared: one activation quantization, one pool job), or split from the fused
-// Wqkv's output; plus the biases where the layer has them.
+// (linear_shared: one activation quantization, one pool job; for a fused attn_qkv the
+// three are its row views), plus the biases where the layer has them.
 void project_qkv(Model& m, const LayerWeights& L, int64_t n);
-// s.gate, s.up [n, n_ff] = s.xb . Wgate^T, Wup^T (linear_shared), or the two halves of
-// each row of s.xb . Wup^T when the layer's gate and up are fused.
+// s.gate, s.up [n, n_ff] = s.xb . Wgate^T, Wup^T (linear_shared; for a fused ffn_up the
+// two are its row views: gate rows, then up rows).
 void project_gate_up(Model& m, const LayerWeights& L, int64_t n);
 // Row-wise RMSNorm of X [n, d] (row stride d) by F32 weight w into Y.
 void rmsnorm_rows(Model& m, const float* X, const Weight& w, float* Y, int64_t n, int64_t d);

@@ -146,6 +146,25 @@ def test_cli_writes_an_imatrix_that_quantize_reads(f32_llama, tmp_path):
     assert r.returncode == 1 and "fewer than one chunk of 100000" in r.stderr
 
 
+# ---------------------------------------------------------------- fused tensors
+def test_fused_tensors_collect_once_under_their_names(tmp_path):
+    """Phi-3's attn_qkv (q | k | v rows) and ffn_up (gate | up rows) run as row views of
+    one tensor; their statistics are the fused tensor's: every token once, all K columns,
+    under the file's name, as the numpy reference (one matmul per fused tensor) sees them."""
+    path = sf.build("phi3", tmp_path)
+    got = collect(path, TEXT, chunk_size=32, n_chunks=2, n_threads=2, precise=True)
+    want_sums, want_counts = _numpy_sums(path, _chunks(path, 32, 2), act_quant=False)
+    assert sorted(got.sums) == sorted(want_sums)
+    assert {"blk.0.attn_qkv.weight", "blk.1.ffn_up.weight"} <= set(got.sums)
+    assert not any(".attn_q." in n or ".ffn_gate." in n for n in got.sums)
+    assert got.sums["blk.1.attn_qkv.weight"].shape == got.sums["blk.1.ffn_up.weight"].shape == (1, sf.N_EMBD)
+    for name, s in want_sums.items():
+        assert got.counts[name].tolist() == want_counts[name].tolist() == [64], name
+        assert got.sums[name].shape == s.shape, name
+        # float32 activations and cache on both sides: summation order only
+        np.testing.assert_allclose(got.sums[name], s, rtol=1e-4, err_msg=name)
+
+
 # ---------------------------------------------------------------- mixture of experts
 MOE_FAMILIES = ("qwen3moe", "mixtral")
 
