@@ -193,6 +193,75 @@ def test_longrope_factors_follow_the_context(family_paths) -> None:
         Model.load(path, n_threads=1, n_ctx=0)
 
 
+def _odd_phi3(path: Path) -> Path:
+    """One phi3 layer whose fused tensors split into row counts the x8 layout cannot
+    take: head_dim 18 gives attn_qkv's q 72 rows (x8) and k, v 36 each; n_ff 36 gives
+    ffn_up's gate and up 36 rows each. The fused tensors are Q8_0 (144 and 72 rows, both
+    x8-able whole), the rest F32."""
+    import gguf
+    from gguf.quants import quantize
+    E, V, n_head, n_kv, hd, n_ff = sf.N_EMBD, 300, 4, 2, 18, 36
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(str(path), "phi3")
+    w.add_block_count(1)
+    w.add_context_length(256)
+    w.add_embedding_length(E)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_key_length(hd)
+    w.add_value_length(hd)
+    w.add_rope_dimension_count(hd)
+    w.add_layer_norm_rms_eps(1e-5)
+
+    def mat(rows: int, cols: int, gain: float = 1.0) -> np.ndarray:
+        return (gain * rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    Q8 = gguf.GGMLQuantizationType.Q8_0
+    w.add_tensor("token_embd.weight", mat(V, E, 16.0))
+    w.add_tensor("output_norm.weight", np.ones(E, np.float32))
+    w.add_tensor("output.weight", mat(V, E, 4.0))
+    w.add_tensor("blk.0.attn_norm.weight", np.ones(E, np.float32))
+    w.add_tensor("blk.0.attn_qkv.weight", quantize(mat((n_head + 2 * n_kv) * hd, E, 3.0), Q8), raw_dtype=Q8)
+    w.add_tensor("blk.0.attn_output.weight", mat(E, n_head * hd))
+    w.add_tensor("blk.0.ffn_norm.weight", np.ones(E, np.float32))
+    w.add_tensor("blk.0.ffn_up.weight", quantize(mat(2 * n_ff, E), Q8), raw_dtype=Q8)
+    w.add_tensor("blk.0.ffn_down.weight", mat(E, n_ff))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+def test_fused_views_the_x8_layout_cannot_take(tmp_path, isa, monkeypatch) -> None:
+    """Phi-3's fused tensors run as row views, each repacked on its own where its rows
+    are a multiple of 8: here only q; k, v, gate and up stay ggml rows in the same
+    shared matmul. Precise mode matches the reference; the fast path matches the model
+    loaded without repacking up to float summation order."""
+    from llamalite.model import _NO_X8_ISAS
+    path = _odd_phi3(tmp_path / "odd-phi3.gguf")
+    tokens = sf.PREFILL_TOKENS[:8]
+    n = len(tokens)
+
+    def logits(m: Model, kv_dtype: str) -> np.ndarray:
+        kv = m.new_kv_cache(1, 16, dtype=kv_dtype)
+        return m.forward(kv, tokens, np.arange(n), np.zeros(n, np.int32), np.zeros((1, 1), np.int32),
+                         np.arange(n))
+
+    got = logits(Model.load(path, n_threads=2, precise=True), "f32")
+    diff = np.abs(got - reference_logits(path, tokens, act_quant=False)).max()
+    assert diff < TOL_PRECISE, f"{isa}: max |diff| {diff:.2e}"
+    packed = Model.load(path, n_threads=2)
+    assert packed._native.n_x8 == (0 if isa in _NO_X8_ISAS else 1)   # the q view alone
+    monkeypatch.setenv("LLAMALITE_REPACK", "0")
+    plain = Model.load(path, n_threads=2)
+    assert plain._native.n_x8 == 0
+    # measured: bit-identical (generic), max 1.9e-6 with logits up to ~16 (avx2)
+    np.testing.assert_allclose(logits(packed, "f16"), logits(plain, "f16"), rtol=0, atol=1e-4)
+
+
 # --- what the loader refuses ------------------------------------------------------------
 @pytest.mark.parametrize("name, edits, match", [
     ("qwen2", dict(drop={"blk.1.attn_v.weight"}), "blk.1.attn_v.weight"),
