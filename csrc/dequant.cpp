@@ -1,4 +1,5 @@
-// dequant.cpp - dequantize_row for every supported type (scalar, generic).
+// dequant.cpp - dequantize_row for every supported type (scalar, generic; F16
+// through F16C on x86 when the active ISA is not generic: the same bits).
 //
 // Each loop mirrors the float32 operation order of gguf.quants.dequantize
 // (numpy), so the results are bit-identical; the build uses -ffp-contract=off
@@ -9,6 +10,7 @@
 
 #include "kernels.h"
 #include "quant_blocks.h"
+#include "quantize.h"  // quant_avx2::f16_to_f32_row
 #include "scalar_util.h"
 
 namespace ll {
@@ -18,6 +20,12 @@ void deq_f32(const void* src, float* y, int64_t n) { std::memcpy(y, src, (size_t
 
 void deq_f16(const void* src, float* y, int64_t n) {
   const uint16_t* h = (const uint16_t*)src;
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+  if (active_isa() != ISA::generic) {   // every x86 set but generic has F16C
+    quant_avx2::f16_to_f32_row(h, y, n, &fp16_to_fp32);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < n; i++) y[i] = fp16_to_fp32(h[i]);
 }
 

@@ -1184,10 +1184,7 @@ void quantize_rows(int32_t type, int32_t src_type, const void* src, void* dst, i
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* s = in + (size_t)r * src_rb;
       const float* x = reinterpret_cast<const float*>(s);
-      if (src_type == TYPE_F16 && use_avx2()) {
-        quant_avx2::f16_to_f32_row(reinterpret_cast<const uint16_t*>(s), row.data(), n_per_row, &fp16_to_fp32);
-        x = row.data();
-      } else if (src_type != TYPE_F32) {
+      if (src_type != TYPE_F32) {
         dequantize_row(src_type, s, row.data(), n_per_row);
         x = row.data();
       }

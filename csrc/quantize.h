@@ -36,7 +36,8 @@ void quantize_row(int32_t type, const float* src, void* dst, int64_t n_per_row, 
 uint16_t fp32_to_bf16(float f);
 
 // The AVX2 unit (quantize_avx2.cpp): the same bits as the scalar code, 8
-// sub-blocks per vector. Called by quantize.cpp when the active ISA has AVX2.
+// sub-blocks per vector. Called by quantize.cpp (and dequant.cpp for F16) when the
+// active ISA has AVX2.
 namespace quant_avx2 {
 // One Q4_K / Q5_K super-block's reference search: 8 sub-blocks of 32 -> their
 // scales, mins (the_min) and levels L[256].
@@ -58,7 +59,8 @@ void iq4_scales_x8(const float* x, const float* w, float* scales);
 void q8_0_blocks(const float* x, void* dst, int64_t nb, uint16_t (*to_fp16)(float));
 // n values to fp16 bits (NaNs through to_fp16, the scalar conversion).
 void f16_row(const float* x, uint16_t* y, int64_t n, uint16_t (*to_fp16)(float));
-// n fp16 values to float32 (NaNs through to_fp32, the scalar conversion).
+// n fp16 values to float32 (NaNs through to_fp32, the scalar conversion); dequantize_row's
+// F16 path on x86.
 void f16_to_f32_row(const uint16_t* x, float* y, int64_t n, float (*to_fp32)(uint16_t));
 }  // namespace quant_avx2
 
