@@ -398,18 +398,26 @@ void enable_act_stats(Model& m) {
     st->sum2.emplace_back(n_mat * ws[0].K, 0.0);
     st->count.emplace_back(n_mat, 0);
   };
-  static const char* const roles[] = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output",
-                                      "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_inp"};
-  static const Weight unset;
   for (size_t il = 0; il < m.layers.size(); ++il) {
     LayerWeights& L = m.layers[il];
     // A fused tensor's views share one input (linear_shared): only its first view
     // collects, under the fused tensor's name, so each row counts once for all K columns.
-    const Weight* ws[] = {L.fused_qkv ? &unset : &L.wq, L.fused_qkv ? &unset : &L.wk,
-                          L.fused_qkv ? &unset : &L.wv, L.fused_qkv ? &L.wq : &unset, &L.wo,
-                          L.fused_gate_up ? &unset : &L.ffn_gate,
-                          L.fused_gate_up ? &L.ffn_gate : &L.ffn_up, &L.ffn_down, &L.ffn_gate_inp};
-    for (size_t r = 0; r < 9; ++r) add(il, roles[r], ws[r], 1);
+    if (L.fused_qkv) {
+      add(il, "attn_qkv", &L.wq, 1);
+    } else {
+      add(il, "attn_q", &L.wq, 1);
+      add(il, "attn_k", &L.wk, 1);
+      add(il, "attn_v", &L.wv, 1);
+    }
+    add(il, "attn_output", &L.wo, 1);
+    if (L.fused_gate_up) {
+      add(il, "ffn_up", &L.ffn_gate, 1);
+    } else {
+      add(il, "ffn_gate", &L.ffn_gate, 1);
+      add(il, "ffn_up", &L.ffn_up, 1);
+    }
+    add(il, "ffn_down", &L.ffn_down, 1);
+    add(il, "ffn_gate_inp", &L.ffn_gate_inp, 1);
     add(il, "ffn_gate_exps", L.gate_exps.data(), L.gate_exps.size());
     add(il, "ffn_up_exps", L.up_exps.data(), L.up_exps.size());
     add(il, "ffn_down_exps", L.down_exps.data(), L.down_exps.size());
