@@ -83,25 +83,22 @@ def tensor_specs(g: GGUFFile) -> list[TensorSpec]:
     return [TensorSpec(t.name, tuple(int(d) for d in t.shape), t.type) for t in g.tensors.values()]
 
 
+def _stored_rows(g: GGUFFile, name: str) -> np.ndarray:
+    """A tensor's rows as they are stored: uint8 [rows, row bytes], a view into the mapping."""
+    t = g.tensors[name]
+    return g.tensor_bytes(name).reshape(t.n_elements // t.shape[0], -1)
+
+
 def _rows_f32(g: GGUFFile, name: str, r0: int, r1: int) -> np.ndarray:
     """Rows [r0, r1) of a tensor as float32 [r1 - r0, ne0] (through the core's
     dequantize_row for every type but F32)."""
     t = g.tensors[name]
     ne0 = t.shape[0]
-    chunk = _rows_raw(g, name, r0, r1)
+    chunk = _stored_rows(g, name)[r0:r1]
     if t.type == F32:
         return chunk.view("<f4").reshape(r1 - r0, ne0)
-    flat = _core.dequantize(t.type, np.ascontiguousarray(chunk), (r1 - r0) * ne0)
+    flat = _core.dequantize(t.type, np.ascontiguousarray(chunk).reshape(-1), (r1 - r0) * ne0)
     return flat.reshape(r1 - r0, ne0)
-
-
-def _rows_raw(g: GGUFFile, name: str, r0: int, r1: int) -> np.ndarray:
-    """Rows [r0, r1) of a tensor as they are stored: uint8 [r1 - r0, row bytes], a view
-    into the mapping."""
-    t = g.tensors[name]
-    n_rows = t.n_elements // t.shape[0]
-    rb = t.nbytes // max(1, n_rows)
-    return g.tensor_bytes(name)[r0 * rb:r1 * rb].reshape(r1 - r0, rb)
 
 
 # --- planning -------------------------------------------------------------------------
@@ -149,8 +146,8 @@ def _write_tensor(f, g: GGUFFile, step: Step, imatrix: Optional[np.ndarray], n_t
             _release(g, t.offset + i, t.offset + min(t.nbytes, i + (64 << 20)))
         return
     ne0 = t.shape[0]
-    n_rows = t.n_elements // ne0
-    row_bytes = t.nbytes // n_rows
+    stored = _stored_rows(g, step.name)
+    n_rows, row_bytes = stored.shape
     rows_per_mat = t.shape[1] if len(t.shape) > 1 else 1          # experts: one imatrix slice each
     slab = max(1, min(n_rows, SLAB_VALUES // ne0))
     r = 0
@@ -163,8 +160,7 @@ def _write_tensor(f, g: GGUFFile, step: Step, imatrix: Optional[np.ndarray], n_t
             # The core converts the stored rows (F16, BF16, quantized) on its worker
             # threads, a row at a time: no float32 copy of the slab.
             w = imatrix[mat * ne0:(mat + 1) * ne0] if imatrix is not None else None
-            out = _core.quantize_rows(step.type_out, _rows_raw(g, step.name, r, r1), w, n_threads,
-                                      src_type=step.type_in)
+            out = _core.quantize_rows(step.type_out, stored[r:r1], w, n_threads, src_type=step.type_in)
         f.write(memoryview(out).cast("B"))
         _release(g, t.offset + r * row_bytes, t.offset + r1 * row_bytes)
         r = r1
